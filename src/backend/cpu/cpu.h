@@ -1,0 +1,25 @@
+// cpu.h: what the CPU backend's files share beyond ops.h, private to
+// src/backend/cpu/ and its tests: the chunking of the im2col convolution,
+// exposed so that a small test can force several chunks.
+#pragma once
+#include <stdint.h>
+
+// A k x k convolution (k > 1) unrolls its input (im2col) into a matrix of
+// Ci*k*k rows by (rows*W) columns, `rows` output rows at a time. The public
+// ops pick `rows` with conv2d_chunk_rows so that the matrix stays near
+// CPU_CONV_CHUNK_FLOATS floats (cache-sized: see bench/bench_conv.c).
+#ifndef CPU_CONV_CHUNK_FLOATS
+#define CPU_CONV_CHUNK_FLOATS (1 << 20)
+#endif
+
+// Output rows per im2col chunk for these sizes: in [1, H]. Meaningless for k = 1.
+int conv2d_chunk_rows(int Ci, int H, int W, int k);
+
+// conv2d_forward / conv2d_backward with an explicit chunk of `rows` output
+// rows (1 <= rows <= H); `scratch` has at least Ci*k*k*rows*W floats when k > 1.
+void conv2d_forward_rows(float *out, const float *in, const float *w, const float *b, int B,
+                         int Ci, int Co, int H, int W, int k, float alpha, float beta, int rows,
+                         float *scratch);
+void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, const float *in,
+                          const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
+                          int rows, float *scratch);

@@ -1,0 +1,77 @@
+// pool.c: the CPU resampling ops of ops.h: 2x2 max-pooling (the dVAE
+// encoder's downsampling) and nearest-neighbour x2 upsampling (the
+// decoder's), forward and backward. Each thread takes whole (b, c) planes.
+#include <stdint.h>
+
+#include "backend/ops.h"
+
+void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    const int Ho = H / 2, Wo = W / 2;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
+        const float *x = in + pl * H * W; // (H, W)
+        float *o = out + pl * Ho * Wo;    // (Ho, Wo)
+        for (int i = 0; i < Ho; i++) {
+            const float *r0 = x + (int64_t)2 * i * W, *r1 = r0 + W;
+            for (int j = 0; j < Wo; j++) {
+                // scan order (0,0) (0,1) (1,0) (1,1); strict > keeps the first max
+                float m = r0[2 * j];
+                if (r0[2 * j + 1] > m) m = r0[2 * j + 1];
+                if (r1[2 * j] > m) m = r1[2 * j];
+                if (r1[2 * j + 1] > m) m = r1[2 * j + 1];
+                o[(int64_t)i * Wo + j] = m;
+            }
+        }
+    }
+}
+
+void maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
+    const int Ho = H / 2, Wo = W / 2;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
+        const float *x = in + pl * H * W;  // (H, W)
+        const float *g = dout + pl * Ho * Wo; // (Ho, Wo)
+        float *d = din + pl * H * W;        // (H, W)
+        for (int i = 0; i < Ho; i++) {
+            const int64_t r0 = (int64_t)2 * i * W, r1 = r0 + W;
+            for (int j = 0; j < Wo; j++) {
+                // the same scan as the forward picks the same element
+                int64_t at = r0 + 2 * j;
+                if (x[r0 + 2 * j + 1] > x[at]) at = r0 + 2 * j + 1;
+                if (x[r1 + 2 * j] > x[at]) at = r1 + 2 * j;
+                if (x[r1 + 2 * j + 1] > x[at]) at = r1 + 2 * j + 1;
+                d[at] += g[(int64_t)i * Wo + j];
+            }
+        }
+    }
+}
+
+void upsample2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    const int Wo = 2 * W;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
+        const float *x = in + pl * H * W;  // (H, W)
+        float *o = out + pl * 4 * H * W;   // (2H, 2W)
+        for (int i = 0; i < H; i++) {
+            float *r0 = o + (int64_t)2 * i * Wo, *r1 = r0 + Wo;
+            const float *xr = x + (int64_t)i * W;
+            for (int j = 0; j < W; j++) r0[2 * j] = r0[2 * j + 1] = xr[j];
+            for (int j = 0; j < Wo; j++) r1[j] = r0[j];
+        }
+    }
+}
+
+void upsample2_backward(float *din, const float *dout, int B, int C, int H, int W) {
+    const int Wo = 2 * W;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
+        const float *g = dout + pl * 4 * H * W; // (2H, 2W)
+        float *d = din + pl * H * W;            // (H, W)
+        for (int i = 0; i < H; i++) {
+            const float *r0 = g + (int64_t)2 * i * Wo, *r1 = r0 + Wo;
+            float *dr = d + (int64_t)i * W;
+            for (int j = 0; j < W; j++)
+                dr[j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+        }
+    }
+}

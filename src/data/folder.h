@@ -1,0 +1,11 @@
+// folder.h: the image files of a folder, the simplest dataset (dVAE training
+// reads one; the caption datasets of src/data build on the same listing).
+#pragma once
+
+// Lists the files directly in DIR whose names end in .png, .jpg or .jpeg
+// (any case), sorted by name so that a run does not depend on the file
+// system's order. *paths is an array of *n dalle_malloc'ed "DIR/NAME"
+// strings; free with folder_free. DALLE_ERR (naming DIR) if it cannot be read
+// or holds no image.
+int folder_list_images(const char *dir, char ***paths, int *n);
+void folder_free(char **paths, int n);

@@ -1,0 +1,140 @@
+// model.h: the dVAE's insides, shared by model.c (the networks), loss.c (the
+// relaxation and the likelihood) and train.c (the training loop).
+//
+// Each network (encoder, decoder) is compiled from the config into a list of
+// ops over numbered activation "slots" (dvae_net). A dvae_exec binds a net to
+// memory for a batch size: for training every slot gets its own memory (the
+// backward pass needs them all) plus a gradient; for inference slots share a
+// few buffers by liveness, so the paper model at 256x256 needs ~3 feature maps.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/safetensors.h"
+#include "dalle/dvae.h"
+
+#define DVAE_MAX_TENSORS 1024
+#define DVAE_NAME_LEN 80
+
+// One parameter tensor of the size table (the single source of truth for the
+// parameter layout, the checkpoint and the parameter count).
+typedef struct {
+    char name[DVAE_NAME_LEN]; // official key with "encoder."/"decoder." prefix
+    int ndim;                 // 4 for w, 1 for b
+    int64_t shape[4];
+    int64_t offset;           // into the parameter block, in floats
+    int64_t numel;
+    int is_weight;            // 1 for conv weights (decayed), 0 for biases
+    int fan_in;               // n_in * kw * kw of its conv
+} dvae_tensor;
+
+typedef enum { OP_CONV, OP_ONEHOT, OP_RELU, OP_COPY, OP_POOL, OP_UPSAMPLE } dvae_op_kind;
+
+typedef struct {
+    dvae_op_kind kind;
+    int in, out;         // slots
+    int wi, bi;          // tensor indices of weight and bias (conv, onehot)
+    int64_t w_off, b_off; // their offsets in the parameter block
+    int k, ci, co, h, w; // kernel, channels in/out, spatial size of the input
+    float alpha, beta;   // conv: out = alpha*(conv + b) + beta*out; beta is 0 or 1
+} dvae_op;
+
+typedef struct {
+    int c, h, w; // per-image shape of a slot
+} dvae_slot;
+
+typedef struct {
+    dvae_op *ops;     // (n_ops,)
+    int n_ops;
+    dvae_slot *slots; // (n_slots,)
+    int n_slots;
+    int in_slot, out_slot;
+} dvae_net;
+
+struct dvae_model {
+    dvae_config cfg;
+    dvae_tensor tensors[DVAE_MAX_TENSORS]; // encoder tensors, then decoder
+    int n_tensors, n_enc_tensors;
+    float *params;    // (n_params,) one block for all tensors
+    int64_t n_params;
+    dvae_net enc;     // image (3,S,S) -> logits (V,G,G)
+    dvae_net dec;     // soft codes (V,G,G) -> stats (6,S,S), dense input conv
+    dvae_net dec_ids; // codes (G*G,) -> stats, input conv as an embedding lookup
+};
+
+// A net bound to memory for B images.
+typedef struct {
+    const dvae_net *net;
+    int B, train;
+    float **act;       // (n_slots,) slot pointers; act[in_slot] is the caller's
+    float **grad;      // (n_slots,) training only; grad[in_slot] only if need_din
+    float *arena;      // activations (and gradients) in one block
+    float *scratch;    // im2col scratch
+    int64_t arena_floats, scratch_floats;
+    const int32_t *codes; // input of an OP_ONEHOT net: (B, G*G)
+} dvae_exec;
+
+// Builds the parameter size table and the three nets of m from m->cfg.
+int dvae_build(dvae_model *m);
+// Index of the tensor called NAME, or -1.
+int dvae_find_tensor(const dvae_model *m, const char *name);
+
+// Binds `net` for B images. train = 1 keeps every activation and allocates
+// gradients (need_din: also the input slot's gradient). The input slot's
+// pointer is left NULL for the caller to set (or codes, for dec_ids).
+int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need_din);
+void dvae_exec_free(dvae_exec *e);
+// Runs the net forward; returns the output slot (B, c, h, w).
+float *dvae_forward(dvae_exec *e, const float *params);
+// Backward from e->grad[out_slot] (set by the caller), accumulating parameter
+// gradients into dparams (same layout as params) and, if allocated, the
+// input's gradient into e->grad[in_slot]. Zeroes the other slot gradients first.
+void dvae_backward(dvae_exec *e, const float *params, float *dparams);
+
+// Encoder logits (B, V, G, G) of already-mapped pixels x (B, 3, S, S).
+int dvae_encode_logits(dvae_model *m, const float *x_mapped, int B, float *logits);
+// Decoder output statistics (B, 6, S, S) for codes (B, G*G).
+int dvae_decode_stats(dvae_model *m, const int32_t *codes, int B, float *stats);
+
+// ---- model files (model.c). A model file holds "encoder.*" and "decoder.*";
+// a training checkpoint adds "ema.*", "adam.m.*" and "adam.v.*" of the same
+// tensors, and its state in the metadata.
+int dvae_config_to_json(const dvae_config *cfg, char *buf, size_t n);
+// Reads and checks the config from a file's metadata ("dvae.config").
+int dvae_config_from_file(const st_file *f, dvae_config *cfg);
+// Writes "dalle.kind", "dalle.version" and "dvae.config" metadata.
+int dvae_write_meta(const dvae_config *cfg, st_writer *w);
+// Errors (naming the tensor) if f holds a tensor that is not PREFIX + one of
+// m's parameter names for one of the prefixes.
+int dvae_check_names(const dvae_model *m, const st_file *f, const char *const *prefixes, int n_prefixes);
+// Reads every parameter tensor under PREFIX into dst (n_params floats),
+// checking shapes. Errors name file and tensor.
+int dvae_read_tensors(const dvae_model *m, const st_file *f, const char *prefix, float *dst);
+// Adds every parameter tensor under PREFIX, from src, to the writer (F32).
+int dvae_add_tensors(const dvae_model *m, st_writer *w, const char *prefix, const float *src);
+
+// map_pixels: x in [0,1] -> (1 - 2 eps) x + eps, eps = 0.1, in place.
+void dvae_map_pixels(float *x, int64_t n);
+// unmap_pixels: clamp((x - eps) / (1 - 2 eps), 0, 1), in place.
+void dvae_unmap_pixels(float *x, int64_t n);
+#define DVAE_LOGIT_LAPLACE_EPS 0.1f
+
+// ---- loss.c: the relaxation and the ELB terms. Shapes: logits and z are
+// (B, V, P) with P = G*G positions (NCHW, channel stride P); stats (B, 6, N)
+// and x (B, 3, N) with N = S*S.
+
+// z = softmax((logits + g) / tau) over V at each position.
+void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V,
+                            int P);
+// dlogits += d(sum dz*z)/dlogits, from the forward's output z.
+void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B,
+                             int V, int P);
+// Sum over positions of KL(softmax(logits) || uniform(V)) = sum_k q ln q + ln V.
+// With dlogits non-NULL, adds scale * its gradient.
+double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V,
+                                   int P);
+// Sum of the logit-Laplace negative log-likelihood of x (mapped pixels in
+// (0,1)) under mu = stats[:, 0:3], ln b = stats[:, 3:6]. With dstats non-NULL,
+// writes (=) scale * its gradient into dstats (B, 6, N).
+double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B,
+                         int N);

@@ -1,0 +1,387 @@
+// train.c: the dVAE trainer (see train.h): one step is encoder forward,
+// Gumbel-softmax relaxation, decoder forward on the relaxed codes, the ELB
+// loss, and the backward pass through all of it; then AdamW and the EMA.
+//
+// Every random choice is a pure function of (seed, step, index): the data
+// order (one permutation per epoch), the augmentation and the Gumbel noise.
+// So a checkpoint only needs the step, and --resume continues the very same
+// run.
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/image.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "data/folder.h"
+#include "train/optim.h"
+
+// Streams of the counter-based RNG (keys derived from the run's seed).
+enum { STREAM_ORDER = 1, STREAM_AUGMENT = 2, STREAM_GUMBEL = 3 };
+static uint64_t stream_key(uint64_t seed, int stream) { return seed * 0x9E3779B97F4A7C15ull + (uint64_t)stream; }
+
+void dvae_train_defaults(dvae_train_opts *o, int64_t steps) {
+    memset(o, 0, sizeof *o);
+    dvae_config_preset("small", &o->cfg);
+    o->batch = 8;
+    o->steps = steps;
+    o->seed = 1;
+    o->lr = 1e-4;
+    o->lr_end = 1.25e-6;
+    o->lr_steps = steps * 2 / 5;
+    o->tau = 1.0;
+    o->tau_end = 1.0 / 16;
+    o->tau_steps = steps / 20;
+    o->kl = 0.0;
+    o->kl_end = 6.6;
+    o->kl_steps = steps / 600;
+    o->weight_decay = 1e-4;
+    o->ema_decay = 0.999;
+    o->augment = 1;
+    o->log_every = 100;
+}
+
+// ---------------------------------------------------------------- one step
+
+int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B) {
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->B = B;
+    int V = m->cfg.vocab_size, G = dvae_grid(&m->cfg);
+    size_t nz = (size_t)B * V * G * G;
+    if (dvae_exec_init(&t->enc, &m->enc, B, 1, 0) || dvae_exec_init(&t->dec, &m->dec, B, 1, 1)) goto fail;
+    t->g = dalle_malloc(sizeof(float) * nz);
+    t->z = dalle_malloc(sizeof(float) * nz);
+    t->dlogits = t->enc.grad[m->enc.out_slot];
+    t->grads = dalle_malloc(sizeof(float) * (size_t)m->n_params);
+    if (!t->g || !t->z || !t->grads) goto fail;
+    t->dec.act[m->dec.in_slot] = t->z;
+    return DALLE_OK;
+fail:
+    dvae_trainer_free(t);
+    return DALLE_ERR;
+}
+
+void dvae_trainer_free(dvae_trainer *t) {
+    dvae_exec_free(&t->enc);
+    dvae_exec_free(&t->dec);
+    dalle_free(t->g);
+    dalle_free(t->z);
+    dalle_free(t->grads);
+    memset(t, 0, sizeof *t);
+}
+
+dvae_loss dvae_trainer_step(dvae_trainer *t, const float *x, float tau, float beta) {
+    dvae_model *m = t->m;
+    const dvae_config *c = &m->cfg;
+    int B = t->B, V = c->vocab_size, S = c->image_size, G = dvae_grid(c), P = G * G, N = S * S;
+    // The paper divides the ELB by 256*256*3: per pixel value, so the KL
+    // (summed over positions) weighs beta / (3*S*S / P), i.e. beta/192 at 256x256.
+    const float norm = 1.0f / ((float)B * 3.0f * (float)N);
+
+    t->enc.act[m->enc.in_slot] = (float *)x;
+    const float *logits = dvae_forward(&t->enc, m->params); // (B, V, G, G)
+    gumbel_softmax_forward(t->z, logits, t->g, tau, B, V, P);
+    const float *stats = dvae_forward(&t->dec, m->params); // (B, 6, S, S)
+
+    float *dstats = t->dec.grad[m->dec.out_slot];
+    double rec = logit_laplace_nll(dstats, stats, x, norm, B, N);
+    memset(t->grads, 0, sizeof(float) * (size_t)m->n_params);
+    dvae_backward(&t->dec, m->params, t->grads);
+
+    memset(t->dlogits, 0, sizeof(float) * (size_t)B * V * P);
+    double kl = kl_uniform_forward_backward(t->dlogits, logits, beta * norm, B, V, P);
+    gumbel_softmax_backward(t->dlogits, t->dec.grad[m->dec.in_slot], t->z, tau, B, V, P);
+    dvae_backward(&t->enc, m->params, t->grads);
+
+    dvae_loss L;
+    L.rec = rec * norm;
+    L.kl = kl / ((double)B * P);
+    L.loss = L.rec + (double)beta * kl * norm;
+    return L;
+}
+
+// ---------------------------------------------------------------- data
+
+typedef struct {
+    image_t *imgs; // (n,) each with shorter side >= S (upscaled if smaller)
+    int n;
+    int S;
+    int *perm;     // (n,) the current epoch's order
+    int64_t perm_epoch;
+    uint64_t seed;
+} dataset;
+
+static void dataset_free(dataset *d) {
+    for (int i = 0; d->imgs && i < d->n; i++) image_free(&d->imgs[i]);
+    dalle_free(d->imgs);
+    dalle_free(d->perm);
+    memset(d, 0, sizeof *d);
+}
+
+// Loads every image of the folder, keeping the shorter side at most 3S/2
+// (the largest size the augmentation resizes to) and at least S.
+static int dataset_load(dataset *d, const char *dir, int S, int64_t max_images, uint64_t seed) {
+    memset(d, 0, sizeof *d);
+    char **paths;
+    int n;
+    if (folder_list_images(dir, &paths, &n)) return DALLE_ERR;
+    if (max_images > 0 && n > max_images) n = (int)max_images;
+    d->S = S;
+    d->seed = seed;
+    d->perm_epoch = -1;
+    d->imgs = dalle_calloc((size_t)n, sizeof(image_t));
+    d->perm = dalle_malloc(sizeof(int) * (size_t)n);
+    if (!d->imgs || !d->perm) goto fail;
+    int keep = (3 * S + 1) / 2;
+    for (int i = 0; i < n; i++) {
+        image_t img = {0};
+        if (image_load(paths[i], &img)) goto fail;
+        int s_min = DALLE_MIN(img.w, img.h);
+        int target = s_min > keep ? keep : s_min < S ? S : 0;
+        if (target) {
+            int w = (int)((int64_t)img.w * target / s_min), h = (int)((int64_t)img.h * target / s_min);
+            image_t r = {0};
+            int rc = image_resize(&img, DALLE_MAX(w, target), DALLE_MAX(h, target), target < s_min ? IMAGE_AREA : IMAGE_LANCZOS, &r);
+            image_free(&img);
+            if (rc) { dalle_errprefix("%s", paths[i]); goto fail; }
+            img = r;
+        }
+        d->imgs[d->n++] = img;
+    }
+    folder_free(paths, n);
+    return DALLE_OK;
+fail:
+    folder_free(paths, n);
+    dataset_free(d);
+    return DALLE_ERR;
+}
+
+// The image index at global sample position pos: epoch-wise permutations
+// (Fisher-Yates driven by Philox keyed by the epoch).
+static int dataset_index(dataset *d, int64_t pos) {
+    int64_t epoch = pos / d->n;
+    if (epoch != d->perm_epoch) {
+        for (int i = 0; i < d->n; i++) d->perm[i] = i;
+        for (int i = d->n - 1; i > 0; i--) {
+            uint32_t w[4];
+            philox4x32(stream_key(d->seed, STREAM_ORDER), (uint64_t)epoch, (uint64_t)i, w);
+            int j = (int)(w[0] % (uint32_t)(i + 1));
+            int tmp = d->perm[i];
+            d->perm[i] = d->perm[j];
+            d->perm[j] = tmp;
+        }
+        d->perm_epoch = epoch;
+    }
+    return d->perm[pos % d->n];
+}
+
+// Writes sample `pos` as (3, S, S) floats in [0,1] into out. With augment,
+// the paper's Listing 1: a random square crop of the shorter side s, resized
+// (area) to t uniform in [min(s, 9S/8), min(s, 3S/2)], a random S x S crop
+// and a random horizontal flip. Without, the centre S x S after resizing.
+static int dataset_sample(dataset *d, int64_t pos, int augment, float *out) {
+    const image_t *img = &d->imgs[dataset_index(d, pos)];
+    int S = d->S, rc = DALLE_ERR;
+    image_t sq = {0}, rs = {0}, fin = {0};
+    if (!augment) {
+        if (image_resize_crop(img, S, &fin)) return DALLE_ERR;
+    } else {
+        uint32_t w[4], w2[4];
+        uint64_t key = stream_key(d->seed, STREAM_AUGMENT);
+        philox4x32(key, 0, (uint64_t)pos, w);
+        philox4x32(key, 1, (uint64_t)pos, w2);
+        int s = DALLE_MIN(img->w, img->h);
+        int x0 = (int)(w[0] % (uint32_t)(img->w - s + 1)), y0 = (int)(w[1] % (uint32_t)(img->h - s + 1));
+        int lo = DALLE_MIN(s, (9 * S + 4) / 8), hi = DALLE_MIN(s, (3 * S + 1) / 2);
+        int t = lo + (int)(w[2] % (uint32_t)(hi - lo + 1));
+        if (image_crop(img, x0, y0, s, s, &sq) || image_resize(&sq, t, t, IMAGE_AREA, &rs)) goto done;
+        int x1 = (int)(w2[0] % (uint32_t)(t - S + 1)), y1 = (int)(w2[1] % (uint32_t)(t - S + 1));
+        if (image_crop(&rs, x1, y1, S, S, &fin)) goto done;
+        if (w2[2] & 1) // horizontal flip
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S / 2; x++)
+                    for (int c = 0; c < 3; c++) {
+                        uint8_t *a = &fin.data[((size_t)y * S + x) * 3 + c], *b = &fin.data[((size_t)y * S + (S - 1 - x)) * 3 + c];
+                        uint8_t tmp = *a;
+                        *a = *b;
+                        *b = tmp;
+                    }
+    }
+    image_to_chw(&fin, out);
+    rc = DALLE_OK;
+done:
+    image_free(&sq);
+    image_free(&rs);
+    image_free(&fin);
+    return rc;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+typedef struct {
+    float *ema, *m, *v; // (n_params,) each: one block for the optimizer state and the EMA
+} train_state;
+
+static int save_checkpoint(const char *path, const dvae_model *m, const train_state *s, const dvae_train_opts *o, int64_t step) {
+    st_writer *w = st_writer_new();
+    if (!w) return DALLE_ERR;
+    char buf[64];
+    int rc = DALLE_ERR;
+    if (dvae_write_meta(&m->cfg, w)) goto done;
+    snprintf(buf, sizeof buf, "%lld", (long long)step);
+    if (st_writer_meta(w, "train.step", buf)) goto done;
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
+    if (st_writer_meta(w, "train.seed", buf)) goto done;
+    if (st_writer_meta(w, "train.rng", "philox4x32-10, streams keyed by seed, counters by step")) goto done;
+    if (dvae_add_tensors(m, w, "", m->params) || dvae_add_tensors(m, w, "ema.", s->ema) ||
+        dvae_add_tensors(m, w, "adam.m.", s->m) || dvae_add_tensors(m, w, "adam.v.", s->v))
+        goto done;
+    rc = st_writer_save(w, path);
+done:
+    st_writer_free(w);
+    return rc;
+}
+
+static int meta_int(const st_file *f, const char *key, long long *out) {
+    const char *v = st_meta(f, key);
+    char *end;
+    if (!v) return dalle_seterr("%s: metadata '%s' missing (not a training checkpoint?)", f->path, key);
+    *out = strtoll(v, &end, 10);
+    if (*end || end == v) return dalle_seterr("%s: metadata '%s' is not an integer: '%s'", f->path, key, v);
+    return DALLE_OK;
+}
+
+// Loads a checkpoint into a new model and state; sets *step and *seed.
+static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *step, uint64_t *seed) {
+    static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
+    dvae_model *m = NULL;
+    st_file *f = st_open(path);
+    if (!f) return NULL;
+    dvae_config cfg;
+    long long st = 0, sd = 0;
+    if (dvae_config_from_file(f, &cfg) || meta_int(f, "train.step", &st) || meta_int(f, "train.seed", &sd)) goto fail;
+    if (!(m = dvae_new(&cfg, 0))) goto fail;
+    if (dvae_check_names(m, f, prefixes, 4)) goto fail;
+    s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
+    if (!s->ema) goto fail;
+    s->m = s->ema + m->n_params;
+    s->v = s->m + m->n_params;
+    if (dvae_read_tensors(m, f, "", m->params) || dvae_read_tensors(m, f, "ema.", s->ema) ||
+        dvae_read_tensors(m, f, "adam.m.", s->m) || dvae_read_tensors(m, f, "adam.v.", s->v))
+        goto fail;
+    *step = st;
+    *seed = (uint64_t)sd;
+    st_close(f);
+    return m;
+fail:
+    st_close(f);
+    dvae_free(m);
+    dalle_free(s->ema);
+    s->ema = NULL;
+    return NULL;
+}
+
+// ---------------------------------------------------------------- the loop
+
+int dvae_train(const dvae_train_opts *o) {
+    dvae_model *m = NULL;
+    train_state s = {0};
+    dataset data = {0};
+    dvae_trainer t = {0};
+    float *x = NULL;
+    int64_t step = 0;
+    uint64_t seed = o->seed;
+    int rc = DALLE_ERR;
+
+    if (o->batch < 1) return dalle_seterr("--batch must be at least 1");
+    if (o->resume) {
+        if (!(m = load_checkpoint(o->resume, &s, &step, &seed))) return DALLE_ERR;
+        dalle_log("resuming %s at step %lld (seed %llu)", o->resume, (long long)step, (unsigned long long)seed);
+    } else {
+        if (!(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
+        s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
+        if (!s.ema) goto done;
+        s.m = s.ema + m->n_params;
+        s.v = s.m + m->n_params;
+        memcpy(s.ema, m->params, sizeof(float) * (size_t)m->n_params);
+    }
+    const dvae_config *c = &m->cfg;
+    int B = o->batch, S = c->image_size;
+    if (dataset_load(&data, o->data_dir, S, o->max_images, seed)) goto done;
+    char cfgjs[256];
+    dvae_config_to_json(c, cfgjs, sizeof cfgjs);
+    dalle_log("dvae train: %d images from %s, config %s, %lld parameters, batch %d, steps %lld",
+              data.n, o->data_dir, cfgjs, (long long)m->n_params, B, (long long)o->steps);
+    dalle_log("schedules (cosine): lr %g -> %g over %lld, tau %g -> %g over %lld, beta %g -> %g over %lld",
+              o->lr, o->lr_end, (long long)o->lr_steps, o->tau, o->tau_end, (long long)o->tau_steps, o->kl,
+              o->kl_end, (long long)o->kl_steps);
+    if (dvae_trainer_init(&t, m, B)) goto done;
+    x = dalle_malloc(sizeof(float) * (size_t)B * 3 * S * S); // (B, 3, S, S)
+    if (!x) goto done;
+
+    progress_t prog;
+    progress_start(&prog, "dvae", step, o->steps, step * B);
+    int V = c->vocab_size, P = dvae_grid(c) * dvae_grid(c);
+    double acc_loss = 0, acc_rec = 0, acc_kl = 0;
+    int acc_n = 0;
+    while (step < o->steps) {
+        for (int b = 0; b < B; b++)
+            if (dataset_sample(&data, step * B + b, o->augment, x + (size_t)b * 3 * S * S)) goto done;
+        dvae_map_pixels(x, (int64_t)B * 3 * S * S);
+        rng_t rng = {stream_key(seed, STREAM_GUMBEL), (uint64_t)step << 32};
+        rng_gumbel(&rng, t.g, (int64_t)B * V * P);
+
+        float tau = (float)cosine_schedule(step, o->tau_steps, o->tau, o->tau_end);
+        float beta = (float)cosine_schedule(step, o->kl_steps, o->kl, o->kl_end);
+        float lr = (float)cosine_schedule(step, o->lr_steps, o->lr, o->lr_end);
+        dvae_loss L = dvae_trainer_step(&t, x, tau, beta);
+        if (!isfinite(L.loss)) {
+            dalle_seterr("step %lld: the loss is not finite (%g); lower --lr", (long long)step, L.loss);
+            goto done;
+        }
+        step++;
+        adamw_params h = {lr, 0.9f, 0.999f, 1e-8f, (float)o->weight_decay};
+        for (int i = 0; i < m->n_tensors; i++) {
+            const dvae_tensor *tt = &m->tensors[i];
+            adamw_update(m->params + tt->offset, s.m + tt->offset, s.v + tt->offset, t.grads + tt->offset,
+                         tt->numel, &h, step, tt->is_weight);
+        }
+        ema_update(s.ema, m->params, m->n_params, (float)o->ema_decay);
+
+        acc_loss += L.loss;
+        acc_rec += L.rec;
+        acc_kl += L.kl;
+        acc_n++;
+        char extra[160];
+        snprintf(extra, sizeof extra, "loss %.5f rec %.5f kl %.4f tau %.3f beta %.3f lr %.2e", L.loss, L.rec, L.kl,
+                 tau, beta, lr);
+        progress_update(&prog, step, step * B, extra);
+        if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
+            if (prog.tty) progress_end(&prog);
+            printf("step %lld loss %.6f rec %.6f kl %.6f tau %.4f beta %.4f lr %.3e\n", (long long)step,
+                   acc_loss / acc_n, acc_rec / acc_n, acc_kl / acc_n, tau, beta, lr);
+            fflush(stdout);
+            acc_loss = acc_rec = acc_kl = 0;
+            acc_n = 0;
+        }
+        if (o->save_every > 0 && step % o->save_every == 0 && step < o->steps)
+            if (save_checkpoint(o->out, m, &s, o, step)) goto done;
+    }
+    progress_end(&prog);
+    if (save_checkpoint(o->out, m, &s, o, step)) goto done;
+    dalle_log("dvae train: done at step %lld, checkpoint %s", (long long)step, o->out);
+    rc = DALLE_OK;
+done:
+    dalle_free(x);
+    dvae_trainer_free(&t);
+    dataset_free(&data);
+    dalle_free(s.ema);
+    dvae_free(m);
+    return rc;
+}

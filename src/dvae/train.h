@@ -1,0 +1,64 @@
+// train.h: training the dVAE (SPEC §2): Gumbel-softmax relaxation with tau
+// annealed 1 -> 1/16, KL to the uniform prior with weight beta annealed
+// 0 -> 6.6, logit-Laplace likelihood, AdamW, EMA, all schedules cosine.
+#pragma once
+#include <stdint.h>
+
+#include "dalle/dvae.h"
+#include "model.h"
+
+typedef struct {
+    const char *data_dir;  // folder of PNG/JPEG images
+    const char *out;       // checkpoint written every save_every steps and at the end
+    const char *resume;    // checkpoint to continue, or NULL
+    dvae_config cfg;       // ignored when resuming (the checkpoint's is used)
+    int batch;             // images per step
+    int64_t steps;         // total steps (a resumed run continues to this)
+    uint64_t seed;
+    double lr, lr_end;     // step size, cosine 1e-4 -> 1.25e-6 ...
+    int64_t lr_steps;      // ... over this many steps (paper: 1.2M of 3M)
+    double tau, tau_end;   // temperature 1 -> 1/16 ...
+    int64_t tau_steps;     // (paper: 150k)
+    double kl, kl_end;     // KL weight beta 0 -> 6.6 ...
+    int64_t kl_steps;      // (paper: 5000)
+    double weight_decay;   // AdamW, on conv weights only (1e-4)
+    double ema_decay;      // 0.999
+    int augment;           // the paper's Listing 1 augmentation (random crops, resize, flip)
+    int64_t save_every;    // 0: only at the end
+    int64_t log_every;     // plain log line every this many steps
+    int64_t max_images;    // use at most this many images of the folder (0: all)
+} dvae_train_opts;
+
+// Default options for `cfg`, with the schedule horizons at the paper's
+// fractions of `steps` (tau 5%, beta 1/600, lr 40%: 150k, 5k and 1.2M of 3M).
+void dvae_train_defaults(dvae_train_opts *o, int64_t steps);
+
+// Trains (or resumes) as o says, writing o->out. DALLE_ERR with a message on
+// bad data, a bad checkpoint or I/O failure.
+int dvae_train(const dvae_train_opts *o);
+
+// The loss of one batch, as the trainer computes it; the pieces are also
+// used by the tests against PyTorch.
+typedef struct {
+    double loss; // rec + beta * kl_sum / (B*3*S*S): the paper's normalisation
+    double rec;  // logit-Laplace NLL per pixel value (nats)
+    double kl;   // KL per code position (nats)
+} dvae_loss;
+
+// State for training steps on B images: the encoder and decoder bound in
+// training mode, the relaxation's buffers and the parameter gradient.
+typedef struct {
+    dvae_model *m;
+    int B;
+    dvae_exec enc, dec;
+    float *g;       // (B, V, G, G) Gumbel noise
+    float *z;       // (B, V, G, G) relaxed sample, the decoder's input
+    float *dlogits; // (B, V, G, G)
+    float *grads;   // (n_params,)
+} dvae_trainer;
+
+int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B);
+void dvae_trainer_free(dvae_trainer *t);
+// Forward and backward of one batch x (B, 3, S, S) of MAPPED pixels with the
+// Gumbel noise in t->g: sets t->grads (overwrites) and returns the loss.
+dvae_loss dvae_trainer_step(dvae_trainer *t, const float *x, float tau, float beta);

@@ -1,0 +1,503 @@
+// test_ops.c: the CPU backend (src/backend/cpu/) against the contract of
+// src/backend/ops.h. Three kinds of check:
+//  1. every op against a naive reference written here in plain C (double
+//     sums), on odd shapes, both chunkings of the im2col conv, alpha/beta;
+//  2. every backward against central differences of the linear functional
+//     L = sum(r * out) (r random, L in double), starting from gradients that
+//     already hold something, since backward ops accumulate;
+//  3. the one-hot conv against a k = 1 conv of the explicit one-hot tensor.
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/ops.h"
+#include "test.h"
+#include "testfill.h"
+
+static float *falloc(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!p) abort();
+    return p;
+}
+static float *frand(int64_t n, uint64_t seed, float lo, float hi) {
+    float *p = falloc(n);
+    fill_uniform(p, n, seed, lo, hi);
+    return p;
+}
+static float *fcopy(const float *x, int64_t n) {
+    float *p = falloc(n);
+    memcpy(p, x, sizeof(float) * (size_t)n);
+    return p;
+}
+
+// ---------------------------------------------------------------- references
+
+// out (B, Co, H, W) = alpha * (conv(in, w) + b) + beta * out, the 7-loop way.
+static void ref_conv_forward(float *out, const float *in, const float *w, const float *b, int B,
+                             int Ci, int Co, int H, int W, int k, float alpha, float beta) {
+    const int p = (k - 1) / 2;
+    for (int bi = 0; bi < B; bi++)
+        for (int co = 0; co < Co; co++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    double s = b ? b[co] : 0;
+                    for (int ci = 0; ci < Ci; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int sy = y + ky - p, sx = x + kx - p;
+                                if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                s += (double)w[((co * Ci + ci) * k + ky) * k + kx] *
+                                     in[((bi * Ci + ci) * H + sy) * W + sx];
+                            }
+                    float *o = &out[((bi * Co + co) * H + y) * W + x];
+                    *o = (float)(alpha * s + (beta != 0 ? (double)beta * *o : 0));
+                }
+}
+
+// din += alpha * dconv/din . dout, dw += ..., db += ... (each may be NULL).
+static void ref_conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                              const float *w, int B, int Ci, int Co, int H, int W, int k,
+                              float alpha) {
+    const int p = (k - 1) / 2;
+    const int64_t nin = (int64_t)B * Ci * H * W, nw = (int64_t)Co * Ci * k * k;
+    double *gi = calloc((size_t)nin, sizeof(double)), *gw = calloc((size_t)nw, sizeof(double));
+    double *gb = calloc((size_t)Co, sizeof(double));
+    for (int bi = 0; bi < B; bi++)
+        for (int co = 0; co < Co; co++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    double g = dout[((bi * Co + co) * H + y) * W + x];
+                    gb[co] += g;
+                    for (int ci = 0; ci < Ci; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int sy = y + ky - p, sx = x + kx - p;
+                                if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                int64_t iw = ((co * Ci + ci) * k + ky) * k + kx;
+                                int64_t ii = ((bi * Ci + ci) * H + sy) * W + sx;
+                                gi[ii] += g * w[iw];
+                                gw[iw] += g * in[ii];
+                            }
+                }
+    if (din) for (int64_t i = 0; i < nin; i++) din[i] += (float)(alpha * gi[i]);
+    if (dw) for (int64_t i = 0; i < nw; i++) dw[i] += (float)(alpha * gw[i]);
+    if (db) for (int i = 0; i < Co; i++) db[i] += (float)(alpha * gb[i]);
+    free(gi);
+    free(gw);
+    free(gb);
+}
+
+// ---------------------------------------------------------------- conv vs reference
+
+typedef struct {
+    int B, Ci, Co, H, W, k;
+    float alpha, beta;
+    int bias;
+} ConvCase;
+
+static const ConvCase conv_cases[] = {
+    {1, 1, 1, 1, 1, 1, 1.0f, 0.0f, 1},    {2, 3, 5, 5, 7, 1, 1.0f, 0.0f, 1},
+    {2, 3, 5, 5, 7, 3, 1.0f, 0.0f, 1},    {2, 3, 5, 5, 7, 7, 1.0f, 0.0f, 1},
+    {2, 3, 5, 5, 7, 3, 0.7f, 0.0f, 0},    {2, 3, 5, 5, 7, 3, -1.3f, 0.6f, 1},
+    {2, 3, 5, 5, 7, 1, 0.5f, -2.0f, 1},   {1, 4, 6, 9, 4, 3, 2.0f, 1.0f, 0},
+    {1, 6, 2, 3, 2, 7, 1.0f, 0.25f, 1},   {2, 8, 3, 6, 11, 5, 1.5f, 0.0f, 0},
+};
+
+// Runs conv2d_forward and conv2d_forward_rows (rows 1, 2 and 3: many
+// chunks, a short last one) against the reference.
+static void test_conv_forward_reference(void) {
+    for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+        const ConvCase c = conv_cases[t];
+        const int64_t nin = (int64_t)c.B * c.Ci * c.H * c.W, nout = (int64_t)c.B * c.Co * c.H * c.W;
+        const int64_t nw = (int64_t)c.Co * c.Ci * c.k * c.k;
+        float *in = frand(nin, 10 + t, -1, 1);                         // (B, Ci, H, W)
+        float *w = frand(nw, 20 + t, -0.5f, 0.5f);                     // (Co, Ci, k, k)
+        float *b = c.bias ? frand(c.Co, 30 + t, -0.3f, 0.3f) : NULL;   // (Co,)
+        float *out0 = frand(nout, 40 + t, -1, 1);                      // (B, Co, H, W)
+        if (c.beta == 0) for (int64_t i = 0; i < nout; i++) out0[i] = NAN;
+        float *ref = fcopy(out0, nout);
+        ref_conv_forward(ref, in, w, b, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha, c.beta);
+        for (int rows = 0; rows <= 3; rows++) { // 0: the public entry point
+            if (rows > c.H || (rows > 0 && c.k == 1)) continue;
+            int64_t ns = rows ? (int64_t)c.Ci * c.k * c.k * rows * c.W
+                              : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+            float *scratch = ns ? falloc(ns) : NULL;
+            float *out = fcopy(out0, nout);
+            if (rows)
+                conv2d_forward_rows(out, in, w, b, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha, c.beta,
+                                    rows, scratch);
+            else
+                conv2d_forward(out, in, w, b, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha, c.beta,
+                               scratch);
+            char what[96];
+            snprintf(what, sizeof what, "B%d Ci%d Co%d %dx%d k%d a%g b%g%s rows%d", c.B, c.Ci, c.Co,
+                     c.H, c.W, c.k, c.alpha, c.beta, c.bias ? "" : " nobias", rows);
+            CHECK_CLOSE(what, out, ref, nout, 1e-5, 1e-5);
+            free(out);
+            free(scratch);
+        }
+        free(in);
+        free(w);
+        free(b);
+        free(out0);
+        free(ref);
+    }
+}
+
+// The backward of every case, accumulating into random gradients, with each
+// of din, dw, db left out in turn.
+static void test_conv_backward_reference(void) {
+    for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+        const ConvCase c = conv_cases[t];
+        const int64_t nin = (int64_t)c.B * c.Ci * c.H * c.W, nout = (int64_t)c.B * c.Co * c.H * c.W;
+        const int64_t nw = (int64_t)c.Co * c.Ci * c.k * c.k;
+        float *in = frand(nin, 50 + t, -1, 1);        // (B, Ci, H, W)
+        float *w = frand(nw, 60 + t, -0.5f, 0.5f);    // (Co, Ci, k, k)
+        float *dout = frand(nout, 70 + t, -1, 1);     // (B, Co, H, W)
+        float *din0 = frand(nin, 80 + t, -1, 1), *dw0 = frand(nw, 90 + t, -1, 1);
+        float *db0 = frand(c.Co, 100 + t, -1, 1);
+        float *rin = fcopy(din0, nin), *rw = fcopy(dw0, nw), *rb = fcopy(db0, c.Co);
+        ref_conv_backward(rin, rw, rb, dout, in, w, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha);
+        for (int rows = 0; rows <= 3; rows++) {
+            if (rows > c.H || (rows > 0 && c.k == 1)) continue;
+            // which gradient is NULL (3: none); all four for two of the chunkings
+            for (int skip = rows % 2 ? 3 : 0; skip < 4; skip++) {
+                int64_t ns = rows ? (int64_t)c.Ci * c.k * c.k * rows * c.W
+                                  : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+                float *scratch = ns ? falloc(ns) : NULL;
+                float *din = fcopy(din0, nin), *dw = fcopy(dw0, nw), *db = fcopy(db0, c.Co);
+                float *pi = skip == 0 ? NULL : din, *pw = skip == 1 ? NULL : dw;
+                float *pb = skip == 2 ? NULL : db;
+                if (rows)
+                    conv2d_backward_rows(pi, pw, pb, dout, in, w, c.B, c.Ci, c.Co, c.H, c.W, c.k,
+                                         c.alpha, rows, scratch);
+                else
+                    conv2d_backward(pi, pw, pb, dout, in, w, c.B, c.Ci, c.Co, c.H, c.W, c.k,
+                                    c.alpha, scratch);
+                char what[96];
+                snprintf(what, sizeof what, "B%d Ci%d Co%d %dx%d k%d rows%d skip%d", c.B, c.Ci,
+                         c.Co, c.H, c.W, c.k, rows, skip);
+                char wi[128], ww[128], wb[128];
+                snprintf(wi, sizeof wi, "din %s", what);
+                snprintf(ww, sizeof ww, "dw %s", what);
+                snprintf(wb, sizeof wb, "db %s", what);
+                CHECK_CLOSE(wi, din, skip == 0 ? din0 : rin, nin, 1e-5, 1e-5);
+                CHECK_CLOSE(ww, dw, skip == 1 ? dw0 : rw, nw, 1e-5, 1e-5);
+                CHECK_CLOSE(wb, db, skip == 2 ? db0 : rb, c.Co, 1e-5, 1e-5);
+                free(din);
+                free(dw);
+                free(db);
+                free(scratch);
+            }
+        }
+        free(in);
+        free(w);
+        free(dout);
+        free(din0);
+        free(dw0);
+        free(db0);
+        free(rin);
+        free(rw);
+        free(rb);
+    }
+}
+
+// A shape for which the public entry points themselves split the image into
+// several im2col chunks (the last one shorter).
+static void test_conv_public_chunks(void) {
+    const int B = 1, Ci = 16, Co = 4, H = 45, W = 64, k = 7;
+    const int rows = conv2d_chunk_rows(Ci, H, W, k);
+    printf("    chunk rows %d of H %d\n", rows, H);
+    CHECK(rows < H / 2 && H % rows != 0);
+    CHECK(conv2d_scratch_floats(Ci, H, W, k) == (int64_t)Ci * k * k * W * rows);
+    CHECK(conv2d_scratch_floats(Ci, H, W, k) <= CPU_CONV_CHUNK_FLOATS);
+    const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W;
+    const int64_t nw = (int64_t)Co * Ci * k * k;
+    float *in = frand(nin, 200, -1, 1), *w = frand(nw, 201, -0.1f, 0.1f);
+    float *b = frand(Co, 202, -1, 1), *dout = frand(nout, 203, -1, 1);
+    float *scratch = falloc(conv2d_scratch_floats(Ci, H, W, k));
+    float *out = falloc(nout), *ref = falloc(nout);
+    conv2d_forward(out, in, w, b, B, Ci, Co, H, W, k, 1.0f, 0.0f, scratch);
+    ref_conv_forward(ref, in, w, b, B, Ci, Co, H, W, k, 1.0f, 0.0f);
+    CHECK_CLOSE("forward", out, ref, nout, 1e-5, 1e-5);
+    float *din = calloc((size_t)nin, sizeof(float)), *dw = calloc((size_t)nw, sizeof(float));
+    float *db = calloc((size_t)Co, sizeof(float));
+    float *rin = calloc((size_t)nin, sizeof(float)), *rw = calloc((size_t)nw, sizeof(float));
+    float *rb = calloc((size_t)Co, sizeof(float));
+    conv2d_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, 0.5f, scratch);
+    ref_conv_backward(rin, rw, rb, dout, in, w, B, Ci, Co, H, W, k, 0.5f);
+    CHECK_CLOSE("din", din, rin, nin, 1e-5, 1e-5);
+    CHECK_CLOSE("dw", dw, rw, nw, 1e-4, 1e-5); // sums of 2880 products
+    CHECK_CLOSE("db", db, rb, Co, 1e-4, 1e-5);
+    free(in), free(w), free(b), free(dout), free(scratch), free(out), free(ref);
+    free(din), free(dw), free(db), free(rin), free(rw), free(rb);
+}
+
+// ---------------------------------------------------------------- finite differences
+// Each op below is linear in what is perturbed (or piecewise linear with the
+// kinks farther than the step), so a central difference is exact up to float
+// rounding of the op's outputs; L is summed in double. The tolerance, 1e-3
+// absolute on gradients of order 1, leaves room for that rounding divided by
+// the step, and is far below any wrong term (of order 0.1 or more).
+#define FD_TOL 1e-3
+
+// The functional: L = sum(r * out), in double.
+static double dotd(const float *r, const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)r[i] * x[i];
+    return s;
+}
+
+typedef void (*ForwardFn)(void *ctx, float *out);
+
+// fd[i] = dL/dp[i] by central differences with step h, with the op's output
+// (nout floats) produced by fwd(ctx, out) from whatever p holds.
+static void central_diff(float *fd, float *p, int64_t np, float h, const float *r, int64_t nout,
+                         ForwardFn fwd, void *ctx) {
+    float *out = falloc(nout);
+    for (int64_t i = 0; i < np; i++) {
+        const float p0 = p[i], hi = p0 + h, lo = p0 - h;
+        p[i] = hi;
+        fwd(ctx, out);
+        double lp = dotd(r, out, nout);
+        p[i] = lo;
+        fwd(ctx, out);
+        double lm = dotd(r, out, nout);
+        p[i] = p0;
+        fd[i] = (float)((lp - lm) / ((double)hi - lo));
+    }
+    free(out);
+}
+
+typedef struct {
+    float *in, *w, *b, *scratch;
+    int B, Ci, Co, H, W, k;
+    float alpha;
+} ConvCtx;
+
+static void conv_fwd(void *ctx, float *out) {
+    ConvCtx *c = ctx;
+    conv2d_forward(out, c->in, c->w, c->b, c->B, c->Ci, c->Co, c->H, c->W, c->k, c->alpha, 0.0f,
+                   c->scratch);
+}
+
+static void test_conv_backward_fd(void) {
+    const int ks[] = {1, 3, 5};
+    for (int t = 0; t < 3; t++) {
+        ConvCtx c = {.B = 2, .Ci = 2, .Co = 3, .H = 4, .W = 5, .k = ks[t], .alpha = 0.8f};
+        const int64_t nin = (int64_t)c.B * c.Ci * c.H * c.W, nout = (int64_t)c.B * c.Co * c.H * c.W;
+        const int64_t nw = (int64_t)c.Co * c.Ci * c.k * c.k;
+        c.in = frand(nin, 300 + t, -1, 1);
+        c.w = frand(nw, 310 + t, -1, 1);
+        c.b = frand(c.Co, 320 + t, -1, 1);
+        int64_t ns = conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+        c.scratch = ns ? falloc(ns) : NULL;
+        float *r = frand(nout, 330 + t, -1, 1); // dL/dout
+        // gradients start non-zero: the backward must add to them
+        float *din = frand(nin, 340 + t, -1, 1), *dw = frand(nw, 350 + t, -1, 1);
+        float *db = frand(c.Co, 360 + t, -1, 1);
+        float *ein = fcopy(din, nin), *ew = fcopy(dw, nw), *eb = fcopy(db, c.Co);
+        float *fin = falloc(nin), *fw = falloc(nw), *fb = falloc(c.Co);
+        central_diff(fin, c.in, nin, 0.5f, r, nout, conv_fwd, &c);
+        central_diff(fw, c.w, nw, 0.5f, r, nout, conv_fwd, &c);
+        central_diff(fb, c.b, c.Co, 0.5f, r, nout, conv_fwd, &c);
+        for (int64_t i = 0; i < nin; i++) ein[i] += fin[i];
+        for (int64_t i = 0; i < nw; i++) ew[i] += fw[i];
+        for (int i = 0; i < c.Co; i++) eb[i] += fb[i];
+        conv2d_backward(din, dw, db, r, c.in, c.w, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha,
+                        c.scratch);
+        char what[64];
+        snprintf(what, sizeof what, "fd din k%d", c.k);
+        CHECK_CLOSE(what, din, ein, nin, FD_TOL, FD_TOL);
+        snprintf(what, sizeof what, "fd dw k%d", c.k);
+        CHECK_CLOSE(what, dw, ew, nw, FD_TOL, FD_TOL);
+        snprintf(what, sizeof what, "fd db k%d", c.k);
+        CHECK_CLOSE(what, db, eb, c.Co, FD_TOL, FD_TOL);
+        free(c.in), free(c.w), free(c.b), free(c.scratch), free(r);
+        free(din), free(dw), free(db), free(ein), free(ew), free(eb), free(fin), free(fw), free(fb);
+    }
+}
+
+// Distinct values, none within 0.05 of zero or of each other:
+// (perm(i) - n/2 + 0.5) * 0.1 for a fixed shuffle of 0..n-1.
+static float *distinct_values(int64_t n, uint64_t seed) {
+    float *x = falloc(n);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((i - n / 2 + 0.5) * 0.1);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(fill_u(seed, (uint64_t)i) * (double)(i + 1));
+        float tmp = x[i];
+        x[i] = x[j];
+        x[j] = tmp;
+    }
+    return x;
+}
+
+typedef struct {
+    float *in;
+    int64_t n;
+    int B, C, H, W;
+} PlainCtx;
+
+static void relu_fwd(void *ctx, float *out) {
+    PlainCtx *c = ctx;
+    relu_forward(out, c->in, c->n);
+}
+static void maxpool_fwd(void *ctx, float *out) {
+    PlainCtx *c = ctx;
+    maxpool2_forward(out, c->in, c->B, c->C, c->H, c->W);
+}
+static void upsample_fwd(void *ctx, float *out) {
+    PlainCtx *c = ctx;
+    upsample2_forward(out, c->in, c->B, c->C, c->H, c->W);
+}
+
+// FD check of din for an op from PlainCtx.in (nin) to out (nout); `bwd`
+// runs the op's backward on (din, dout = r).
+static void fd_plain(const char *what, PlainCtx *c, int64_t nin, int64_t nout, ForwardFn fwd,
+                     void (*bwd)(PlainCtx *c, float *din, const float *dout), uint64_t seed) {
+    float *r = frand(nout, seed, -1, 1);
+    float *din = frand(nin, seed + 1, -1, 1), *expect = fcopy(din, nin), *fd = falloc(nin);
+    central_diff(fd, c->in, nin, 0.01f, r, nout, fwd, c);
+    for (int64_t i = 0; i < nin; i++) expect[i] += fd[i];
+    bwd(c, din, r);
+    CHECK_CLOSE(what, din, expect, nin, FD_TOL, FD_TOL);
+    free(r), free(din), free(expect), free(fd);
+}
+static void relu_bwd(PlainCtx *c, float *din, const float *dout) {
+    relu_backward(din, dout, c->in, c->n);
+}
+static void maxpool_bwd(PlainCtx *c, float *din, const float *dout) {
+    maxpool2_backward(din, dout, c->in, c->B, c->C, c->H, c->W);
+}
+static void upsample_bwd(PlainCtx *c, float *din, const float *dout) {
+    upsample2_backward(din, dout, c->B, c->C, c->H, c->W);
+}
+
+static void test_plain_backward_fd(void) {
+    PlainCtx c = {.B = 2, .C = 3, .H = 4, .W = 6};
+    c.n = (int64_t)c.B * c.C * c.H * c.W;
+    c.in = distinct_values(c.n, 400);
+    fd_plain("fd relu", &c, c.n, c.n, relu_fwd, relu_bwd, 410);
+    fd_plain("fd maxpool2", &c, c.n, c.n / 4, maxpool_fwd, maxpool_bwd, 420);
+    fd_plain("fd upsample2", &c, c.n, c.n * 4, upsample_fwd, upsample_bwd, 430);
+    free(c.in);
+}
+
+// ---------------------------------------------------------------- the other ops
+
+static void test_relu(void) {
+    const int64_t n = 100003; // long enough for the threaded path, odd
+    float *in = frand(n, 500, -1, 1), *dout = frand(n, 501, -1, 1), *din0 = frand(n, 502, -1, 1);
+    in[0] = 0.0f;
+    in[1] = -0.0f;
+    float *ref = falloc(n), *rdin = fcopy(din0, n);
+    for (int64_t i = 0; i < n; i++) {
+        ref[i] = in[i] > 0 ? in[i] : 0.0f;
+        if (in[i] > 0) rdin[i] += dout[i];
+    }
+    float *out = falloc(n);
+    relu_forward(out, in, n);
+    CHECK_CLOSE("relu forward", out, ref, n, 0, 0);
+    float *din = fcopy(din0, n);
+    relu_backward(din, dout, in, n);
+    CHECK_CLOSE("relu backward (input)", din, rdin, n, 0, 0);
+    memcpy(din, din0, sizeof(float) * n);
+    relu_backward(din, dout, out, n); // the output has the input's sign where it matters
+    CHECK_CLOSE("relu backward (output)", din, rdin, n, 0, 0);
+    relu_forward(in, in, n);
+    CHECK_CLOSE("relu forward in place", in, ref, n, 0, 0);
+    free(in), free(dout), free(din0), free(ref), free(rdin), free(out), free(din);
+}
+
+static void test_maxpool2(void) {
+    const int B = 2, C = 3, H = 6, W = 10, Ho = H / 2, Wo = W / 2;
+    const int64_t nin = (int64_t)B * C * H * W, nout = (int64_t)B * C * Ho * Wo;
+    // values on a coarse grid so that many windows hold ties
+    float *in = falloc(nin);
+    for (int64_t i = 0; i < nin; i++) in[i] = (float)(int)(fill_u(600, (uint64_t)i) * 4) - 1;
+    float *dout = frand(nout, 601, -1, 1), *din0 = frand(nin, 602, -1, 1);
+    float *ref = falloc(nout), *rdin = fcopy(din0, nin);
+    for (int pl = 0; pl < B * C; pl++)
+        for (int i = 0; i < Ho; i++)
+            for (int j = 0; j < Wo; j++) {
+                int64_t best = -1;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        int64_t at = ((int64_t)pl * H + 2 * i + dy) * W + 2 * j + dx;
+                        if (best < 0 || in[at] > in[best]) best = at;
+                    }
+                int64_t o = ((int64_t)pl * Ho + i) * Wo + j;
+                ref[o] = in[best];
+                rdin[best] += dout[o];
+            }
+    float *out = falloc(nout), *din = fcopy(din0, nin);
+    maxpool2_forward(out, in, B, C, H, W);
+    CHECK_CLOSE("maxpool2 forward", out, ref, nout, 0, 0);
+    maxpool2_backward(din, dout, in, B, C, H, W);
+    CHECK_CLOSE("maxpool2 backward (ties: first max)", din, rdin, nin, 0, 0);
+    free(in), free(dout), free(din0), free(ref), free(rdin), free(out), free(din);
+}
+
+static void test_upsample2(void) {
+    const int B = 2, C = 3, H = 5, W = 7;
+    const int64_t nin = (int64_t)B * C * H * W, nout = 4 * nin;
+    float *in = frand(nin, 700, -1, 1), *dout = frand(nout, 701, -1, 1);
+    float *din0 = frand(nin, 702, -1, 1);
+    float *ref = falloc(nout), *rdin = fcopy(din0, nin);
+    for (int pl = 0; pl < B * C; pl++)
+        for (int y = 0; y < 2 * H; y++)
+            for (int x = 0; x < 2 * W; x++) {
+                int64_t o = ((int64_t)pl * 2 * H + y) * 2 * W + x;
+                int64_t i = ((int64_t)pl * H + y / 2) * W + x / 2;
+                ref[o] = in[i];
+                rdin[i] += dout[o];
+            }
+    float *out = falloc(nout), *din = fcopy(din0, nin);
+    upsample2_forward(out, in, B, C, H, W);
+    CHECK_CLOSE("upsample2 forward", out, ref, nout, 0, 0);
+    upsample2_backward(din, dout, B, C, H, W);
+    CHECK_CLOSE("upsample2 backward", din, rdin, nin, 1e-6, 1e-6);
+    free(in), free(dout), free(din0), free(ref), free(rdin), free(out), free(din);
+}
+
+static void test_axpy(void) {
+    const int64_t n = 70001;
+    float *x = frand(n, 800, -1, 1), *y = frand(n, 801, -1, 1), *ref = fcopy(y, n);
+    for (int64_t i = 0; i < n; i++) ref[i] += -0.37f * x[i];
+    axpy(y, -0.37f, x, n);
+    CHECK_CLOSE("axpy", y, ref, n, 1e-7, 1e-6);
+    free(x), free(y), free(ref);
+}
+
+// The one-hot conv equals a k = 1 conv of the explicit one-hot tensor.
+static void test_onehot_conv(void) {
+    const int B = 2, V = 37, Co = 5, H = 3, W = 7, HW = H * W;
+    int32_t *codes = malloc(sizeof(int32_t) * B * HW);
+    for (int i = 0; i < B * HW; i++) codes[i] = (int32_t)(fill_u(900, (uint64_t)i) * V);
+    codes[0] = 0;
+    codes[1] = V - 1;
+    float *w = frand((int64_t)Co * V, 901, -1, 1), *b = frand(Co, 902, -1, 1);
+    float *onehot = calloc((size_t)B * V * HW, sizeof(float)); // (B, V, H, W)
+    for (int bi = 0; bi < B; bi++)
+        for (int i = 0; i < HW; i++) onehot[((int64_t)bi * V + codes[bi * HW + i]) * HW + i] = 1;
+    const int64_t nout = (int64_t)B * Co * HW;
+    float *ref = falloc(nout), *out = falloc(nout);
+    conv2d_forward(ref, onehot, w, b, B, V, Co, H, W, 1, 1.0f, 0.0f, NULL);
+    onehot_conv_forward(out, codes, w, b, B, V, Co, HW);
+    CHECK_CLOSE("onehot vs conv k=1", out, ref, nout, 1e-6, 1e-6);
+    free(codes), free(w), free(b), free(onehot), free(ref), free(out);
+}
+
+int main(void) {
+    RUN(test_conv_forward_reference);
+    RUN(test_conv_backward_reference);
+    RUN(test_conv_public_chunks);
+    RUN(test_conv_backward_fd);
+    RUN(test_plain_backward_fd);
+    RUN(test_relu);
+    RUN(test_maxpool2);
+    RUN(test_upsample2);
+    RUN(test_axpy);
+    RUN(test_onehot_conv);
+    return test_summary();
+}

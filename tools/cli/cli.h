@@ -1,0 +1,9 @@
+// cli.h: what the subcommands of the `dalle` program share. Each subcommand
+// is one function taking its own argv (argv[0] is its name); it returns the
+// process exit status: 0 ok, 1 failure (message printed), 2 usage error.
+#pragma once
+
+int cmd_dvae(int argc, char **argv);
+
+// Prints "dalle: <the library's last error>" to stderr and returns 1.
+int cli_fail(void);

@@ -1,0 +1,78 @@
+// main.c: the `dalle` program: global options, then one subcommand.
+//   dalle [--threads N] [--verbose|--quiet] COMMAND [options]
+// Each command is a thin layer over libdalle (include/dalle/dalle.h).
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/common.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} COMMANDS[] = {
+    {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
+};
+
+static void usage(void) {
+    printf("dalle %s: DALL-E (Ramesh et al. 2021) in C\n\n"
+           "usage: dalle [global options] COMMAND [options]   (dalle COMMAND --help for more)\n\ncommands:\n",
+           DALLE_VERSION);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        printf("  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    printf("\nglobal options (anywhere on the line):\n"
+           "  --threads N       threads for OpenBLAS and OpenMP (default: all cores, %d here)\n"
+           "  --verbose,-v      more detail, and the peak memory of the allocator at exit\n"
+           "  --quiet,-q        errors only\n"
+           "  --version         print the version\n"
+           "  --help,-h         print this help\n",
+           omp_get_num_procs());
+}
+
+int cli_fail(void) {
+    fprintf(stderr, "dalle: %s\n", dalle_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    // Global options may stand anywhere: take them out of argv first.
+    int n = 1, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) dalle_log_level = 2;
+        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) dalle_log_level = 0;
+        else if (!strcmp(argv[i], "--threads")) {
+            char *end = NULL;
+            if (i + 1 < argc) threads = (int)strtol(argv[++i], &end, 10);
+            if (!end || *end || threads < 1) {
+                fprintf(stderr, "dalle: --threads needs a positive integer\n");
+                return 2;
+            }
+        } else argv[n++] = argv[i];
+    }
+    argc = n;
+    if (threads) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("dalle %s\n", DALLE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) {
+        if (strcmp(argv[1], COMMANDS[i].name)) continue;
+        int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+        if (dalle_log_level >= 2)
+            fprintf(stderr, "dalle: peak memory %.1f MiB (library allocations)\n", (double)dalle_mem_peak() / (1 << 20));
+        return rc;
+    }
+    fprintf(stderr, "dalle: unknown command '%s' (see dalle --help)\n", argv[1]);
+    return 2;
+}
