@@ -90,7 +90,7 @@ FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c))
 fuzz: $(FUZZ_TARGETS)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
-	clang -std=c17 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	clang -std=c17 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
 	  -I/usr/include/cjson $^ -lpng -ljpeg -lcjson -lm -o $@
 FUZZ_SECONDS ?= 60
 fuzz-run: fuzz

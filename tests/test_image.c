@@ -210,10 +210,10 @@ static void test_bad_inputs(void) {
     size_t plen, jlen;
     uint8_t *png = (uint8_t *)dalle_read_file(DATA "png_rgb.png", &plen);
     uint8_t *jpg = (uint8_t *)dalle_read_file(DATA "jpg_baseline.jpg", &jlen);
-    uint8_t *prog = NULL;
     size_t prlen;
-    CHECK(png && jpg);
-    if (!png || !jpg) return;
+    uint8_t *prog = (uint8_t *)dalle_read_file(DATA "jpg_progressive.jpg", &prlen);
+    CHECK(png && jpg && prog);
+    if (!png || !jpg || !prog) return;
     expect_fail("missing.png", NULL, 0, "No such file");
     expect_fail("empty.png", "", 0, "empty file");
     expect_fail("text.png", "hello, world\n", 13, "not a PNG or JPEG file");
@@ -222,9 +222,16 @@ static void test_bad_inputs(void) {
     expect_fail("trunc.png", png, plen / 2, "truncated PNG data");
     expect_fail("trunc.jpg", jpg, jlen / 2, "truncated JPEG data");
     expect_fail("header.jpg", jpg, 30, "truncated JPEG data");
-    prog = (uint8_t *)dalle_read_file(DATA "jpg_progressive.jpg", &prlen);
-    CHECK(prog != NULL);
-    if (prog) expect_fail("trunc_prog.jpg", prog, prlen * 2 / 3, "truncated JPEG data");
+    expect_fail("trunc_prog.jpg", prog, prlen * 2 / 3, "truncated JPEG data");
+    // A progressive 16000 x 16000 frame: its coefficients would need ~2 GiB.
+    for (size_t i = 2; i + 9 < prlen; i++) {
+        if (prog[i] == 0xff && prog[i + 1] == 0xc2) {
+            prog[i + 5] = prog[i + 7] = 16000 >> 8;
+            prog[i + 6] = prog[i + 8] = 16000 & 0xff;
+            break;
+        }
+    }
+    expect_fail("huge_prog.jpg", prog, prlen, "JPEG needs more than 512 MiB");
     dalle_free(prog);
 
     uint8_t *p = dalle_malloc(plen);

@@ -1,7 +1,8 @@
 // test_ops.c: the CPU backend (src/backend/cpu/) against the contract of
 // src/backend/ops.h. Three kinds of check:
 //  1. every op against a naive reference written here in plain C (double
-//     sums), on odd shapes, both chunkings of the im2col conv, alpha/beta;
+//     sums), on odd shapes, alpha/beta, the conv with its own im2col chunks
+//     and with forced small ones (several chunks, a short last one);
 //  2. every backward against central differences of the linear functional
 //     L = sum(r * out) (r random, L in double), starting from gradients that
 //     already hold something, since backward ops accumulate;
@@ -89,12 +90,19 @@ static void ref_conv_backward(float *din, float *dw, float *db, const float *dou
 
 // ---------------------------------------------------------------- conv vs reference
 
+// The scratch that conv2d_*_rows need (cpu.h).
+static int64_t scratch_for_rows(int Ci, int W, int k, int rows) {
+    return k == 1 ? 0 : (int64_t)Ci * k * k * rows * W;
+}
+
 typedef struct {
     int B, Ci, Co, H, W, k;
     float alpha, beta;
     int bias;
 } ConvCase;
 
+// {B, Ci, Co, H, W, k, alpha, beta, bias?}: k = 1, 3, 5, 7, odd sizes, kernels
+// wider than the image, beta = 0 over NaN, beta != 0 with and without bias.
 static const ConvCase conv_cases[] = {
     {1, 1, 1, 1, 1, 1, 1.0f, 0.0f, 1},    {2, 3, 5, 5, 7, 1, 1.0f, 0.0f, 1},
     {2, 3, 5, 5, 7, 3, 1.0f, 0.0f, 1},    {2, 3, 5, 5, 7, 7, 1.0f, 0.0f, 1},
@@ -119,7 +127,7 @@ static void test_conv_forward_reference(void) {
         ref_conv_forward(ref, in, w, b, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha, c.beta);
         for (int rows = 0; rows <= 3; rows++) { // 0: the public entry point
             if (rows > c.H || (rows > 0 && c.k == 1)) continue;
-            int64_t ns = rows ? (int64_t)c.Ci * c.k * c.k * rows * c.W
+            int64_t ns = rows ? scratch_for_rows(c.Ci, c.W, c.k, rows)
                               : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
             float *scratch = ns ? falloc(ns) : NULL;
             float *out = fcopy(out0, nout);
@@ -162,7 +170,7 @@ static void test_conv_backward_reference(void) {
             if (rows > c.H || (rows > 0 && c.k == 1)) continue;
             // which gradient is NULL (3: none); all four for two of the chunkings
             for (int skip = rows % 2 ? 3 : 0; skip < 4; skip++) {
-                int64_t ns = rows ? (int64_t)c.Ci * c.k * c.k * rows * c.W
+                int64_t ns = rows ? scratch_for_rows(c.Ci, c.W, c.k, rows)
                                   : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
                 float *scratch = ns ? falloc(ns) : NULL;
                 float *din = fcopy(din0, nin), *dw = fcopy(dw0, nw), *db = fcopy(db0, c.Co);
@@ -203,14 +211,16 @@ static void test_conv_backward_reference(void) {
 }
 
 // A shape for which the public entry points themselves split the image into
-// several im2col chunks (the last one shorter).
+// three im2col chunks, the last one shorter.
 static void test_conv_public_chunks(void) {
-    const int B = 1, Ci = 16, Co = 4, H = 45, W = 64, k = 7;
+    const int B = 1, Ci = 16, Co = 2, W = 64, k = 7;
+    const int most = (int)(CPU_CONV_CHUNK_FLOATS / (Ci * k * k * W)); // rows that fit
+    const int H = 2 * most + 1;
     const int rows = conv2d_chunk_rows(Ci, H, W, k);
     printf("    chunk rows %d of H %d\n", rows, H);
-    CHECK(rows < H / 2 && H % rows != 0);
-    CHECK(conv2d_scratch_floats(Ci, H, W, k) == (int64_t)Ci * k * k * W * rows);
-    CHECK(conv2d_scratch_floats(Ci, H, W, k) <= CPU_CONV_CHUNK_FLOATS);
+    CHECK((H + rows - 1) / rows == 3 && H % rows != 0);
+    CHECK(conv2d_scratch_floats(Ci, H, W, k) == scratch_for_rows(Ci, W, k, rows));
+    CHECK((int64_t)Ci * k * k * W * rows <= CPU_CONV_CHUNK_FLOATS);
     const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W;
     const int64_t nw = (int64_t)Co * Ci * k * k;
     float *in = frand(nin, 200, -1, 1), *w = frand(nw, 201, -0.1f, 0.1f);
@@ -227,8 +237,18 @@ static void test_conv_public_chunks(void) {
     conv2d_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, 0.5f, scratch);
     ref_conv_backward(rin, rw, rb, dout, in, w, B, Ci, Co, H, W, k, 0.5f);
     CHECK_CLOSE("din", din, rin, nin, 1e-5, 1e-5);
-    CHECK_CLOSE("dw", dw, rw, nw, 1e-4, 1e-5); // sums of 2880 products
+    CHECK_CLOSE("dw", dw, rw, nw, 1e-4, 1e-5); // sums of H*W products
     CHECK_CLOSE("db", db, rb, Co, 1e-4, 1e-5);
+    // deterministic: a second run gives the same bits
+    float *out2 = falloc(nout), *din2 = calloc((size_t)nin, sizeof(float));
+    float *dw2 = calloc((size_t)nw, sizeof(float)), *db2 = calloc((size_t)Co, sizeof(float));
+    conv2d_forward(out2, in, w, b, B, Ci, Co, H, W, k, 1.0f, 0.0f, scratch);
+    conv2d_backward(din2, dw2, db2, dout, in, w, B, Ci, Co, H, W, k, 0.5f, scratch);
+    CHECK(memcmp(out, out2, sizeof(float) * nout) == 0);
+    CHECK(memcmp(din, din2, sizeof(float) * nin) == 0);
+    CHECK(memcmp(dw, dw2, sizeof(float) * nw) == 0);
+    CHECK(memcmp(db, db2, sizeof(float) * Co) == 0);
+    free(out2), free(din2), free(dw2), free(db2);
     free(in), free(w), free(b), free(dout), free(scratch), free(out), free(ref);
     free(din), free(dw), free(db), free(rin), free(rw), free(rb);
 }

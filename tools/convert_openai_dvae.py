@@ -216,7 +216,7 @@ def _n_blk(params: dict) -> int:
     return len({k.split(".")[2] for k in params if k.startswith("blocks.group_1.block_")})
 
 
-def _resamplers(root: StandIn, name: str, path: str) -> list:
+def _resamplers(root: StandIn, name: str) -> list:
     """The `pool`/`upsample` module after each of groups 1..3 (None where absent)."""
     groups = _children(_children(root).get("blocks") or StandIn())
     return [_children(groups.get(f"group_{g}") or StandIn()).get(name) for g in (1, 2, 3)]
@@ -243,14 +243,16 @@ def infer_n_pool(enc: StandIn, dec: StandIn, enc_path: str, dec_path: str) -> in
     """Official: pools after encoder groups 1..3 and upsamples after decoder groups 1..3 (3).
     Our generalisation n_pool=p keeps the encoder's first p and the decoder's last p."""
     pools = [_check_resampler(m, "MaxPool2d", enc_path, f"blocks.group_{g}.pool")
-             for g, m in enumerate(_resamplers(enc, "pool", enc_path), 1)]
+             for g, m in enumerate(_resamplers(enc, "pool"), 1)]
     ups = [_check_resampler(m, "Upsample", dec_path, f"blocks.group_{g}.upsample")
-           for g, m in enumerate(_resamplers(dec, "upsample", dec_path), 1)]
+           for g, m in enumerate(_resamplers(dec, "upsample"), 1)]
     p = sum(pools)
     if pools != [True] * p + [False] * (3 - p):
-        raise ConvertError(f"{enc_path}: max-pools after groups {pools} are not a prefix of groups 1..3")
+        raise ConvertError(f"{enc_path}: max-pools after groups {[g for g in (1, 2, 3) if pools[g - 1]]}, "
+                           f"expected groups 1..p")
     if ups != [False] * (3 - p) + [True] * p:
-        raise ConvertError(f"{dec_path}: upsamples after groups {ups} do not match the encoder's {p} pools")
+        raise ConvertError(f"{dec_path}: upsamples after groups {[g for g in (1, 2, 3) if ups[g - 1]]}, "
+                           f"expected the last {p} of groups 1..3 (the encoder pools {p} times)")
     return p
 
 

@@ -29,13 +29,14 @@ int64_t conv2d_scratch_floats(int Ci, int H, int W, int k);
 
 // ---- 1x1 convolution of a one-hot input, as the embedding lookup it is:
 //   out[b, c, p] = w[c, codes[b, p]] + bias[c]
-//   out (B, Co, HW), codes (B, HW) in [0, V), w (Co, V, 1, 1), bias (Co,)
+//   out (B, Co, HW), codes (B, HW) in [0, V), w (Co, V, 1, 1), bias (Co,) or NULL
 void onehot_conv_forward(float *out, const int32_t *codes, const float *w, const float *bias, int B,
                          int V, int Co, int HW);
 
 // ---- ReLU: out (n) = max(in, 0). out may equal in.
 void relu_forward(float *out, const float *in, int64_t n);
-// din (n) += dout * (in > 0). `in` is the forward's input.
+// din (n) += dout * (in > 0). `in` is the forward's input, or its output
+// (same sign where it matters, so a caller may keep only one of them).
 void relu_backward(float *din, const float *dout, const float *in, int64_t n);
 
 // ---- Max-pool, kernel 2, stride 2 (torch MaxPool2d(2); H, W even; first max

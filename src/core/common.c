@@ -171,7 +171,7 @@ int dalle_write_file_atomic(const char *path, const void *data, size_t len) {
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return dalle_seterr("%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return dalle_seterr("%s: cannot create: %s", tmp, strerror(errno));
+    if (!f) return dalle_seterr("%s: cannot create: %s", path, strerror(errno));
     int ok = fwrite(data, 1, len, f) == len;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {

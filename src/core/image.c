@@ -609,7 +609,11 @@ static void vpass_u8(const uint8_t *src, size_t sstride, int row0, int w, const 
 
 // Lanczos-resizes `in` to the grid nw x nh and keeps its ow x oh window at
 // (x0, y0), as PIL's resize followed by a crop. Like PIL, an axis whose size
-// does not change is not filtered at all.
+// does not change is not filtered at all, and the 8-bit rounding between the
+// passes makes their order matter: Pillow >= 13 filters vertically first when
+// the height shrinks and the width does not (older Pillow always went
+// horizontal first; the two never differ for image_resize_crop, whose axes
+// scale alike).
 static int resample_lanczos(const image_t *in, int nw, int nh, int x0, int y0, int ow, int oh,
                             image_t *out) {
     taps_t tx = {0}, ty = {0};
@@ -619,9 +623,23 @@ static int resample_lanczos(const image_t *in, int nw, int nh, int x0, int y0, i
     if (hor && taps_lanczos(in->w, nw, x0, ow, &tx)) goto done;
     if (ver && taps_lanczos(in->h, nh, y0, oh, &ty)) goto done;
 
-    // What the vertical step reads: rows [first, last) of `src`, which starts
-    // at column x0 of the (possibly horizontally resampled) image.
-    int first = y0, last = y0 + oh;
+    int first, last;
+    if (hor && ver && nw >= in->w && nh < in->h) {
+        // Vertical pass over the input columns [first, last) that the
+        // horizontal taps read, then the horizontal pass.
+        taps_span(&tx, &first, &last);
+        for (int i = 0; i < ow; i++) tx.lo[i] -= first;
+        tmp = dalle_malloc((size_t)oh * (last - first) * 3);
+        if (!tmp) goto done;
+        vpass_u8(in->data + (size_t)first * 3, (size_t)in->w, 0, last - first, &ty, tmp);
+        hpass_u8(tmp, (size_t)(last - first), oh, &tx, out->data);
+        rc = DALLE_OK;
+        goto done;
+    }
+    // Horizontal first. The vertical step reads rows [first, last) of `src`,
+    // which starts at column x0 of the (possibly resampled) image.
+    first = y0;
+    last = y0 + oh;
     if (ver) taps_span(&ty, &first, &last);
     const uint8_t *src = in->data + ((size_t)first * in->w + x0) * 3;
     size_t stride = (size_t)in->w;
@@ -647,12 +665,12 @@ done:
     return rc;
 }
 
-// Area-resizes `in` to out->w x out->h, keeping the horizontal pass in float
-// so that the only rounding is the final one.
+// Area-resizes `in` to out->w x out->h, keeping the horizontal pass in
+// double so that the only rounding is the final one.
 static int resample_area(const image_t *in, image_t *out) {
     int w = out->w, h = out->h;
     taps_t tx = {0}, ty = {0};
-    float *tmp = NULL;
+    double *tmp = NULL;
     int rc = DALLE_ERR;
     if (taps_area(in->w, w, &tx) || taps_area(in->h, h, &ty)) goto done;
     tmp = dalle_malloc((size_t)in->h * w * 3 * sizeof *tmp);
@@ -668,16 +686,16 @@ static int resample_area(const image_t *in, image_t *out) {
                 a1 += s[1] * k[x];
                 a2 += s[2] * k[x];
             }
-            float *d = tmp + ((size_t)y * w + i) * 3;
-            d[0] = (float)a0;
-            d[1] = (float)a1;
-            d[2] = (float)a2;
+            double *d = tmp + ((size_t)y * w + i) * 3;
+            d[0] = a0;
+            d[1] = a1;
+            d[2] = a2;
         }
     }
 #pragma omp parallel for schedule(static) if ((int64_t)h * w * ty.ksize > OMP_MIN_WORK)
     for (int i = 0; i < h; i++) {
         const double *k = ty.w + (size_t)i * ty.ksize;
-        const float *s0 = tmp + (size_t)ty.lo[i] * w * 3;
+        const double *s0 = tmp + (size_t)ty.lo[i] * w * 3;
         uint8_t *d = out->data + (size_t)i * w * 3;
         for (int x = 0; x < w * 3; x++) {
             double a = 0.5;

@@ -35,8 +35,10 @@ void rng_init(rng_t *r, uint64_t seed) {
     r->counter = 0;
 }
 
-// 24 random bits to a float strictly inside (0, 1).
-static inline float u01(uint32_t w) { return ((float)(w >> 8) + 0.5f) * (1.0f / 16777216.0f); }
+// 23 random bits to a float strictly inside (0, 1): (k + 1/2) / 2^23 is exact
+// in float32 for every k < 2^23 (24 bits would round the largest to 1.0, and
+// -ln(-ln 1) is infinite).
+static inline float u01(uint32_t w) { return ((float)(w >> 9) + 0.5f) * (1.0f / 8388608.0f); }
 
 // The whole of an n-draw request comes from blocks counter .. counter+ceil(n/4)-1;
 // block j fills out[4j..4j+3], so any split of the loop gives the same numbers.

@@ -2,9 +2,10 @@
 // reads one; the caption datasets of src/data build on the same listing).
 #pragma once
 
-// Lists the files directly in DIR whose names end in .png, .jpg or .jpeg
-// (any case), sorted by name so that a run does not depend on the file
-// system's order. *paths is an array of *n dalle_malloc'ed "DIR/NAME"
+// Lists the files in DIR and its subfolders (recursively; hidden entries
+// skipped) whose names end in .png, .jpg or .jpeg (any case), sorted by path
+// so that a run does not depend on the file system's order. DIR may be a
+// comma-separated list of folders. *paths is an array of *n dalle_malloc'ed "DIR/NAME"
 // strings; free with folder_free. DALLE_ERR (naming DIR) if it cannot be read
 // or holds no image.
 int folder_list_images(const char *dir, char ***paths, int *n);

@@ -8,6 +8,7 @@
 // run.
 #include "train.h"
 
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,14 @@ static int save_checkpoint(const char *path, const dvae_model *m, const train_st
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
     if (st_writer_meta(w, "train.seed", buf)) goto done;
     if (st_writer_meta(w, "train.rng", "philox4x32-10, streams keyed by seed, counters by step")) goto done;
+    char js[1024];
+    snprintf(js, sizeof js,
+             "{\"batch\": %d, \"lr\": %.17g, \"lr_end\": %.17g, \"lr_steps\": %lld, \"tau\": %.17g, "
+             "\"tau_end\": %.17g, \"tau_steps\": %lld, \"kl\": %.17g, \"kl_end\": %.17g, \"kl_steps\": %lld, "
+             "\"weight_decay\": %.17g, \"ema_decay\": %.17g, \"augment\": %d, \"max_images\": %lld}",
+             o->batch, o->lr, o->lr_end, (long long)o->lr_steps, o->tau, o->tau_end, (long long)o->tau_steps, o->kl,
+             o->kl_end, (long long)o->kl_steps, o->weight_decay, o->ema_decay, o->augment, (long long)o->max_images);
+    if (st_writer_meta(w, "train.opts", js)) goto done;
     if (dvae_add_tensors(m, w, "", m->params) || dvae_add_tensors(m, w, "ema.", s->ema) ||
         dvae_add_tensors(m, w, "adam.m.", s->m) || dvae_add_tensors(m, w, "adam.v.", s->v))
         goto done;
@@ -257,15 +266,46 @@ static int meta_int(const st_file *f, const char *key, long long *out) {
     return DALLE_OK;
 }
 
-// Loads a checkpoint into a new model and state; sets *step and *seed.
-static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *step, uint64_t *seed) {
+// Reads the settings a run keeps across --resume from "train.opts".
+static int read_opts(const st_file *f, dvae_train_opts *o) {
+    const char *js = st_meta(f, "train.opts");
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    if (!j) return dalle_seterr("%s: metadata 'train.opts' missing or not JSON", f->path);
+    struct { const char *key; double *d; int64_t *i; int *n; } fields[] = {
+        {"batch", NULL, NULL, &o->batch}, {"lr", &o->lr, NULL, NULL}, {"lr_end", &o->lr_end, NULL, NULL},
+        {"lr_steps", NULL, &o->lr_steps, NULL}, {"tau", &o->tau, NULL, NULL}, {"tau_end", &o->tau_end, NULL, NULL},
+        {"tau_steps", NULL, &o->tau_steps, NULL}, {"kl", &o->kl, NULL, NULL}, {"kl_end", &o->kl_end, NULL, NULL},
+        {"kl_steps", NULL, &o->kl_steps, NULL}, {"weight_decay", &o->weight_decay, NULL, NULL},
+        {"ema_decay", &o->ema_decay, NULL, NULL}, {"augment", NULL, NULL, &o->augment},
+        {"max_images", NULL, &o->max_images, NULL},
+    };
+    int rc = DALLE_OK;
+    for (size_t k = 0; k < sizeof fields / sizeof *fields; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fields[k].key);
+        if (!cJSON_IsNumber(v)) {
+            rc = dalle_seterr("%s: metadata 'train.opts': field '%s' missing or not a number", f->path, fields[k].key);
+            break;
+        }
+        if (fields[k].d) *fields[k].d = v->valuedouble;
+        else if (fields[k].i) *fields[k].i = (int64_t)v->valuedouble;
+        else *fields[k].n = (int)v->valuedouble;
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+// Loads a checkpoint into a new model and state; sets *step, o's seed and
+// the settings kept across --resume.
+static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *step, dvae_train_opts *o) {
     static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
     dvae_model *m = NULL;
     st_file *f = st_open(path);
     if (!f) return NULL;
     dvae_config cfg;
     long long st = 0, sd = 0;
-    if (dvae_config_from_file(f, &cfg) || meta_int(f, "train.step", &st) || meta_int(f, "train.seed", &sd)) goto fail;
+    if (dvae_config_from_file(f, &cfg) || meta_int(f, "train.step", &st) || meta_int(f, "train.seed", &sd) ||
+        read_opts(f, o))
+        goto fail;
     if (!(m = dvae_new(&cfg, 0))) goto fail;
     if (dvae_check_names(m, f, prefixes, 4)) goto fail;
     s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
@@ -276,7 +316,8 @@ static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *st
         dvae_read_tensors(m, f, "adam.m.", s->m) || dvae_read_tensors(m, f, "adam.v.", s->v))
         goto fail;
     *step = st;
-    *seed = (uint64_t)sd;
+    o->seed = (uint64_t)sd;
+    o->cfg = cfg;
     st_close(f);
     return m;
 fail:
@@ -289,20 +330,21 @@ fail:
 
 // ---------------------------------------------------------------- the loop
 
-int dvae_train(const dvae_train_opts *o) {
+int dvae_train(const dvae_train_opts *opts) {
+    dvae_train_opts run = *opts, *o = &run; // a resume replaces the kept settings
     dvae_model *m = NULL;
     train_state s = {0};
     dataset data = {0};
     dvae_trainer t = {0};
     float *x = NULL;
     int64_t step = 0;
-    uint64_t seed = o->seed;
     int rc = DALLE_ERR;
 
     if (o->batch < 1) return dalle_seterr("--batch must be at least 1");
     if (o->resume) {
-        if (!(m = load_checkpoint(o->resume, &s, &step, &seed))) return DALLE_ERR;
-        dalle_log("resuming %s at step %lld (seed %llu)", o->resume, (long long)step, (unsigned long long)seed);
+        if (!(m = load_checkpoint(o->resume, &s, &step, o))) return DALLE_ERR;
+        dalle_log("resuming %s at step %lld (seed %llu; its batch, schedules and optimizer settings)", o->resume,
+                  (long long)step, (unsigned long long)o->seed);
     } else {
         if (!(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
         s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
@@ -313,6 +355,7 @@ int dvae_train(const dvae_train_opts *o) {
     }
     const dvae_config *c = &m->cfg;
     int B = o->batch, S = c->image_size;
+    uint64_t seed = o->seed;
     if (dataset_load(&data, o->data_dir, S, o->max_images, seed)) goto done;
     char cfgjs[256];
     dvae_config_to_json(c, cfgjs, sizeof cfgjs);
@@ -330,7 +373,8 @@ int dvae_train(const dvae_train_opts *o) {
     int V = c->vocab_size, P = dvae_grid(c) * dvae_grid(c);
     double acc_loss = 0, acc_rec = 0, acc_kl = 0;
     int acc_n = 0;
-    while (step < o->steps) {
+    int64_t stop = o->stop_after > 0 ? DALLE_MIN(o->steps, step + o->stop_after) : o->steps;
+    while (step < stop) {
         for (int b = 0; b < B; b++)
             if (dataset_sample(&data, step * B + b, o->augment, x + (size_t)b * 3 * S * S)) goto done;
         dvae_map_pixels(x, (int64_t)B * 3 * S * S);
@@ -370,7 +414,7 @@ int dvae_train(const dvae_train_opts *o) {
             acc_loss = acc_rec = acc_kl = 0;
             acc_n = 0;
         }
-        if (o->save_every > 0 && step % o->save_every == 0 && step < o->steps)
+        if (o->save_every > 0 && step % o->save_every == 0 && step < stop)
             if (save_checkpoint(o->out, m, &s, o, step)) goto done;
     }
     progress_end(&prog);

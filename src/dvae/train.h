@@ -27,14 +27,18 @@ typedef struct {
     int64_t save_every;    // 0: only at the end
     int64_t log_every;     // plain log line every this many steps
     int64_t max_images;    // use at most this many images of the folder (0: all)
+    int64_t stop_after;    // stop (with a checkpoint) after this many steps of this run (0: never)
 } dvae_train_opts;
 
 // Default options for `cfg`, with the schedule horizons at the paper's
 // fractions of `steps` (tau 5%, beta 1/600, lr 40%: 150k, 5k and 1.2M of 3M).
 void dvae_train_defaults(dvae_train_opts *o, int64_t steps);
 
-// Trains (or resumes) as o says, writing o->out. DALLE_ERR with a message on
-// bad data, a bad checkpoint or I/O failure.
+// Trains (or resumes) as o says, writing o->out. A resumed run takes the
+// checkpoint's config, seed, batch, schedules, optimizer and augmentation
+// settings (stored in its metadata) and only steps, out, save_every,
+// log_every and stop_after from o. DALLE_ERR with a message on bad data, a
+// bad checkpoint or I/O failure.
 int dvae_train(const dvae_train_opts *o);
 
 // The loss of one batch, as the trainer computes it; the pieces are also

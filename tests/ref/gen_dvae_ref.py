@@ -2,12 +2,13 @@
 """gen_dvae_ref.py: PyTorch reference vectors for the C dVAE tests, from OpenAI's own dall_e
 modules filled with the deterministic test fill (tests/ref/testfill.py), written to tests/data/.
 
-    python3 tests/ref/gen_dvae_ref.py        (needs torch, numpy, dall_e; ~1 min on 2 cores)
+    python3 tests/ref/gen_dvae_ref.py        (needs torch, numpy, dall_e; under a minute)
 
 Model: the official Encoder/Decoder at a preset; with n_pool = p < 3 the encoder's pools after
 groups p+1..3 and the decoder's upsamples after groups 1..3-p are nn.Identity (state-dict keys
 unchanged). Tensor t of the encoder's state_dict() gets fill seed 1000+t, of the decoder 2000+t.
 S = image side, G = S >> n_pool, V = vocab; every tensor is float32, NCHW, flat in C order.
+A value written "a + b*u (seed s)" is testfill.uniform(s, n, a, a+b) = C fill_uniform(.., s, a, a+b).
 
 dvae_fwd_<cfg>.safetensors, cfg in tiny (B=2), mid, small, paper (B=1):
   input x = testfill.image((B,3,S,S)) (seed 3000); input codes = testfill.codes(B*G*G, V) (4000).
@@ -27,17 +28,19 @@ dvae_train_tiny.safetensors: tiny, B=2, tau 0.5, beta 2.0, Gumbel noise testfill
   (B,V,G,G) (seed 5000). Loss as in dvae_loss below. "loss", "rec", "kl" (1,);
   "grad.<param>" for every "encoder.*"/"decoder.*" parameter; "step1.<param>" = the parameter
   after one AdamW step (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-4 on ".w" only).
+  With the fill, decoder group_4.block_1.res_path.conv_3 (2 channels) is negative everywhere, so
+  relu_4 blocks every gradient and 7 tensors of that res_path (conv_1..3, conv_4.w) get exactly 0.
 
-adamw_ref.safetensors: n=1000; "p0" = 2u-1 (seed 6000), "g1".."g3" = 2u-1 (seeds 6001..6003);
+adamw_ref.safetensors: n=1000; "p0" = -1+2u (seed 6000), "g1".."g3" = -1+2u (seeds 6001..6003);
   torch.optim.AdamW lr 1e-2, betas (0.9, 0.999), eps 1e-8: "p1".."p3" with weight decay 0.1
   after steps 1..3 (gradient g_k at step k), "p3_nodecay" with weight decay 0.
 
 dvae_ops_ref.safetensors: the loss pieces alone (inputs included).
-  logit-Laplace: "ll.x" = testfill.image((2,3,16,16)), "ll.mu" = 6u-3 (seed 7002),
-    "ll.lnb" = 2u-1 (seed 7003), all (2,3,16,16); "ll.nll_sum" (1,) = sum of the per-value nll;
+  logit-Laplace: "ll.x" = testfill.image((2,3,16,16)), "ll.mu" = -3+6u (seed 7002),
+    "ll.lnb" = -1+2u (seed 7003), all (2,3,16,16); "ll.nll_sum" (1,) = sum of the per-value nll;
     "ll.grad_mu", "ll.grad_lnb" = its gradients.
-  Gumbel softmax: "gs.logits" (2,32,4,4) = 6u-3 (seed 7001), "gs.g" = testfill.gumbel((2,32,4,4)),
-    tau 0.5: "gs.y" = softmax((logits+g)/tau, dim=1); "gs.r" = 2u-1 (seed 7000), same shape;
+  Gumbel softmax: "gs.logits" (2,32,4,4) = -3+6u (seed 7001), "gs.g" = testfill.gumbel((2,32,4,4)),
+    tau 0.5: "gs.y" = softmax((logits+g)/tau, dim=1); "gs.r" = -1+2u (seed 7000), same shape;
     "gs.f" (1,) = sum(r*y); "gs.grad_logits" = d f / d logits.
   KL to the uniform prior on the same logits: "kl.sum" (1,) = sum over the 2*4*4 positions of
     sum_k q_k ln q_k + ln 32, q = softmax(logits, dim=1); "kl.grad_logits" = its gradient.
@@ -70,7 +73,7 @@ PRESETS = {
     "tiny": dict(n_hid=8, n_blk_per_group=2, vocab_size=32, n_init=8, image_size=16, n_pool=2),
     "mid": dict(n_hid=64, n_blk_per_group=2, vocab_size=512, n_init=128, image_size=32, n_pool=3),
 }
-SAMPLE_MAX = 8192  # floats per strided sample (the brief allows ~10K)
+SAMPLE_MAX = 8192  # floats per strided sample: small enough to commit, enough to cover the tensor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def _meta(**kv) -> dict:
 
 
 def _sample_stride(numel: int) -> int:
-    """The smallest prime >= numel / SAMPLE_MAX: odd and prime, so the samples walk across
+    """The smallest prime >= numel / SAMPLE_MAX: not a power of two, so the samples walk across
     channels and positions instead of repeating one position of every channel."""
     s = max(2, -(-numel // SAMPLE_MAX))
     while any(s % d == 0 for d in range(2, int(s ** 0.5) + 1)):

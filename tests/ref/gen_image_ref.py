@@ -250,9 +250,10 @@ def make_resizes(rgb, tall):
         write_ppm(f"area_{w}x{h}.ppm", np.floor(out + 0.5))
 
 
-os.makedirs(OUT, exist_ok=True)
-rgb, tall = make_pngs()
-make_jpegs(rgb)
-make_resizes(rgb, tall)
-total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
-print(f"wrote {len(os.listdir(OUT))} files to {os.path.normpath(OUT)} ({total} bytes)")
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    rgb, tall = make_pngs()
+    make_jpegs(rgb)
+    make_resizes(rgb, tall)
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"wrote {len(os.listdir(OUT))} files to {os.path.normpath(OUT)} ({total} bytes)")

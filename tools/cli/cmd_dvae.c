@@ -78,7 +78,7 @@ static int dvae_cmd_train(int argc, char **argv) {
     const opt_t opts[] = {
         {"--data", OPT_STR, &o.data_dir, "folder of PNG/JPEG training images"},
         {"--out,-o", OPT_STR, &o.out, "checkpoint to write (parameters, EMA, Adam state, step)"},
-        {"--resume", OPT_STR, &o.resume, "continue the run saved in this checkpoint"},
+        {"--resume", OPT_STR, &o.resume, "continue the run saved in this checkpoint (its settings; --steps may extend it)"},
         {"--preset", OPT_STR, &preset, "model size: paper, small, tiny"},
         {"--n-hid", OPT_INT, &n_hid, "override the preset's n_hid (0: keep)"},
         {"--n-blk", OPT_INT, &n_blk, "override n_blk_per_group (0: keep)"},
@@ -104,6 +104,7 @@ static int dvae_cmd_train(int argc, char **argv) {
         {"--save-every", OPT_I64, &o.save_every, "also write the checkpoint every this many steps (0: at the end)"},
         {"--log-every", OPT_I64, &o.log_every, "print the mean losses every this many steps"},
         {"--max-images", OPT_I64, &o.max_images, "use at most this many images of the folder (0: all)"},
+        {"--stop-after", OPT_I64, &o.stop_after, "stop after this many steps of this run, with a checkpoint (0: never)"},
         {NULL, 0, NULL, NULL},
     };
     char *pos[OPTS_MAX_POS];

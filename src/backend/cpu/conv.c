@@ -13,7 +13,6 @@
 // parallel region, since OpenBLAS runs its own threads. Every sum has a fixed
 // order for a given thread count, so results are deterministic.
 #include <cblas.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -23,9 +22,11 @@
 // ---------------------------------------------------------------- chunking
 
 int conv2d_chunk_rows(int Ci, int H, int W, int k) {
-    int64_t row = (int64_t)Ci * k * k * W; // floats of cols per output row
-    int64_t rows = CPU_CONV_CHUNK_FLOATS / row;
-    return (int)DALLE_MAX(1, DALLE_MIN(rows, (int64_t)H));
+    const int64_t row = (int64_t)Ci * k * k * W; // floats of cols per output row
+    const int64_t most = DALLE_MAX(1, DALLE_MIN(CPU_CONV_CHUNK_FLOATS / row, (int64_t)H));
+    // as many chunks as that needs, but evened out: no thin last chunk
+    const int64_t chunks = (H + most - 1) / most;
+    return (int)((H + chunks - 1) / chunks);
 }
 
 int64_t conv2d_scratch_floats(int Ci, int H, int W, int k) {
@@ -67,27 +68,30 @@ static void im2col(float *cols, const float *in, int Ci, int H, int W, int k, in
 }
 
 // din (Ci, H, W) += the taps of cols (Ci*k*k, n*W) for output rows
-// [y0, y0+n) put back where im2col took them from. One thread per input
-// channel, so no two threads write the same element.
+// [y0, y0+n) put back where im2col took them from. Each thread owns whole
+// rows of din and gathers the taps that land there in a fixed order, so there
+// are no races and the sums do not depend on the thread count.
 static void col2im_add(float *din, const float *cols, int Ci, int H, int W, int k, int y0, int n) {
     const int p = (k - 1) / 2, kk = k * k;
     const int64_t ncol = (int64_t)n * W;
-#pragma omp parallel for schedule(static)
-    for (int ci = 0; ci < Ci; ci++) {
-        float *dst = din + (int64_t)ci * H * W;
-        for (int t = 0; t < kk; t++) {
-            const int ky = t / k, dx = t % k - p;
-            int x0, x1;
-            tap_span(W, dx, &x0, &x1);
-            const float *src = cols + (int64_t)(ci * kk + t) * ncol;
-            for (int y = y0; y < y0 + n; y++, src += W) {
-                const int sy = y + ky - p;
-                if (sy < 0 || sy >= H) continue;
-                float *d = dst + (int64_t)sy * W + dx;
-                for (int x = x0; x < x1; x++) d[x] += src[x];
+    const int s0 = DALLE_MAX(0, y0 - p), s1 = DALLE_MIN(H, y0 + n + p); // rows touched
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int ci = 0; ci < Ci; ci++)
+        for (int sy = s0; sy < s1; sy++) {
+            float *d = din + ((int64_t)ci * H + sy) * W;
+            for (int ky = 0; ky < k; ky++) {
+                const int y = sy - ky + p; // the output row whose tap ky reads row sy
+                if (y < y0 || y >= y0 + n) continue;
+                for (int kx = 0; kx < k; kx++) {
+                    const int dx = kx - p;
+                    int x0, x1;
+                    tap_span(W, dx, &x0, &x1);
+                    const float *src = cols + (int64_t)(ci * kk + ky * k + kx) * ncol +
+                                       (int64_t)(y - y0) * W;
+                    for (int x = x0; x < x1; x++) d[x + dx] += src[x];
+                }
             }
         }
-    }
 }
 
 // Columns [c0, c0+n) of every channel of out (Co, HW) = alpha*b + beta*out,
@@ -144,13 +148,15 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
 }
 
 // db (Co) += alpha * the sum of dout (B, Co, HW) over batch and space, in
-// double, one channel per thread.
+// double, one channel per thread. The SIMD reduction's order is fixed by the
+// code, not by the thread count.
 static void bias_grad(float *db, const float *dout, int B, int Co, int64_t HW, float alpha) {
 #pragma omp parallel for schedule(static)
     for (int co = 0; co < Co; co++) {
         double s = 0;
         for (int bi = 0; bi < B; bi++) {
             const float *g = dout + ((int64_t)bi * Co + co) * HW;
+#pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < HW; i++) s += g[i];
         }
         db[co] += (float)(alpha * s);

@@ -6,11 +6,11 @@
 
 // A k x k convolution (k > 1) unrolls its input (im2col) into a matrix of
 // Ci*k*k rows by (rows*W) columns, `rows` output rows at a time. The public
-// ops pick `rows` with conv2d_chunk_rows so that the matrix stays near
-// CPU_CONV_CHUNK_FLOATS floats (cache-sized: see bench/bench_conv.c).
-#ifndef CPU_CONV_CHUNK_FLOATS
-#define CPU_CONV_CHUNK_FLOATS (1 << 20)
-#endif
+// ops pick `rows` with conv2d_chunk_rows so that the matrix stays under
+// CPU_CONV_CHUNK_FLOATS floats where one row allows. 2M floats (8 MB) measured
+// best on the dVAE's layers with bench/bench_conv.c (1M to 4M within 5%,
+// 8M up to 20% slower on the 256x256 layers: the chunk must stay in cache).
+#define CPU_CONV_CHUNK_FLOATS (1 << 21)
 
 // Output rows per im2col chunk for these sizes: in [1, H]. Meaningless for k = 1.
 int conv2d_chunk_rows(int Ci, int H, int W, int k);

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# cli_dvae.sh: smoke tests of `dalle dvae ...` on the tiny preset: help
+# texts, init / encode / decode / recon round trips, train then --resume
+# giving exactly the uninterrupted run, and bad input refused with a clear
+# message, exit status 1 and no output file. Run by tests/run with $DALLE set.
+set -u
+DALLE=${DALLE:-build/dalle}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+ok() { echo "  ok   $1"; }
+bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
+# expect_fail NAME WANTED_TEXT OUTFILE CMD...: exit 1, message has WANTED_TEXT, OUTFILE absent
+expect_fail() {
+    local name=$1 want=$2 out=$3
+    shift 3
+    local msg rc
+    msg=$("$@" 2>&1 >/dev/null); rc=$?
+    if [ $rc -eq 1 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
+        ok "$name: $msg"
+    else
+        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
+    fi
+}
+
+# help lists options with defaults
+$DALLE --help | grep -q "dvae" && ok "dalle --help" || bad "dalle --help"
+$DALLE dvae --help | grep -q "recon" && ok "dalle dvae --help" || bad "dalle dvae --help"
+for sub in train encode decode recon init info; do
+    $DALLE dvae $sub --help | grep -q "options:" && ok "dalle dvae $sub --help" || bad "dalle dvae $sub --help"
+done
+$DALLE dvae train --help | grep -q -- "--steps N.*(default 10000)" && ok "train --help shows defaults" || bad "train --help shows defaults"
+$DALLE dvae info --preset paper | grep -q "parameters 97616006" && ok "info: paper has 97,616,006 parameters" || bad "info paper"
+
+# a small image folder from the committed test images
+mkdir -p "$T/imgs"
+cp tests/data/img/png_rgb.png tests/data/img/png_rgba.png tests/data/img/jpg_baseline.jpg tests/data/img/png_gray.png "$T/imgs/"
+
+# train 4 steps straight, and 2 + resume 2: the checkpoints must be identical
+common=(--data "$T/imgs" --preset tiny --batch 2 --steps 4 --seed 3 --log-every 1 --lr 1e-3)
+$DALLE -q dvae train "${common[@]}" -o "$T/full.st" > "$T/full.log" || bad "train 4 steps"
+$DALLE -q dvae train "${common[@]}" --stop-after 2 -o "$T/half.st" > "$T/half.log" || bad "train 2 steps"
+$DALLE -q dvae train --data "$T/imgs" --steps 4 --log-every 1 --resume "$T/half.st" -o "$T/resumed.st" > "$T/resumed.log" || bad "resume 2 more steps"
+if cmp -s "$T/full.st" "$T/resumed.st" && diff <(tail -2 "$T/full.log") "$T/resumed.log" >/dev/null; then
+    ok "--resume continues the run exactly (identical losses and checkpoint)"
+else
+    bad "--resume differs from the uninterrupted run"; cat "$T/full.log" "$T/half.log" "$T/resumed.log"
+fi
+
+# encode / decode / recon with the trained checkpoint (its EMA weights)
+M="$T/full.st"
+$DALLE dvae encode --model "$M" "$T/imgs/png_rgb.png" "$T/imgs/jpg_baseline.jpg" -o "$T/tok.txt" 2>/dev/null || bad "encode"
+rows=$(grep -c . "$T/tok.txt"); blank=$(grep -c '^$' "$T/tok.txt")
+[ "$rows" = 8 ] && [ "$blank" = 1 ] && [ "$(head -1 "$T/tok.txt" | wc -w)" = 4 ] && ok "encode: two 4x4 grids" || bad "encode format ($rows rows, $blank blank)"
+$DALLE dvae decode --model "$M" "$T/tok.txt" -o "$T/dec.png" || bad "decode"
+[ -s "$T/dec-1.png" ] && [ -s "$T/dec-2.png" ] && ok "decode: dec-1.png dec-2.png" || bad "decode outputs"
+$DALLE dvae encode --model "$M" "$T/dec-1.png" > "$T/tok2.txt" 2>/dev/null && [ "$(wc -l < "$T/tok2.txt")" = 4 ] && ok "encode to stdout" || bad "encode to stdout"
+out=$($DALLE dvae recon --model "$M" "$T/imgs/png_rgb.png" -o "$T/rec.png" 2>/dev/null)
+[[ "$out" == *"PSNR"*"codebook usage"* ]] && [ -s "$T/rec.png" ] && ok "recon: $(echo "$out" | tail -1)" || bad "recon ($out)"
+
+# bad input
+: > "$T/empty.png"
+head -c 100 tests/data/img/png_rgb.png > "$T/trunc.png"
+echo "hello" > "$T/text.png"
+expect_fail "missing image" "nope.png" "$T/o1.txt" $DALLE dvae encode --model "$M" "$T/nope.png" -o "$T/o1.txt"
+expect_fail "empty image" "empty.png" "$T/o2.txt" $DALLE dvae encode --model "$M" "$T/empty.png" -o "$T/o2.txt"
+expect_fail "truncated image" "trunc.png" "$T/o3.txt" $DALLE dvae encode --model "$M" "$T/trunc.png" -o "$T/o3.txt"
+expect_fail "not an image" "text.png" "$T/o4.txt" $DALLE dvae encode --model "$M" "$T/text.png" -o "$T/o4.txt"
+expect_fail "missing model" "nomodel.st" "$T/o5.txt" $DALLE dvae encode --model "$T/nomodel.st" "$T/imgs/png_rgb.png" -o "$T/o5.txt"
+head -c 3000 "$M" > "$T/cut.st"
+expect_fail "truncated model" "cut.st" "$T/o6.png" $DALLE dvae decode --model "$T/cut.st" "$T/tok.txt" -o "$T/o6.png"
+printf '1 2 3\n' > "$T/short.txt"
+expect_fail "short token row" "short.txt:1" "$T/o7.png" $DALLE dvae decode --model "$M" "$T/short.txt" -o "$T/o7.png"
+printf '1 2 3 99\n1 2 3 4\n1 2 3 4\n1 2 3 4\n' > "$T/range.txt"
+expect_fail "code out of range" "outside the codebook" "$T/o8.png" $DALLE dvae decode --model "$M" "$T/range.txt" -o "$T/o8.png"
+expect_fail "training on a missing folder" "nofolder" "$T/o9.st" $DALLE dvae train --data "$T/nofolder" --preset tiny --steps 1 -o "$T/o9.st"
+expect_fail "decode into a missing folder" "nodir" "$T/nodir/x.png" $DALLE dvae decode --model "$M" "$T/tok.txt" -o "$T/nodir/x.png"
+$DALLE dvae train --bogus 2>/dev/null; [ $? = 2 ] && ok "unknown option: exit 2" || bad "unknown option"
+
+[ $fails = 0 ]
