@@ -2,8 +2,9 @@
 // the dVAE's own layer shapes, against two yardsticks: OpenBLAS's sgemm on a
 // large square product (the "peak" a GEMM-based conv can hope for) and
 // PyTorch's CPU conv (oneDNN) through bench/conv_torch.py, same thread count.
-//   build/bench/bench_conv [REPEATS [notorch]]   (run from the repository root)
-// Each time is the best of REPEATS runs (default 5): the machine is shared.
+//   build/bench/bench_conv [REPEATS [ROUNDS [notorch]]]   (from the repository root)
+// Each time is the best of ROUNDS x REPEATS runs (default 3 x 3): the machine
+// is shared, and the best run is the one least disturbed.
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -56,15 +57,15 @@ static double sgemm_peak(int n, int repeats) {
     return 2.0 * n * n * n / best / 1e9;
 }
 
-// Best-of-`repeats` seconds of our forward and backward (din, dw, db) on s.
+// Lowers fwd/bwd to our best-of-`repeats` seconds for the forward and the
+// backward (din, dw, db) on s.
 static void time_ours(const Shape *s, int repeats, double *fwd, double *bwd) {
     const int64_t HW = (int64_t)s->H * s->H, nw = (int64_t)s->Co * s->Ci * s->k * s->k;
     float *x = alloc_fill(s->Ci * HW, 1), *w = alloc_fill(nw, 0.05f), *b = alloc_fill(s->Co, 0.1f);
     float *out = alloc_fill(s->Co * HW, 0), *dout = alloc_fill(s->Co * HW, 1);
     float *dx = alloc_fill(s->Ci * HW, 0), *dw = alloc_fill(nw, 0), *db = alloc_fill(s->Co, 0);
     float *scratch = alloc_fill(conv2d_scratch_floats(s->Ci, s->H, s->H, s->k), 0);
-    *fwd = *bwd = 1e30;
-    for (int r = 0; r <= repeats; r++) {
+    for (int r = 0; r <= repeats; r++) { // run 0 warms up
         double t = dalle_time();
         conv2d_forward(out, x, w, b, 1, s->Ci, s->Co, s->H, s->H, s->k, 1.0f, 0.0f, scratch);
         t = dalle_time() - t;
@@ -78,8 +79,8 @@ static void time_ours(const Shape *s, int repeats, double *fwd, double *bwd) {
     dalle_free(dx), dalle_free(dw), dalle_free(db), dalle_free(scratch);
 }
 
-// Fills tfwd/tbwd (seconds; 0 where unknown) from bench/conv_torch.py.
-// Returns 0 when python3 with torch is not there.
+// Lowers tfwd/tbwd (seconds) to what bench/conv_torch.py measures. Returns 0
+// when python3 with torch is not there.
 static int time_torch(int threads, int repeats, double *tfwd, double *tbwd) {
     char cmd[2048];
     int len = snprintf(cmd, sizeof cmd, "python3 bench/conv_torch.py %d %d", threads, repeats);
@@ -93,23 +94,33 @@ static int time_torch(int threads, int repeats, double *tfwd, double *tbwd) {
     char line[256];
     while (got < NSHAPES && fgets(line, sizeof line, f)) {
         char spec[64];
-        if (sscanf(line, "%63s %lf %lf", spec, &tfwd[got], &tbwd[got]) == 3) got++;
+        double tf, tb;
+        if (sscanf(line, "%63s %lf %lf", spec, &tf, &tb) != 3) continue;
+        tfwd[got] = DALLE_MIN(tfwd[got], tf);
+        tbwd[got] = DALLE_MIN(tbwd[got], tb);
+        got++;
     }
     return pclose(f) == 0 && got == NSHAPES;
 }
 
 int main(int argc, char **argv) {
-    const int repeats = argc > 1 ? atoi(argv[1]) : 5;
+    const int repeats = argc > 1 ? atoi(argv[1]) : 3, rounds = argc > 2 ? atoi(argv[2]) : 3;
+    const int want_torch = !(argc > 3 && strcmp(argv[3], "notorch") == 0);
     const int threads = omp_get_max_threads();
-    printf("OpenBLAS %s, core %s, %d threads; best of %d runs\n", openblas_get_config(),
-           openblas_get_corename(), threads, repeats);
-    const int want_torch = !(argc > 2 && strcmp(argv[2], "notorch") == 0);
-    const double peak = sgemm_peak(2048, repeats);
-    printf("sgemm 2048^3 (peak): %.1f GFLOP/s\n", peak);
+    printf("%s, core %s, %d threads; best of %d rounds of %d runs\n", openblas_get_config(),
+           openblas_get_corename(), threads, rounds, repeats);
 
-    double ours_f[NSHAPES], ours_b[NSHAPES], torch_f[NSHAPES] = {0}, torch_b[NSHAPES] = {0};
-    for (int i = 0; i < NSHAPES; i++) time_ours(&shapes[i], repeats, &ours_f[i], &ours_b[i]);
-    const int have_torch = want_torch && time_torch(threads, repeats, torch_f, torch_b);
+    // Rounds alternate ours and torch, so that both see the same spells of
+    // load from whatever else runs on the machine.
+    double peak = 0, ours_f[NSHAPES], ours_b[NSHAPES], torch_f[NSHAPES], torch_b[NSHAPES];
+    for (int i = 0; i < NSHAPES; i++) ours_f[i] = ours_b[i] = torch_f[i] = torch_b[i] = 1e30;
+    int have_torch = want_torch;
+    for (int r = 0; r < rounds; r++) {
+        peak = DALLE_MAX(peak, sgemm_peak(2048, repeats));
+        for (int i = 0; i < NSHAPES; i++) time_ours(&shapes[i], repeats, &ours_f[i], &ours_b[i]);
+        if (have_torch) have_torch = time_torch(threads, repeats, torch_f, torch_b);
+    }
+    printf("sgemm 2048^3 (peak): %.1f GFLOP/s\n", peak);
     if (want_torch && !have_torch) printf("(no python3 with torch: no comparison)\n");
 
     printf("\n%-30s %7s %7s %6s   %7s %7s %6s", "layer (B=1)", "fwd ms", "GFLOP/s", "%peak",

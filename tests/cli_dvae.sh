@@ -57,6 +57,10 @@ $DALLE dvae decode --model "$M" "$T/tok.txt" -o "$T/dec.png" || bad "decode"
 $DALLE dvae encode --model "$M" "$T/dec-1.png" > "$T/tok2.txt" 2>/dev/null && [ "$(wc -l < "$T/tok2.txt")" = 4 ] && ok "encode to stdout" || bad "encode to stdout"
 out=$($DALLE dvae recon --model "$M" "$T/imgs/png_rgb.png" -o "$T/rec.png" 2>/dev/null)
 [[ "$out" == *"PSNR"*"codebook usage"* ]] && [ -s "$T/rec.png" ] && ok "recon: $(echo "$out" | tail -1)" || bad "recon ($out)"
+$DALLE dvae recon --model "$M" "$T/imgs/png_rgb.png" "$T/imgs/png_gray.png" -o "$T/r.png" --grid "$T/grid.png" >/dev/null 2>&1 \
+    && [ -s "$T/r-1.png" ] && [ -s "$T/r-2.png" ] && [ -s "$T/grid.png" ] && ok "recon --grid" || bad "recon --grid"
+$DALLE dvae export --model "$M" --dtype f16 -o "$T/m16.st" && $DALLE dvae info --model "$T/m16.st" | grep -q "grid 4x4" \
+    && [ "$(stat -c %s "$T/m16.st")" -lt "$(stat -c %s "$M")" ] && ok "export --dtype f16 (EMA weights only)" || bad "export"
 
 # bad input
 : > "$T/empty.png"

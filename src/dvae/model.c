@@ -586,12 +586,12 @@ int dvae_read_tensors(const dvae_model *m, const st_file *f, const char *prefix,
     return DALLE_OK;
 }
 
-int dvae_add_tensors(const dvae_model *m, st_writer *w, const char *prefix, const float *src) {
+int dvae_add_tensors(const dvae_model *m, st_writer *w, const char *prefix, const float *src, st_dtype dtype) {
     char name[DVAE_NAME_LEN + 32];
     for (int i = 0; i < m->n_tensors; i++) {
         const dvae_tensor *t = &m->tensors[i];
         snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        if (st_writer_add(w, name, ST_F32, src + t->offset, t->ndim, t->shape)) return DALLE_ERR;
+        if (st_writer_add(w, name, dtype, src + t->offset, t->ndim, t->shape)) return DALLE_ERR;
     }
     return DALLE_OK;
 }
@@ -616,11 +616,13 @@ fail:
     return NULL;
 }
 
-int dvae_save(const dvae_model *m, const char *path) {
+int dvae_save_as(const dvae_model *m, const char *path, st_dtype dtype) {
     st_writer *w = st_writer_new();
     if (!w) return DALLE_ERR;
     int rc = DALLE_ERR;
-    if (!dvae_write_meta(&m->cfg, w) && !dvae_add_tensors(m, w, "", m->params)) rc = st_writer_save(w, path);
+    if (!dvae_write_meta(&m->cfg, w) && !dvae_add_tensors(m, w, "", m->params, dtype)) rc = st_writer_save(w, path);
     st_writer_free(w);
     return rc;
 }
+
+int dvae_save(const dvae_model *m, const char *path) { return dvae_save_as(m, path, ST_F32); }

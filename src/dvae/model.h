@@ -110,8 +110,10 @@ int dvae_check_names(const dvae_model *m, const st_file *f, const char *const *p
 // Reads every parameter tensor under PREFIX into dst (n_params floats),
 // checking shapes. Errors name file and tensor.
 int dvae_read_tensors(const dvae_model *m, const st_file *f, const char *prefix, float *dst);
-// Adds every parameter tensor under PREFIX, from src, to the writer (F32).
-int dvae_add_tensors(const dvae_model *m, st_writer *w, const char *prefix, const float *src);
+// Adds every parameter tensor under PREFIX, from src, to the writer, stored as dtype.
+int dvae_add_tensors(const dvae_model *m, st_writer *w, const char *prefix, const float *src, st_dtype dtype);
+// Writes the parameters as a model file stored as dtype (F32, F16, BF16), atomically.
+int dvae_save_as(const dvae_model *m, const char *path, st_dtype dtype);
 
 // map_pixels: x in [0,1] -> (1 - 2 eps) x + eps, eps = 0.1, in place.
 void dvae_map_pixels(float *x, int64_t n);

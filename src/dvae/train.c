@@ -248,8 +248,8 @@ static int save_checkpoint(const char *path, const dvae_model *m, const train_st
              o->batch, o->lr, o->lr_end, (long long)o->lr_steps, o->tau, o->tau_end, (long long)o->tau_steps, o->kl,
              o->kl_end, (long long)o->kl_steps, o->weight_decay, o->ema_decay, o->augment, (long long)o->max_images);
     if (st_writer_meta(w, "train.opts", js)) goto done;
-    if (dvae_add_tensors(m, w, "", m->params) || dvae_add_tensors(m, w, "ema.", s->ema) ||
-        dvae_add_tensors(m, w, "adam.m.", s->m) || dvae_add_tensors(m, w, "adam.v.", s->v))
+    if (dvae_add_tensors(m, w, "", m->params, ST_F32) || dvae_add_tensors(m, w, "ema.", s->ema, ST_F32) ||
+        dvae_add_tensors(m, w, "adam.m.", s->m, ST_F32) || dvae_add_tensors(m, w, "adam.v.", s->v, ST_F32))
         goto done;
     rc = st_writer_save(w, path);
 done:

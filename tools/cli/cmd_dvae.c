@@ -306,11 +306,12 @@ done:
 // ---------------------------------------------------------------- recon
 
 static int dvae_cmd_recon(int argc, char **argv) {
-    const char *model = NULL, *out = "recon.png";
+    const char *model = NULL, *out = "recon.png", *grid_path = NULL;
     int no_ema = 0;
     const opt_t opts[] = {
         {"--model,-m", OPT_STR, &model, "dVAE model file (.safetensors)"},
         {"--out,-o", OPT_STR, &out, "reconstruction PNG; several images give OUT-1.png, OUT-2.png, ..."},
+        {"--grid", OPT_STR, &grid_path, "also write one PNG with each input and its reconstruction side by side"},
         {"--no-ema", OPT_FLAG, &no_ema, "use a checkpoint's raw parameters, not its EMA"},
         {NULL, 0, NULL, NULL},
     };
@@ -325,6 +326,7 @@ static int dvae_cmd_recon(int argc, char **argv) {
     float *x = NULL, *y = NULL;
     int32_t *codes = NULL;
     uint8_t *used = NULL;
+    image_t grid = {0}, tile = {0};
     dvae_model *m = dvae_load(model, !no_ema);
     if (!m) goto done;
     const dvae_config *c = dvae_get_config(m);
@@ -335,6 +337,7 @@ static int dvae_cmd_recon(int argc, char **argv) {
     codes = dalle_malloc(sizeof(int32_t) * (size_t)G * G);
     used = dalle_calloc((size_t)V, 1);
     if (!x || !y || !codes || !used) goto done;
+    if (grid_path && (image_alloc(&grid, 2 * S, npos * S) || image_alloc(&tile, S, S))) goto done;
     double psnr_sum = 0;
     for (int i = 0; i < npos; i++) {
         char path[4096];
@@ -348,15 +351,26 @@ static int dvae_cmd_recon(int argc, char **argv) {
         double psnr = mse > 0 ? 10.0 * log10(1.0 / mse) : 99.0;
         psnr_sum += psnr;
         for (int k = 0; k < G * G; k++) used[codes[k]] = 1;
+        for (int side = 0; grid_path && side < 2; side++) { // row i: input | reconstruction
+            image_from_chw(&tile, side ? y : x);
+            for (int row = 0; row < S; row++)
+                memcpy(grid.data + ((size_t)(i * S + row) * 2 * S + (size_t)side * S) * 3, tile.data + (size_t)row * S * 3, (size_t)S * 3);
+        }
         printf("%s: PSNR %.2f dB -> %s\n", pos[i], psnr, path);
     }
     int n_used = 0;
     for (int v = 0; v < V; v++) n_used += used[v] != 0;
     printf("mean PSNR %.2f dB over %d image%s; codebook usage %d of %d codes (%.1f%%)\n", psnr_sum / npos, npos,
            npos == 1 ? "" : "s", n_used, V, 100.0 * n_used / V);
+    if (grid_path) {
+        if (image_save_png(grid_path, &grid)) goto done;
+        printf("side by side: %s\n", grid_path);
+    }
     rc = 0;
 done:
     if (rc) cli_fail();
+    image_free(&grid);
+    image_free(&tile);
     dalle_free(used);
     dalle_free(codes);
     dalle_free(x);
@@ -365,7 +379,34 @@ done:
     return rc;
 }
 
-// ---------------------------------------------------------------- init, info
+// ---------------------------------------------------------------- export, init, info
+
+static int dvae_cmd_export(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *dtype = "f32";
+    int no_ema = 0;
+    const opt_t opts[] = {
+        {"--model,-m", OPT_STR, &model, "training checkpoint or model file"},
+        {"--out,-o", OPT_STR, &out, "model file to write (parameters only)"},
+        {"--dtype", OPT_STR, &dtype, "storage: f32, f16 or bf16"},
+        {"--no-ema", OPT_FLAG, &no_ema, "export the raw parameters, not the EMA"},
+        {NULL, 0, NULL, NULL},
+    };
+    char *pos[OPTS_MAX_POS];
+    int npos;
+    int prc = opts_parse(argc, argv, "usage: dalle dvae export --model CKPT -o M.safetensors [--dtype f16]\n"
+                         "Writes a checkpoint's EMA weights (or raw ones) as a model file.", opts, pos, &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    st_dtype dt = !strcmp(dtype, "f32") ? ST_F32 : !strcmp(dtype, "f16") ? ST_F16 : !strcmp(dtype, "bf16") ? ST_BF16 : (st_dtype)-1;
+    if (!model || !out || npos || (int)dt < 0) {
+        fprintf(stderr, "dalle: dvae export: needs --model, -o and --dtype f32|f16|bf16\n");
+        return 2;
+    }
+    dvae_model *m = dvae_load(model, !no_ema);
+    if (!m) return cli_fail();
+    int rc = dvae_save_as(m, out, dt) ? cli_fail() : 0;
+    dvae_free(m);
+    return rc;
+}
 
 static int dvae_cmd_init(int argc, char **argv) {
     const char *preset = "small", *out = NULL;
@@ -435,6 +476,7 @@ int cmd_dvae(int argc, char **argv) {
         {"encode", dvae_cmd_encode, "images -> token grids (text)"},
         {"decode", dvae_cmd_decode, "token grids -> PNG images"},
         {"recon", dvae_cmd_recon, "images -> reconstructions; PSNR and codebook usage"},
+        {"export", dvae_cmd_export, "checkpoint -> model file (EMA weights; f32, f16 or bf16)"},
         {"init", dvae_cmd_init, "write a randomly initialised model"},
         {"info", dvae_cmd_info, "config and parameter count of a preset or model"},
     };
