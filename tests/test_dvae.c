@@ -416,6 +416,8 @@ static void test_model_files(void) {
         {"bad config", "n_pool", 3},
         {"not a dVAE", "dalle.kind", 4},
     };
+    // the writer borrows the data until st_writer_save: one zero block for all tensors
+    float *zeros = calloc((size_t)m->n_params + 8 * 3 * 7 * 7, sizeof(float));
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         st_writer *w = st_writer_new();
         dvae_config bad = cfg;
@@ -430,9 +432,7 @@ static void test_model_files(void) {
             int64_t shape[4];
             memcpy(shape, t->shape, sizeof shape);
             if (cases[c].mode == 2 && i == 0) shape[0] += 1; // one more output channel than the config says
-            float *data = calloc((size_t)(t->numel + 64 * 7 * 7 * 3), sizeof(float));
-            st_writer_add(w, t->name, ST_F16, data, t->ndim, shape);
-            free(data);
+            st_writer_add(w, t->name, ST_F16, zeros, t->ndim, shape);
         }
         float one = 1;
         if (cases[c].mode == 1) st_writer_add(w, "encoder.blocks.extra.w", ST_F32, &one, 1, (int64_t[]){1});
@@ -444,6 +444,7 @@ static void test_model_files(void) {
         CHECK(b == NULL && strstr(msg, path) && strstr(msg, cases[c].expect));
         dvae_free(b);
     }
+    free(zeros);
     remove(path);
     dvae_free(m);
 }
