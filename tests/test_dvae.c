@@ -276,21 +276,29 @@ static void test_adamw(void) {
     st_close(f);
 }
 
+// The tiny model with the test fill, a trainer for B = 2, its input batch
+// *x (2, 3, 16, 16) and the Gumbel noise of the reference (seed 5000).
+static dvae_model *tiny_trainer(dvae_trainer *t, float **x) {
+    dvae_config cfg;
+    dvae_config_preset("tiny", &cfg);
+    dvae_model *m = fill_model(&cfg);
+    int B = 2, S = cfg.image_size, V = cfg.vocab_size, P = dvae_grid(&cfg) * dvae_grid(&cfg);
+    DALLE_ASSERT(dvae_trainer_init(t, m, B) == DALLE_OK);
+    *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
+    fill_uniform(*x, (int64_t)B * 3 * S * S, 3000, 0.1f, 0.9f);
+    for (int64_t i = 0; i < (int64_t)B * V * P; i++) t->g[i] = (float)-log(-log(fill_u(5000, (uint64_t)i)));
+    return m;
+}
+
 // A whole training step of the tiny model: loss, every parameter gradient,
 // and the parameters after one AdamW step, against torch autograd.
 static void test_train_step(void) {
     st_file *f = open_ref("dvae_train_tiny");
     CHECK(f != NULL);
     if (!f) return;
-    dvae_config cfg;
-    dvae_config_preset("tiny", &cfg);
-    dvae_model *m = fill_model(&cfg);
-    int B = 2, S = cfg.image_size, V = cfg.vocab_size, P = dvae_grid(&cfg) * dvae_grid(&cfg);
     dvae_trainer t;
-    CHECK(dvae_trainer_init(&t, m, B) == DALLE_OK);
-    float *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    fill_uniform(x, (int64_t)B * 3 * S * S, 3000, 0.1f, 0.9f);
-    for (int64_t i = 0; i < (int64_t)B * V * P; i++) t.g[i] = (float)-log(-log(fill_u(5000, (uint64_t)i)));
+    float *x;
+    dvae_model *m = tiny_trainer(&t, &x);
     dvae_loss L = dvae_trainer_step(&t, x, 0.5f, 2.0f);
     int64_t n;
     const char *names[3] = {"loss", "rec", "kl"};
@@ -351,15 +359,9 @@ static void test_train_step(void) {
 // likelihood and KL) against the analytic gradient, for a sample of
 // parameters of every kind, in double-checked central differences.
 static void test_grad_fd(void) {
-    dvae_config cfg;
-    dvae_config_preset("tiny", &cfg);
-    dvae_model *m = fill_model(&cfg);
-    int B = 2, S = cfg.image_size, V = cfg.vocab_size, P = dvae_grid(&cfg) * dvae_grid(&cfg);
     dvae_trainer t;
-    CHECK(dvae_trainer_init(&t, m, B) == DALLE_OK);
-    float *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    fill_uniform(x, (int64_t)B * 3 * S * S, 3000, 0.1f, 0.9f);
-    for (int64_t i = 0; i < (int64_t)B * V * P; i++) t.g[i] = (float)-log(-log(fill_u(5000, (uint64_t)i)));
+    float *x;
+    dvae_model *m = tiny_trainer(&t, &x);
     const float tau = 0.7f, beta = 1.5f;
     dvae_trainer_step(&t, x, tau, beta);
     float *grads = malloc(sizeof(float) * (size_t)m->n_params);

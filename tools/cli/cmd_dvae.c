@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "core/common.h"
 #include "core/image.h"
+#include "core/progress.h"
 #include "dalle/dalle.h"
 #include "dvae/model.h"
 #include "dvae/train.h"
@@ -169,13 +170,17 @@ static int dvae_cmd_encode(int argc, char **argv) {
     size_t cap = (size_t)npos * ((size_t)G * G * 7 + 2) + 1, len = 0;
     text = dalle_malloc(cap);
     if (!x || !codes || !text) goto done;
+    progress_t prog;
+    progress_start(&prog, "encode", 0, npos, 0);
     for (int i = 0; i < npos; i++) {
         if (load_image_chw(pos[i], S, x) || dvae_encode(m, x, 1, codes)) goto done;
+        if (npos > 1) progress_update(&prog, i + 1, i + 1, NULL);
         if (i) text[len++] = '\n';
         for (int r = 0; r < G; r++)
             for (int q = 0; q < G; q++)
                 len += (size_t)snprintf(text + len, cap - len, "%d%c", codes[r * G + q], q == G - 1 ? '\n' : ' ');
     }
+    if (npos > 1) progress_end(&prog);
     if (!strcmp(out, "-")) {
         fwrite(text, 1, len, stdout);
         rc = fflush(stdout) ? 1 : 0;
