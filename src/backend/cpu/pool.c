@@ -4,8 +4,10 @@
 #include <stdint.h>
 
 #include "backend/ops.h"
+#include "core/common.h"
 
 void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    DALLE_ASSERT(H % 2 == 0 && W % 2 == 0);
     const int Ho = H / 2, Wo = W / 2;
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
@@ -26,6 +28,7 @@ void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
 }
 
 void maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
+    DALLE_ASSERT(H % 2 == 0 && W % 2 == 0);
     const int Ho = H / 2, Wo = W / 2;
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
