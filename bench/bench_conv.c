@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend/ops.h"
+#include "bench_common.h"
 #include "core/common.h"
 
 // Layer shapes of OpenAI's dVAE (n_hid 256, 4 groups, vocabulary 8192), B = 1.
@@ -40,21 +41,6 @@ static float *alloc_fill(int64_t n, float scale) {
     }
     for (int64_t i = 0; i < n; i++) p[i] = scale * (float)((i * 7919 % 2003) - 1001) / 1001.0f;
     return p;
-}
-
-// GFLOP/s of sgemm on an n x n x n product, best of `repeats`.
-static double sgemm_peak(int n, int repeats) {
-    float *a = alloc_fill((int64_t)n * n, 1), *b = alloc_fill((int64_t)n * n, 1);
-    float *c = alloc_fill((int64_t)n * n, 0);
-    double best = 1e30;
-    for (int r = 0; r <= repeats; r++) { // run 0 warms up
-        double t = dalle_time();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = dalle_time() - t;
-        if (r > 0 && t < best) best = t;
-    }
-    dalle_free(a), dalle_free(b), dalle_free(c);
-    return 2.0 * n * n * n / best / 1e9;
 }
 
 // Lowers fwd/bwd to our best-of-`repeats` seconds for the forward and the
@@ -116,7 +102,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NSHAPES; i++) ours_f[i] = ours_b[i] = torch_f[i] = torch_b[i] = 1e30;
     int have_torch = want_torch;
     for (int r = 0; r < rounds; r++) {
-        peak = DALLE_MAX(peak, sgemm_peak(2048, repeats));
+        peak = DALLE_MAX(peak, bench_sgemm_peak(2048, repeats));
         for (int i = 0; i < NSHAPES; i++) time_ours(&shapes[i], repeats, &ours_f[i], &ours_b[i]);
         if (have_torch) have_torch = time_torch(threads, repeats, torch_f, torch_b);
     }
