@@ -43,6 +43,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+.SECONDARY:
 .PHONY: all setup test check check-san demo bench fuzz fuzz-run clean
 all: $(BUILD)/libdalle.a $(BUILD)/dalle
 

@@ -50,7 +50,7 @@ static void time_ours(const Shape *s, int repeats, double *fwd, double *bwd) {
     float *x = alloc_fill(s->Ci * HW, 1), *w = alloc_fill(nw, 0.05f), *b = alloc_fill(s->Co, 0.1f);
     float *out = alloc_fill(s->Co * HW, 0), *dout = alloc_fill(s->Co * HW, 1);
     float *dx = alloc_fill(s->Ci * HW, 0), *dw = alloc_fill(nw, 0), *db = alloc_fill(s->Co, 0);
-    float *scratch = alloc_fill(conv2d_scratch_floats(s->Ci, s->H, s->H, s->k), 0);
+    float *scratch = alloc_fill(conv2d_scratch_floats(s->Ci, s->Co, s->H, s->H, s->k), 0);
     for (int r = 0; r <= repeats; r++) { // run 0 warms up
         double t = dalle_time();
         conv2d_forward(out, x, w, b, 1, s->Ci, s->Co, s->H, s->H, s->k, 1.0f, 0.0f, scratch);

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     }
     double fl = conv_flops(&m->enc, 1, 0, 0) + conv_flops(&m->dec_ids, 1, 0, 0);
     double ours_a = 1.0 / best;
-    printf("(a) paper 256x256 encode+decode, B=1: %.3f s/image = %.3f images/s; convs %.0f GFLOP -> %.1f GFLOP/s = %.0f%% of sgemm peak\n",
+    printf("(a) paper 256x256 encode+decode, B=1: %.3f s/image = %.3f images/s; convs %.0f GFLOP (direct) -> %.1f effective GFLOP/s = %.0f%% of sgemm peak\n",
            best, ours_a, fl / 1e9, fl / best / 1e9, 100.0 * fl / best / 1e9 / peak);
     dvae_free(m);
     dalle_free(x), dalle_free(y), dalle_free(codes);
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     }
     fl = conv_flops(&m->enc, B, 1, 0) + conv_flops(&m->dec, B, 1, 1);
     double ours_b = B / best;
-    printf("(b) small 64x64 training step, B=%d: %.3f s/step = %.1f images/s; convs %.1f GFLOP -> %.1f GFLOP/s = %.0f%% of sgemm peak\n",
+    printf("(b) small 64x64 training step, B=%d: %.3f s/step = %.1f images/s; convs %.1f GFLOP (direct) -> %.1f effective GFLOP/s = %.0f%% of sgemm peak\n",
            B, best, ours_b, fl / 1e9, fl / best / 1e9, 100.0 * fl / best / 1e9 / peak);
     dvae_trainer_free(&t);
     dvae_free(m);

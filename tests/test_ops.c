@@ -128,7 +128,7 @@ static void test_conv_forward_reference(void) {
         for (int rows = 0; rows <= 3; rows++) { // 0: the public entry point
             if (rows > c.H || (rows > 0 && c.k == 1)) continue;
             int64_t ns = rows ? scratch_for_rows(c.Ci, c.W, c.k, rows)
-                              : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+                              : conv2d_scratch_floats(c.Ci, c.Co, c.H, c.W, c.k);
             float *scratch = ns ? falloc(ns) : NULL;
             float *out = fcopy(out0, nout);
             if (rows)
@@ -171,7 +171,7 @@ static void test_conv_backward_reference(void) {
             // which gradient is NULL (3: none); all four for two of the chunkings
             for (int skip = rows % 2 ? 3 : 0; skip < 4; skip++) {
                 int64_t ns = rows ? scratch_for_rows(c.Ci, c.W, c.k, rows)
-                                  : conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+                                  : conv2d_scratch_floats(c.Ci, c.Co, c.H, c.W, c.k);
                 float *scratch = ns ? falloc(ns) : NULL;
                 float *din = fcopy(din0, nin), *dw = fcopy(dw0, nw), *db = fcopy(db0, c.Co);
                 float *pi = skip == 0 ? NULL : din, *pw = skip == 1 ? NULL : dw;
@@ -210,6 +210,32 @@ static void test_conv_backward_reference(void) {
     }
 }
 
+// The Winograd 3x3 forward (the one conv2d_forward takes for k = 3) against
+// the direct reference, with odd sizes, alpha/beta, and a shape whose tile
+// rows split into three chunks.
+static void test_conv_winograd(void) {
+    const struct { int B, Ci, Co, H, W; float alpha, beta; } cs[] = {
+        {2, 3, 5, 5, 7, 0.7f, 0.0f}, {1, 4, 6, 1, 1, 1.0f, 1.0f}, {1, 8, 4, 6, 3, 0.25f, 0.5f}, {1, 32, 32, 257, 64, 1.0f, 0.0f},
+    };
+    for (size_t t = 0; t < sizeof cs / sizeof *cs; t++) {
+        const int B = cs[t].B, Ci = cs[t].Ci, Co = cs[t].Co, H = cs[t].H, W = cs[t].W;
+        const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W, nw = (int64_t)Co * Ci * 9;
+        int TH = (H + 1) / 2, rows = winograd_chunk_tile_rows(Ci, Co, H, W);
+        float *in = frand(nin, 400 + t, -1, 1), *w = frand(nw, 410 + t, -0.3f, 0.3f), *b = frand(Co, 420 + t, -1, 1);
+        float *out = frand(nout, 430 + t, -1, 1), *ref = fcopy(out, nout);
+        if (cs[t].beta == 0.0f)
+            for (int64_t i = 0; i < nout; i++) out[i] = NAN; // beta = 0 must not read out
+        float *scratch = falloc(conv2d_scratch_floats(Ci, Co, H, W, 3));
+        conv2d_forward(out, in, w, b, B, Ci, Co, H, W, 3, cs[t].alpha, cs[t].beta, scratch);
+        ref_conv_forward(ref, in, w, b, B, Ci, Co, H, W, 3, cs[t].alpha, cs[t].beta);
+        char what[96];
+        snprintf(what, sizeof what, "winograd %dx%d %d->%d, %d chunk(s)", H, W, Ci, Co, (TH + rows - 1) / rows);
+        CHECK_CLOSE(what, out, ref, nout, 1e-5, 1e-5);
+        free(in), free(w), free(b), free(out), free(ref), free(scratch);
+    }
+    CHECK((129 + winograd_chunk_tile_rows(32, 32, 257, 64) - 1) / winograd_chunk_tile_rows(32, 32, 257, 64) == 3);
+}
+
 // A shape for which the public entry points themselves split the image into
 // three im2col chunks, the last one shorter.
 static void test_conv_public_chunks(void) {
@@ -219,13 +245,13 @@ static void test_conv_public_chunks(void) {
     const int rows = conv2d_chunk_rows(Ci, H, W, k);
     printf("    chunk rows %d of H %d\n", rows, H);
     CHECK((H + rows - 1) / rows == 3 && H % rows != 0);
-    CHECK(conv2d_scratch_floats(Ci, H, W, k) == scratch_for_rows(Ci, W, k, rows));
+    CHECK(conv2d_scratch_floats(Ci, Co, H, W, k) == scratch_for_rows(Ci, W, k, rows));
     CHECK((int64_t)Ci * k * k * W * rows <= CPU_CONV_CHUNK_FLOATS);
     const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W;
     const int64_t nw = (int64_t)Co * Ci * k * k;
     float *in = frand(nin, 200, -1, 1), *w = frand(nw, 201, -0.1f, 0.1f);
     float *b = frand(Co, 202, -1, 1), *dout = frand(nout, 203, -1, 1);
-    float *scratch = falloc(conv2d_scratch_floats(Ci, H, W, k));
+    float *scratch = falloc(conv2d_scratch_floats(Ci, Co, H, W, k));
     float *out = falloc(nout), *ref = falloc(nout);
     conv2d_forward(out, in, w, b, B, Ci, Co, H, W, k, 1.0f, 0.0f, scratch);
     ref_conv_forward(ref, in, w, b, B, Ci, Co, H, W, k, 1.0f, 0.0f);
@@ -310,7 +336,7 @@ static void test_conv_backward_fd(void) {
         c.in = frand(nin, 300 + t, -1, 1);
         c.w = frand(nw, 310 + t, -1, 1);
         c.b = frand(c.Co, 320 + t, -1, 1);
-        int64_t ns = conv2d_scratch_floats(c.Ci, c.H, c.W, c.k);
+        int64_t ns = conv2d_scratch_floats(c.Ci, c.Co, c.H, c.W, c.k);
         c.scratch = ns ? falloc(ns) : NULL;
         float *r = frand(nout, 330 + t, -1, 1); // dL/dout
         // gradients start non-zero: the backward must add to them
@@ -511,6 +537,7 @@ static void test_onehot_conv(void) {
 int main(void) {
     RUN(test_conv_forward_reference);
     RUN(test_conv_backward_reference);
+    RUN(test_conv_winograd);
     RUN(test_conv_public_chunks);
     RUN(test_conv_backward_fd);
     RUN(test_plain_backward_fd);

@@ -14,7 +14,7 @@
 //   out (B, Co, H, W) = alpha * (conv(in, w) + b) + beta * out
 //   in (B, Ci, H, W), w (Co, Ci, k, k), b (Co,) or NULL.
 // beta = 0 overwrites out (its old contents may be garbage, even NaN).
-// `scratch` has at least conv2d_scratch_floats(Ci, H, W, k) floats (may be
+// `scratch` has at least conv2d_scratch_floats(Ci, Co, H, W, k) floats (may be
 // NULL when that is 0).
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
                     int Co, int H, int W, int k, float alpha, float beta, float *scratch);
@@ -25,7 +25,7 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
                      const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
                      float *scratch);
 // Scratch (in floats) that conv2d_forward/backward need for these sizes.
-int64_t conv2d_scratch_floats(int Ci, int H, int W, int k);
+int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k);
 
 // ---- 1x1 convolution of a one-hot input, as the embedding lookup it is:
 //   out[b, c, p] = w[c, codes[b, p]] + bias[c]

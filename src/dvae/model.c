@@ -325,7 +325,7 @@ int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need
     for (int i = 0; i < net->n_ops; i++) {
         const dvae_op *op = &net->ops[i];
         if (op->kind != OP_CONV) continue;
-        int64_t s = conv2d_scratch_floats(op->ci, op->h, op->w, op->k);
+        int64_t s = conv2d_scratch_floats(op->ci, op->co, op->h, op->w, op->k);
         if (s > e->scratch_floats) e->scratch_floats = s;
     }
     if (train) {

@@ -23,3 +23,12 @@ void conv2d_forward_rows(float *out, const float *in, const float *w, const floa
 void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
                           int rows, float *scratch);
+
+// The forward 3x3 convolution by Winograd's F(2x2, 3x3) (winograd.c), the
+// one conv2d_forward uses for k = 3: same contract as conv2d_forward, with
+// `scratch` of winograd_scratch_floats(Ci, Co, H, W) floats.
+void conv3x3_winograd_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
+                              int Co, int H, int W, float alpha, float beta, float *scratch);
+int64_t winograd_scratch_floats(int Ci, int Co, int H, int W);
+// Rows of 2x2 output tiles per chunk of its transforms.
+int winograd_chunk_tile_rows(int Ci, int Co, int H, int W);
