@@ -210,30 +210,37 @@ static void test_conv_backward_reference(void) {
     }
 }
 
-// The Winograd 3x3 forward (the one conv2d_forward takes for k = 3) against
-// the direct reference, with odd sizes, alpha/beta, and a shape whose tile
-// rows split into three chunks.
+// The Winograd 3x3 convolution, both tile sizes, against the direct
+// reference, with odd sizes, alpha/beta, and a shape large enough for
+// conv2d_forward to take F(4x4) whose tile rows split into chunks. The error
+// is held to 2e-5 of the output's largest value (F(4x4) rounds differently
+// from the direct sum).
 static void test_conv_winograd(void) {
     const struct { int B, Ci, Co, H, W; float alpha, beta; } cs[] = {
         {2, 3, 5, 5, 7, 0.7f, 0.0f}, {1, 4, 6, 1, 1, 1.0f, 1.0f}, {1, 8, 4, 6, 3, 0.25f, 0.5f}, {1, 32, 32, 257, 64, 1.0f, 0.0f},
     };
-    for (size_t t = 0; t < sizeof cs / sizeof *cs; t++) {
-        const int B = cs[t].B, Ci = cs[t].Ci, Co = cs[t].Co, H = cs[t].H, W = cs[t].W;
-        const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W, nw = (int64_t)Co * Ci * 9;
-        int TH = (H + 1) / 2, rows = winograd_chunk_tile_rows(Ci, Co, H, W);
-        float *in = frand(nin, 400 + t, -1, 1), *w = frand(nw, 410 + t, -0.3f, 0.3f), *b = frand(Co, 420 + t, -1, 1);
-        float *out = frand(nout, 430 + t, -1, 1), *ref = fcopy(out, nout);
-        if (cs[t].beta == 0.0f)
-            for (int64_t i = 0; i < nout; i++) out[i] = NAN; // beta = 0 must not read out
-        float *scratch = falloc(conv2d_scratch_floats(Ci, Co, H, W, 3));
-        conv2d_forward(out, in, w, b, B, Ci, Co, H, W, 3, cs[t].alpha, cs[t].beta, scratch);
-        ref_conv_forward(ref, in, w, b, B, Ci, Co, H, W, 3, cs[t].alpha, cs[t].beta);
-        char what[96];
-        snprintf(what, sizeof what, "winograd %dx%d %d->%d, %d chunk(s)", H, W, Ci, Co, (TH + rows - 1) / rows);
-        CHECK_CLOSE(what, out, ref, nout, 1e-5, 1e-5);
-        free(in), free(w), free(b), free(out), free(ref), free(scratch);
-    }
-    CHECK((129 + winograd_chunk_tile_rows(32, 32, 257, 64) - 1) / winograd_chunk_tile_rows(32, 32, 257, 64) == 3);
+    for (int m = 2; m <= 4; m += 2)
+        for (size_t t = 0; t < sizeof cs / sizeof *cs; t++) {
+            const int B = cs[t].B, Ci = cs[t].Ci, Co = cs[t].Co, H = cs[t].H, W = cs[t].W;
+            const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W, nw = (int64_t)Co * Ci * 9;
+            const int TH = (H + m - 1) / m, rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
+            float *in = frand(nin, 400 + t, -1, 1), *w = frand(nw, 410 + t, -0.3f, 0.3f), *b = frand(Co, 420 + t, -1, 1);
+            float *out = frand(nout, 430 + t, -1, 1), *ref = fcopy(out, nout);
+            if (cs[t].beta == 0.0f)
+                for (int64_t i = 0; i < nout; i++) out[i] = NAN; // beta = 0 must not read out
+            float *scratch = falloc(winograd_scratch_floats(Ci, Co, H, W, m));
+            conv3x3_winograd_forward(out, in, w, b, B, Ci, Co, H, W, cs[t].alpha, cs[t].beta, m, scratch);
+            ref_conv_forward(ref, in, w, b, B, Ci, Co, H, W, 3, cs[t].alpha, cs[t].beta);
+            float maxref = 0;
+            for (int64_t i = 0; i < nout; i++) maxref = fmaxf(maxref, fabsf(ref[i]));
+            char what[96];
+            snprintf(what, sizeof what, "F(%dx%d,3x3) %dx%d %d->%d, %d chunk(s)", m, m, H, W, Ci, Co, (TH + rows - 1) / rows);
+            CHECK_CLOSE(what, out, ref, nout, 2e-5 * maxref, 0);
+            free(in), free(w), free(b), free(out), free(ref), free(scratch);
+        }
+    const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4);
+    CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(257, 64) == 4);
+    CHECK(conv3x3_winograd_m(32, 32) == 2 && conv3x3_winograd_m(6, 3) == 0);
 }
 
 // A shape for which the public entry points themselves split the image into

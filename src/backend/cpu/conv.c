@@ -32,10 +32,11 @@ int conv2d_chunk_rows(int Ci, int H, int W, int k) {
 int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
     if (k == 1) return 0;
     int64_t cols = (int64_t)Ci * k * k * W * conv2d_chunk_rows(Ci, H, W, k); // im2col (dW)
-    if (k != 3) return cols;
+    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
+    if (!m) return cols;
     // Winograd: the forward, and the backward's din with the flipped, transposed weights first
-    int64_t din = 9LL * Ci * Co + winograd_scratch_floats(Co, Ci, H, W);
-    return DALLE_MAX(cols, DALLE_MAX(winograd_scratch_floats(Ci, Co, H, W), din));
+    int64_t din = 9LL * Ci * Co + winograd_scratch_floats(Co, Ci, H, W, m);
+    return DALLE_MAX(cols, DALLE_MAX(winograd_scratch_floats(Ci, Co, H, W, m), din));
 }
 
 // The output columns [x0, x1) whose tap at horizontal offset dx (-p..p) falls
@@ -147,8 +148,9 @@ void conv2d_forward_rows(float *out, const float *in, const float *w, const floa
 
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
                     int Co, int H, int W, int k, float alpha, float beta, float *scratch) {
-    if (k == 3) {
-        conv3x3_winograd_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, scratch);
+    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
+    if (m) {
+        conv3x3_winograd_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, m, scratch);
         return;
     }
     conv2d_forward_rows(out, in, w, b, B, Ci, Co, H, W, k, alpha, beta,
@@ -215,7 +217,8 @@ void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, c
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                      const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
                      float *scratch) {
-    if (k == 3 && din) {
+    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
+    if (m && din) {
         // din += alpha * conv(dout, w') with w'[ci][co] = w[co][ci] rotated by 180
         // degrees: the 'same' 3x3 correlation's adjoint, done by Winograd too.
         float *wt = scratch; // (Ci, Co, 3, 3)
@@ -223,7 +226,7 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
         for (int ci = 0; ci < Ci; ci++)
             for (int co = 0; co < Co; co++)
                 for (int t = 0; t < 9; t++) wt[((int64_t)ci * Co + co) * 9 + t] = w[((int64_t)co * Ci + ci) * 9 + 8 - t];
-        conv3x3_winograd_forward(din, dout, wt, NULL, B, Co, Ci, H, W, alpha, 1.0f, scratch + 9LL * Ci * Co);
+        conv3x3_winograd_forward(din, dout, wt, NULL, B, Co, Ci, H, W, alpha, 1.0f, m, scratch + 9LL * Ci * Co);
         din = NULL; // what is left (dW, db) is the im2col path's
     }
     conv2d_backward_rows(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha,

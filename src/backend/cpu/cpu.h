@@ -24,11 +24,17 @@ void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, c
                           const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
                           int rows, float *scratch);
 
-// The forward 3x3 convolution by Winograd's F(2x2, 3x3) (winograd.c), the
-// one conv2d_forward uses for k = 3: same contract as conv2d_forward, with
-// `scratch` of winograd_scratch_floats(Ci, Co, H, W) floats.
+// The 3x3 convolution by Winograd's F(m x m, 3x3), m = 2 or 4 (winograd.c):
+// same contract as conv2d_forward, with `scratch` of
+// winograd_scratch_floats(Ci, Co, H, W, m) floats.
 void conv3x3_winograd_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
-                              int Co, int H, int W, float alpha, float beta, float *scratch);
-int64_t winograd_scratch_floats(int Ci, int Co, int H, int W);
-// Rows of 2x2 output tiles per chunk of its transforms.
-int winograd_chunk_tile_rows(int Ci, int Co, int H, int W);
+                              int Co, int H, int W, float alpha, float beta, int m, float *scratch);
+int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m);
+// Rows of m x m output tiles per chunk of its transforms.
+int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m);
+// The tile size conv2d_forward (and conv2d_backward for din) use for a 3x3
+// convolution of H x W: 4 from 256 tiles of 4x4 on (64x64 and up), 2 from 64
+// tiles of 2x2 on, 0 (im2col) below, where the a^2 GEMMs would be too
+// narrow and the weight transform would not pay off (measured with
+// bench/bench_conv.c and bench/bench_dvae.c).
+int conv3x3_winograd_m(int H, int W);
