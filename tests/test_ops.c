@@ -218,12 +218,13 @@ static void test_conv_backward_reference(void) {
 static void test_conv_winograd(void) {
     const struct { int B, Ci, Co, H, W; float alpha, beta; } cs[] = {
         {2, 3, 5, 5, 7, 0.7f, 0.0f}, {1, 4, 6, 1, 1, 1.0f, 1.0f}, {1, 8, 4, 6, 3, 0.25f, 0.5f}, {1, 32, 32, 257, 64, 1.0f, 0.0f},
+        {40, 3, 4, 10, 9, 1.0f, 1.0f}, // a chunk spans images
     };
     for (int m = 2; m <= 4; m += 2)
         for (size_t t = 0; t < sizeof cs / sizeof *cs; t++) {
             const int B = cs[t].B, Ci = cs[t].Ci, Co = cs[t].Co, H = cs[t].H, W = cs[t].W;
             const int64_t nin = (int64_t)B * Ci * H * W, nout = (int64_t)B * Co * H * W, nw = (int64_t)Co * Ci * 9;
-            const int TH = (H + m - 1) / m, rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
+            const int TH = B * ((H + m - 1) / m), rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
             float *in = frand(nin, 400 + t, -1, 1), *w = frand(nw, 410 + t, -0.3f, 0.3f), *b = frand(Co, 420 + t, -1, 1);
             float *out = frand(nout, 430 + t, -1, 1), *ref = fcopy(out, nout);
             if (cs[t].beta == 0.0f)
@@ -238,7 +239,8 @@ static void test_conv_winograd(void) {
             CHECK_CLOSE(what, out, ref, nout, 2e-5 * maxref, 0);
             free(in), free(w), free(b), free(out), free(ref), free(scratch);
         }
-    const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4);
+    const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4), wr2 = winograd_chunk_tile_rows(3, 4, 10, 9, 2);
+    CHECK(wr2 > (10 + 1) / 2); // the batch of 40 small images: one chunk holds tiles of several images
     CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(257, 64) == 4);
     CHECK(conv3x3_winograd_m(32, 32) == 2 && conv3x3_winograd_m(6, 3) == 0);
 }

@@ -55,14 +55,14 @@ int conv3x3_winograd_m(int H, int W) {
     return (int64_t)((H + 1) / 2) * ((W + 1) / 2) >= 64 ? 2 : 0;
 }
 
-// Tiles per chunk: whole rows of tiles, V and M together under about
-// CPU_CONV_CHUNK_FLOATS floats, but at least 256 tiles (or the whole image)
+// Tile rows per chunk (counted across the images of a batch): V and M
+// together under about CPU_CONV_CHUNK_FLOATS floats, but at least 256 tiles
 // so that the GEMMs stay wide.
 int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m) {
-    const int a = m + 2, TW = (W + m - 1) / m, TH = (H + m - 1) / m;
+    (void)H;
+    const int a = m + 2, TW = (W + m - 1) / m;
     const int64_t per_row = (int64_t)a * a * (Ci + Co) * TW;
-    const int64_t rows = DALLE_MAX(CPU_CONV_CHUNK_FLOATS / per_row, (256 + TW - 1) / TW);
-    return (int)DALLE_MAX(1, DALLE_MIN((int64_t)TH, rows));
+    return (int)DALLE_MAX(1, DALLE_MAX(CPU_CONV_CHUNK_FLOATS / per_row, (int64_t)(256 + TW - 1) / TW));
 }
 
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m) {

@@ -26,11 +26,12 @@ static void WG_FN(transform_weights)(float *U, const float *w, int Co, int Ci) {
     }
 }
 
-// V (E, Ci, Tc) = B^T d B for the tiles of tile rows [r0, r0+nr) of x (Ci, H, W).
+// V (E, Ci, Tc) = B^T d B for the tiles of tile rows [R0, R0+nr) of the batch
+// x (B, Ci, H, W), whose rows of tiles are numbered across images (TH each).
 // Row-wise so that the inner loops run over contiguous columns and vectorise:
 // the a input rows of a tile row (zero-padded) give B^T d for every column
 // at once, then tile tx takes its a columns m*tx .. m*tx+a-1 of that.
-static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int W, int r0, int nr) {
+static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int W, int TH, int64_t R0, int nr) {
     const int m = WG_M, A = WG_A;
     const int TW = (W + m - 1) / m, WP = m * TW + 2; // column c of x at c + 1
     const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Ci * Tc;
@@ -39,9 +40,11 @@ static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int 
     for (int ci = 0; ci < Ci; ci++)
         for (int r = 0; r < nr; r++) {
             float d[WG_A][WP], t[WG_A][WP];
-            const float *xc = x + (int64_t)ci * H * W;
+            const int64_t img = (R0 + r) / TH;
+            const int tr = (int)((R0 + r) % TH);
+            const float *xc = x + (img * Ci + ci) * H * W;
             for (int i = 0; i < A; i++) {
-                const int y = m * (r0 + r) - 1 + i;
+                const int y = m * tr - 1 + i;
                 memset(d[i], 0, sizeof(float) * WP);
                 if (y >= 0 && y < H) memcpy(d[i] + 1, xc + (int64_t)y * W, sizeof(float) * W);
             }
@@ -65,10 +68,10 @@ static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int 
         }
 }
 
-// out (Co, H, W) rows of tile rows [r0, r0+nr) = alpha*(A^T M A + b) + beta*out;
-// beta = 0 overwrites. Row-wise like the input.
+// The output rows of tile rows [R0, R0+nr) of out (B, Co, H, W) =
+// alpha*(A^T M A + b) + beta*out; beta = 0 overwrites. Row-wise like the input.
 static void WG_FN(transform_output)(float *out, const float *M, const float *b, int Co, int H, int W,
-                                    int r0, int nr, float alpha, float beta) {
+                                    int TH, int64_t R0, int nr, float alpha, float beta) {
     const int m = WG_M, A = WG_A;
     const int TW = (W + m - 1) / m;
     const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Co * Tc;
@@ -92,9 +95,11 @@ static void WG_FN(transform_output)(float *out, const float *M, const float *b, 
                         for (int k = 0; k < A; k++) s += WG_FN(AT)[q][k] * t[i][k][tx];
                         y[i][m * tx + q] = alpha * s;
                     }
-            float *oc = out + (int64_t)co * H * W;
+            const int64_t img = (R0 + r) / TH;
+            const int tr = (int)((R0 + r) % TH);
+            float *oc = out + (img * Co + co) * H * W;
             for (int i = 0; i < m; i++) {
-                const int yy = m * (r0 + r) + i;
+                const int yy = m * tr + i;
                 if (yy >= H) break;
                 float *o = oc + (int64_t)yy * W;
                 if (beta == 0.0f) memcpy(o, y[i], sizeof(float) * W);
@@ -112,16 +117,15 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
     float *V = U + (int64_t)E * Co * Ci;         // (E, Ci, Tc)
     float *M = V + (int64_t)E * Ci * TW * rows;  // (E, Co, Tc)
     WG_FN(transform_weights)(U, w, Co, Ci);
-    for (int bi = 0; bi < B; bi++) {
-        const float *x = in + (int64_t)bi * Ci * H * W;
-        float *o = out + (int64_t)bi * Co * H * W;
-        for (int r0 = 0; r0 < TH; r0 += rows) {
-            const int nr = DALLE_MIN(rows, TH - r0), Tc = nr * TW;
-            WG_FN(transform_input)(V, x, Ci, H, W, r0, nr);
-            for (int e = 0; e < E; e++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, Tc, Ci, 1.0f, U + (int64_t)e * Co * Ci, Ci,
-                            V + (int64_t)e * Ci * Tc, Tc, 0.0f, M + (int64_t)e * Co * Tc, Tc);
-            WG_FN(transform_output)(o, M, b, Co, H, W, r0, nr, alpha, beta);
-        }
+    // chunks of tile rows run across image boundaries: small images batch up
+    // into GEMMs of at least 256 tiles
+    const int64_t RT = (int64_t)B * TH;
+    for (int64_t R0 = 0; R0 < RT; R0 += rows) {
+        const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
+        WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
+        for (int e = 0; e < E; e++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, Tc, Ci, 1.0f, U + (int64_t)e * Co * Ci, Ci,
+                        V + (int64_t)e * Ci * Tc, Tc, 0.0f, M + (int64_t)e * Co * Tc, Tc);
+        WG_FN(transform_output)(out, M, b, Co, H, W, TH, R0, nr, alpha, beta);
     }
 }
