@@ -20,16 +20,23 @@ void gumbel_softmax_forward(float *z, const float *logits, const float *g, float
         const float *l = logits + (int64_t)b * V * P, *gb = g + (int64_t)b * V * P;
         float *zb = z + (int64_t)b * V * P;
         for (int p = 0; p < P; p++) { mx[p] = -INFINITY; sum[p] = 0.0f; }
-        for (int64_t i = 0; i < (int64_t)V * P; i++) {
-            zb[i] = (l[i] + gb[i]) * inv_tau;
-            if (zb[i] > mx[i % P]) mx[i % P] = zb[i];
+        for (int v = 0; v < V; v++) {
+            const int64_t o = (int64_t)v * P;
+            for (int p = 0; p < P; p++) {
+                zb[o + p] = (l[o + p] + gb[o + p]) * inv_tau;
+                mx[p] = fmaxf(mx[p], zb[o + p]);
+            }
         }
-        for (int64_t i = 0; i < (int64_t)V * P; i++) {
-            zb[i] = expf(zb[i] - mx[i % P]);
-            sum[i % P] += zb[i];
+        for (int v = 0; v < V; v++) {
+            float *zv = zb + (int64_t)v * P;
+            for (int p = 0; p < P; p++) {
+                zv[p] = expf(zv[p] - mx[p]);
+                sum[p] += zv[p];
+            }
         }
         for (int p = 0; p < P; p++) sum[p] = 1.0f / sum[p];
-        for (int64_t i = 0; i < (int64_t)V * P; i++) zb[i] *= sum[i % P];
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) zb[(int64_t)v * P + p] *= sum[p];
     }
     dalle_free(mx);
 }
@@ -41,9 +48,13 @@ void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, fl
     for (int b = 0; b < B; b++) {
         int64_t o = (int64_t)b * V * P;
         memset(dot, 0, sizeof(float) * (size_t)P);
-        for (int64_t i = 0; i < (int64_t)V * P; i++) dot[i % P] += z[o + i] * dz[o + i];
-        for (int64_t i = 0; i < (int64_t)V * P; i++)
-            dlogits[o + i] += inv_tau * z[o + i] * (dz[o + i] - dot[i % P]);
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) dot[p] += z[o + (int64_t)v * P + p] * dz[o + (int64_t)v * P + p];
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) {
+                const int64_t i = o + (int64_t)v * P + p;
+                dlogits[i] += inv_tau * z[i] * (dz[i] - dot[p]);
+            }
     }
     dalle_free(dot);
 }
@@ -56,22 +67,26 @@ double kl_uniform_forward_backward(float *dlogits, const float *logits, float sc
     for (int b = 0; b < B; b++) {
         const float *l = logits + (int64_t)b * V * P;
         for (int p = 0; p < P; p++) { mx[p] = -INFINITY; lse[p] = 0.0f; qlq[p] = 0.0f; }
-        for (int64_t i = 0; i < (int64_t)V * P; i++)
-            if (l[i] > mx[i % P]) mx[i % P] = l[i];
-        for (int64_t i = 0; i < (int64_t)V * P; i++) lse[i % P] += expf(l[i] - mx[i % P]);
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) mx[p] = fmaxf(mx[p], l[(int64_t)v * P + p]);
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) lse[p] += expf(l[(int64_t)v * P + p] - mx[p]);
         for (int p = 0; p < P; p++) lse[p] = mx[p] + logf(lse[p]);
-        for (int64_t i = 0; i < (int64_t)V * P; i++) {
-            float lq = l[i] - lse[i % P];
-            qlq[i % P] += expf(lq) * lq;
-        }
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) {
+                float lq = l[(int64_t)v * P + p] - lse[p];
+                qlq[p] += expf(lq) * lq;
+            }
         for (int p = 0; p < P; p++) total += (double)qlq[p] + log((double)V);
         if (!dlogits) continue;
         float *d = dlogits + (int64_t)b * V * P;
         // d/dl_j sum_k q_k ln q_k = q_j (ln q_j - sum_k q_k ln q_k)
-        for (int64_t i = 0; i < (int64_t)V * P; i++) {
-            float lq = l[i] - lse[i % P];
-            d[i] += scale * expf(lq) * (lq - qlq[i % P]);
-        }
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < P; p++) {
+                const int64_t i = (int64_t)v * P + p;
+                float lq = l[i] - lse[p];
+                d[i] += scale * expf(lq) * (lq - qlq[p]);
+            }
     }
     dalle_free(mx);
     return total;
