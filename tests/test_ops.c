@@ -237,6 +237,16 @@ static void test_conv_winograd(void) {
             char what[96];
             snprintf(what, sizeof what, "F(%dx%d,3x3) %dx%d %d->%d, %d chunk(s)", m, m, H, W, Ci, Co, (TH + rows - 1) / rows);
             CHECK_CLOSE(what, out, ref, nout, 2e-5 * maxref, 0);
+            // the weight gradient, added to what dw held
+            float *dout = frand(nout, 440 + t, -1, 1), *dw = frand(nw, 450 + t, -1, 1), *rw = fcopy(dw, nw);
+            float *rin = calloc((size_t)nin, sizeof(float)), *rb = calloc((size_t)Co, sizeof(float));
+            conv3x3_winograd_backward_filter(dw, dout, in, B, Ci, Co, H, W, 0.5f, m, scratch);
+            ref_conv_backward(rin, rw, rb, dout, in, w, B, Ci, Co, H, W, 3, 0.5f);
+            float maxw = 0;
+            for (int64_t i = 0; i < nw; i++) maxw = fmaxf(maxw, fabsf(rw[i]));
+            snprintf(what, sizeof what, "F(%dx%d,3x3) dW %dx%d %d->%d", m, m, H, W, Ci, Co);
+            CHECK_CLOSE(what, dw, rw, nw, 2e-5 * maxw, 0);
+            free(dout), free(dw), free(rw), free(rin), free(rb);
             free(in), free(w), free(b), free(out), free(ref), free(scratch);
         }
     const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4), wr2 = winograd_chunk_tile_rows(3, 4, 10, 9, 2);

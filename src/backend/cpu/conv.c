@@ -227,7 +227,11 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
             for (int co = 0; co < Co; co++)
                 for (int t = 0; t < 9; t++) wt[((int64_t)ci * Co + co) * 9 + t] = w[((int64_t)co * Ci + ci) * 9 + 8 - t];
         conv3x3_winograd_forward(din, dout, wt, NULL, B, Co, Ci, H, W, alpha, 1.0f, m, scratch + 9LL * Ci * Co);
-        din = NULL; // what is left (dW, db) is the im2col path's
+        din = NULL;
+    }
+    if (m && dw) {
+        conv3x3_winograd_backward_filter(dw, dout, in, B, Ci, Co, H, W, alpha, m, scratch);
+        dw = NULL; // what is left (db) is the im2col path's
     }
     conv2d_backward_rows(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha,
                          conv2d_chunk_rows(Ci, H, W, k), scratch);

@@ -29,6 +29,10 @@ void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, c
 // winograd_scratch_floats(Ci, Co, H, W, m) floats.
 void conv3x3_winograd_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
                               int Co, int H, int W, float alpha, float beta, int m, float *scratch);
+// dw (Co, Ci, 3, 3) += alpha * the weight gradient of that convolution, by
+// the same transforms; `scratch` as for the forward.
+void conv3x3_winograd_backward_filter(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
+                                      int W, float alpha, int m, float *scratch);
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m);
 // Rows of m x m output tiles per chunk of its transforms.
 int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m);

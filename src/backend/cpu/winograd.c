@@ -76,3 +76,10 @@ void conv3x3_winograd_forward(float *out, const float *in, const float *w, const
     if (m == 2) F2_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, scratch);
     else F4_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, scratch);
 }
+
+void conv3x3_winograd_backward_filter(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
+                                      int W, float alpha, int m, float *scratch) {
+    DALLE_ASSERT((m == 2 || m == 4) && W <= 4096);
+    if (m == 2) F2_backward_filter(dw, dout, in, B, Ci, Co, H, W, alpha, scratch);
+    else F4_backward_filter(dw, dout, in, B, Ci, Co, H, W, alpha, scratch);
+}

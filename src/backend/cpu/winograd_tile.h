@@ -129,3 +129,80 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
         WG_FN(transform_output)(out, M, b, Co, H, W, TH, R0, nr, alpha, beta);
     }
 }
+
+// dM (E, Co, Tc) = A dY A^T for the output-gradient tiles of tile rows
+// [R0, R0+nr) of dout (B, Co, H, W), zero beyond the image (A = AT^T).
+static void WG_FN(transform_dout)(float *dM, const float *dout, int Co, int H, int W, int TH, int64_t R0,
+                                  int nr) {
+    const int m = WG_M, A = WG_A;
+    const int TW = (W + m - 1) / m, WP = m * TW;
+    const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Co * Tc;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int co = 0; co < Co; co++)
+        for (int r = 0; r < nr; r++) {
+            float dy[WG_M][WP], s[WG_A][WP];
+            const int64_t img = (R0 + r) / TH;
+            const int tr = (int)((R0 + r) % TH);
+            const float *gc = dout + (img * Co + co) * H * W;
+            for (int p = 0; p < m; p++) {
+                const int y = m * tr + p;
+                memset(dy[p], 0, sizeof(float) * WP);
+                if (y < H) memcpy(dy[p], gc + (int64_t)y * W, sizeof(float) * W);
+            }
+            for (int i = 0; i < A; i++) // A dY, all columns at once
+                for (int c = 0; c < WP; c++) {
+                    float acc = 0;
+                    for (int p = 0; p < m; p++) acc += WG_FN(AT)[p][i] * dy[p][c];
+                    s[i][c] = acc;
+                }
+            float *d = dM + (int64_t)co * Tc + (int64_t)r * TW;
+            for (int i = 0; i < A; i++) // (A dY) A^T, tile by tile
+                for (int j = 0; j < A; j++) {
+                    float *dij = d + (i * A + j) * plane;
+                    for (int tx = 0; tx < TW; tx++) {
+                        float acc = 0;
+                        for (int q = 0; q < m; q++) acc += WG_FN(AT)[q][j] * s[i][m * tx + q];
+                        dij[tx] = acc;
+                    }
+                }
+        }
+}
+
+// dw (Co, Ci, 3, 3) += alpha * the weight gradient of the forward above:
+// dU_e = sum over tiles of dM_e V_e^T (E GEMMs, deep in tiles), then
+// dw = G^T dU G per filter.
+static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
+                                   int W, float alpha, float *scratch) {
+    const int m = WG_M, A = WG_A, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m;
+    const int rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
+    const int64_t plane = (int64_t)Co * Ci;
+    float *dU = scratch;                         // (E, Co, Ci)
+    float *V = dU + (int64_t)E * Co * Ci;        // (E, Ci, Tc)
+    float *dM = V + (int64_t)E * Ci * TW * rows; // (E, Co, Tc)
+    memset(dU, 0, sizeof(float) * (size_t)(E * plane));
+    const int64_t RT = (int64_t)B * TH;
+    for (int64_t R0 = 0; R0 < RT; R0 += rows) {
+        const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
+        WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
+        WG_FN(transform_dout)(dM, dout, Co, H, W, TH, R0, nr);
+        for (int e = 0; e < E; e++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, Tc, 1.0f, dM + (int64_t)e * Co * Tc, Tc,
+                        V + (int64_t)e * Ci * Tc, Tc, 1.0f, dU + (int64_t)e * plane, Ci);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t q = 0; q < plane; q++) {
+        float t[WG_A][3]; // dU G, then G^T (dU G)
+        for (int i = 0; i < A; i++)
+            for (int c = 0; c < 3; c++) {
+                float acc = 0;
+                for (int j = 0; j < A; j++) acc += dU[(i * A + j) * plane + q] * WG_FN(G)[j][c];
+                t[i][c] = acc;
+            }
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 3; c++) {
+                float acc = 0;
+                for (int i = 0; i < A; i++) acc += WG_FN(G)[i][r] * t[i][c];
+                dw[q * 9 + r * 3 + c] += alpha * acc;
+            }
+    }
+}
