@@ -305,7 +305,9 @@ static void test_train_step(void) {
     double got[3] = {L.loss, L.rec, L.kl};
     for (int i = 0; i < 3; i++) {
         float *ref = ref_or_die(f, names[i], &n), g = (float)got[i];
-        CHECK_CLOSE(names[i], &g, ref, 1, 0, 1e-5);
+        // the KL per position (Σ q ln q + ln V) is a small difference of terms of
+        // size ln V, so it gets an absolute floor besides the relative bound
+        CHECK_CLOSE(names[i], &g, ref, 1, 1e-6, 1e-5);
         free(ref);
     }
     double worst = 0;
