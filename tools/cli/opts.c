@@ -28,7 +28,7 @@ static void print_default(const opt_t *o) {
     case OPT_STR: {
         const char *s = *(const char **)o->ptr;
         if (s) printf(" (default %s)", s);
-        else printf(" (required or none)");
+        else printf(" (no default)");
     } break;
     }
 }
