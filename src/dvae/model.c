@@ -278,7 +278,8 @@ static int64_t slot_floats(const dvae_net *n, int s, int B) {
 
 // Inference: assigns each slot a buffer by liveness. A slot's buffer is taken
 // at its first write and returned after its last read; buffers grow to the
-// largest slot they hold. Returns the number of buffers; off[s] = buffer id.
+// largest slot they hold. Returns the number of buffers; buf_of[s] = the
+// buffer of slot s (-1 for the net input, which the caller provides).
 static int plan_buffers(const dvae_net *n, int B, int *buf_of, int64_t *cap, int max_bufs) {
     int *last = dalle_malloc(sizeof(int) * (size_t)n->n_slots);
     DALLE_ASSERT(last);
