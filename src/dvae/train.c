@@ -34,13 +34,13 @@ void dvae_train_defaults(dvae_train_opts *o, int64_t steps) {
     o->seed = 1;
     o->lr = 1e-4;
     o->lr_end = 1.25e-6;
-    o->lr_steps = steps * 2 / 5;
+    o->lr_steps = -1;
     o->tau = 1.0;
     o->tau_end = 1.0 / 16;
-    o->tau_steps = steps / 20;
+    o->tau_steps = -1;
     o->kl = 0.0;
     o->kl_end = 6.6;
-    o->kl_steps = steps / 600;
+    o->kl_steps = -1;
     o->weight_decay = 1e-4;
     o->ema_decay = 0.999;
     o->augment = 1;
@@ -346,6 +346,10 @@ int dvae_train(const dvae_train_opts *opts) {
         dalle_log("resuming %s at step %lld (seed %llu; its batch, schedules and optimizer settings)", o->resume,
                   (long long)step, (unsigned long long)o->seed);
     } else {
+        // horizons left at -1 sit at the paper's fractions of the run
+        if (o->lr_steps < 0) o->lr_steps = o->steps * 2 / 5;
+        if (o->tau_steps < 0) o->tau_steps = o->steps / 20;
+        if (o->kl_steps < 0) o->kl_steps = o->steps / 600;
         if (!(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
         s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
         if (!s.ema) goto done;

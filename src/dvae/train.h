@@ -30,8 +30,9 @@ typedef struct {
     int64_t stop_after;    // stop (with a checkpoint) after this many steps of this run (0: never)
 } dvae_train_opts;
 
-// Default options for `cfg`, with the schedule horizons at the paper's
-// fractions of `steps` (tau 5%, beta 1/600, lr 40%: 150k, 5k and 1.2M of 3M).
+// Default options for a run of `steps` steps. The schedule horizons are -1:
+// dvae_train puts them at the paper's fractions of o->steps (tau 5%, beta
+// 1/600, lr 40%: 150k, 5k and 1.2M of 3M).
 void dvae_train_defaults(dvae_train_opts *o, int64_t steps);
 
 // Trains (or resumes) as o says, writing o->out. A resumed run takes the

@@ -69,11 +69,9 @@ static void numbered_path(char *buf, size_t len, const char *path, int k, int n)
 
 static int dvae_cmd_train(int argc, char **argv) {
     dvae_train_opts o;
-    int64_t steps = 10000;
     const char *preset = "small";
     int n_hid = 0, n_blk = 0, vocab = 0, n_init = 0, image_size = 0, n_pool = -1, no_augment = 0;
-    int64_t lr_steps = -1, tau_steps = -1, kl_steps = -1;
-    dvae_train_defaults(&o, steps);
+    dvae_train_defaults(&o, 10000);
     o.out = "dvae.safetensors";
     int64_t seed = (int64_t)o.seed;
     const opt_t opts[] = {
@@ -88,17 +86,17 @@ static int dvae_cmd_train(int argc, char **argv) {
         {"--image-size", OPT_INT, &image_size, "override image_size (0: keep)"},
         {"--n-pool", OPT_INT, &n_pool, "override n_pool (-1: keep)"},
         {"--batch", OPT_INT, &o.batch, "images per step (paper: 512 over 64 GPUs)"},
-        {"--steps", OPT_I64, &steps, "total steps (paper: 3,000,000)"},
+        {"--steps", OPT_I64, &o.steps, "total steps (paper: 3,000,000)"},
         {"--seed", OPT_I64, &seed, "seed of the initialisation, data order, augmentation and noise"},
         {"--lr", OPT_DOUBLE, &o.lr, "initial step size"},
         {"--lr-end", OPT_DOUBLE, &o.lr_end, "final step size (cosine)"},
-        {"--lr-steps", OPT_I64, &lr_steps, "steps of the step-size decay (-1: 40% of --steps)"},
+        {"--lr-steps", OPT_I64, &o.lr_steps, "steps of the step-size decay (-1: 40% of --steps)"},
         {"--tau", OPT_DOUBLE, &o.tau, "initial relaxation temperature"},
         {"--tau-end", OPT_DOUBLE, &o.tau_end, "final temperature (cosine)"},
-        {"--tau-steps", OPT_I64, &tau_steps, "steps of the temperature annealing (-1: 5% of --steps)"},
+        {"--tau-steps", OPT_I64, &o.tau_steps, "steps of the temperature annealing (-1: 5% of --steps)"},
         {"--kl", OPT_DOUBLE, &o.kl, "initial KL weight beta"},
         {"--kl-end", OPT_DOUBLE, &o.kl_end, "final KL weight (cosine)"},
-        {"--kl-steps", OPT_I64, &kl_steps, "steps of the KL weight increase (-1: 1/600 of --steps)"},
+        {"--kl-steps", OPT_I64, &o.kl_steps, "steps of the KL weight increase (-1: 1/600 of --steps)"},
         {"--weight-decay", OPT_DOUBLE, &o.weight_decay, "AdamW weight decay (conv weights only)"},
         {"--ema", OPT_DOUBLE, &o.ema_decay, "decay of the parameters' exponential moving average"},
         {"--no-augment", OPT_FLAG, &no_augment, "centre crops only (no random crop, resize and flip)"},
@@ -128,12 +126,8 @@ static int dvae_cmd_train(int argc, char **argv) {
     if (image_size) o.cfg.image_size = image_size;
     if (n_pool >= 0) o.cfg.n_pool = n_pool;
     if (dvae_config_check(&o.cfg)) return cli_fail();
-    o.steps = steps;
     o.seed = (uint64_t)seed;
     o.augment = !no_augment;
-    o.lr_steps = lr_steps >= 0 ? lr_steps : steps * 2 / 5;
-    o.tau_steps = tau_steps >= 0 ? tau_steps : steps / 20;
-    o.kl_steps = kl_steps >= 0 ? kl_steps : steps / 600;
     return dvae_train(&o) ? cli_fail() : 0;
 }
 
