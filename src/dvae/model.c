@@ -258,6 +258,8 @@ dvae_model *dvae_new(const dvae_config *cfg, uint64_t seed) {
 
 void dvae_free(dvae_model *m) {
     if (!m) return;
+    dvae_exec_free(&m->enc_run);
+    dvae_exec_free(&m->dec_run);
     dalle_free(m->params);
     dvae_net *nets[3] = {&m->enc, &m->dec, &m->dec_ids};
     for (int i = 0; i < 3; i++) {
@@ -443,21 +445,23 @@ void dvae_unmap_pixels(float *x, int64_t n) {
     }
 }
 
-// Runs `net` for inference on B items and copies its output to `out`.
-static int run_inference(const dvae_net *net, const float *params, const float *in, const int32_t *codes,
-                         int B, float *out) {
-    dvae_exec e;
-    if (dvae_exec_init(&e, net, B, 0, 0)) return DALLE_ERR;
-    e.act[net->in_slot] = (float *)in;
-    e.codes = codes;
-    const float *y = dvae_forward(&e, params);
+// Runs `net` for inference on B items through the binding *e (re-made when
+// B changes) and copies its output to `out`.
+static int run_inference(dvae_exec *e, const dvae_net *net, const float *params, const float *in,
+                         const int32_t *codes, int B, float *out) {
+    if (e->net != net || e->B != B) {
+        dvae_exec_free(e);
+        if (dvae_exec_init(e, net, B, 0, 0)) return DALLE_ERR;
+    }
+    e->act[net->in_slot] = (float *)in;
+    e->codes = codes;
+    const float *y = dvae_forward(e, params);
     memcpy(out, y, sizeof(float) * (size_t)slot_floats(net, net->out_slot, B));
-    dvae_exec_free(&e);
     return DALLE_OK;
 }
 
 int dvae_encode_logits(dvae_model *m, const float *x_mapped, int B, float *logits) {
-    return run_inference(&m->enc, m->params, x_mapped, NULL, B, logits);
+    return run_inference(&m->enc_run, &m->enc, m->params, x_mapped, NULL, B, logits);
 }
 
 int dvae_decode_stats(dvae_model *m, const int32_t *codes, int B, float *stats) {
@@ -465,7 +469,7 @@ int dvae_decode_stats(dvae_model *m, const int32_t *codes, int B, float *stats) 
     for (int64_t i = 0; i < (int64_t)B * P; i++)
         if (codes[i] < 0 || codes[i] >= m->cfg.vocab_size)
             return dalle_seterr("code %d at position %lld is outside [0, %d)", codes[i], (long long)i, m->cfg.vocab_size);
-    return run_inference(&m->dec_ids, m->params, NULL, codes, B, stats);
+    return run_inference(&m->dec_run, &m->dec_ids, m->params, NULL, codes, B, stats);
 }
 
 int dvae_encode(dvae_model *m, const float *x, int B, int32_t *codes) {

@@ -51,17 +51,6 @@ typedef struct {
     int in_slot, out_slot;
 } dvae_net;
 
-struct dvae_model {
-    dvae_config cfg;
-    dvae_tensor tensors[DVAE_MAX_TENSORS]; // encoder tensors, then decoder
-    int n_tensors, n_enc_tensors;
-    float *params;    // (n_params,) one block for all tensors
-    int64_t n_params;
-    dvae_net enc;     // image (3,S,S) -> logits (V,G,G)
-    dvae_net dec;     // soft codes (V,G,G) -> stats (6,S,S), dense input conv
-    dvae_net dec_ids; // codes (G*G,) -> stats, input conv as an embedding lookup
-};
-
 // A net bound to memory for B images.
 typedef struct {
     const dvae_net *net;
@@ -73,6 +62,22 @@ typedef struct {
     int64_t arena_floats, scratch_floats;
     const int32_t *codes; // input of an OP_ONEHOT net: (B, G*G)
 } dvae_exec;
+
+struct dvae_model {
+    dvae_config cfg;
+    dvae_tensor tensors[DVAE_MAX_TENSORS]; // encoder tensors, then decoder
+    int n_tensors, n_enc_tensors;
+    float *params;    // (n_params,) one block for all tensors
+    int64_t n_params;
+    dvae_net enc;     // image (3,S,S) -> logits (V,G,G)
+    dvae_net dec;     // soft codes (V,G,G) -> stats (6,S,S), dense input conv
+    dvae_net dec_ids; // codes (G*G,) -> stats, input conv as an embedding lookup
+    // inference bindings of enc and dec_ids, kept for the last batch size so
+    // that encoding or decoding image after image allocates once (a model is
+    // used by one thread at a time)
+    dvae_exec enc_run, dec_run;
+};
+
 
 // Builds the parameter size table and the three nets of m from m->cfg.
 int dvae_build(dvae_model *m);
