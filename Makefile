@@ -23,7 +23,7 @@ endif
 
 CFLAGS  := -std=c17 -D_DEFAULT_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
            $(OPT) -fopenmp -Iinclude -Isrc -I/usr/include/cjson -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lm -fopenmp
+LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz -lm -fopenmp
 LDFLAGS := $(OPT)
 
 # Optional parts: found or not, the CPU build never needs them.
@@ -33,7 +33,7 @@ ifneq ($(MAKECMDGOALS),clean)
 $(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPICC),✓ (mpicc found),✗ (no mpicc)))
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)

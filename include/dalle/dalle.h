@@ -20,3 +20,4 @@ const char *dalle_last_error(void);
 #endif
 
 #include "dalle/dvae.h"
+#include "dalle/bpe.h"

@@ -4,6 +4,7 @@
 #pragma once
 
 int cmd_dvae(int argc, char **argv);
+int cmd_bpe(int argc, char **argv);
 
 // Prints "dalle: <the library's last error>" to stderr and returns 1.
 int cli_fail(void);

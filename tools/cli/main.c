@@ -16,6 +16,7 @@ static const struct {
     const char *help;
 } COMMANDS[] = {
     {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
+    {"bpe", cmd_bpe, "the text tokenizer: train a BPE vocabulary, encode captions to ids, decode"},
 };
 
 static void usage(void) {
