@@ -69,8 +69,12 @@ setup:
 	@scripts/setup
 
 # The test programs, then the CLI smoke tests; tests/run prints the total.
-check: all $(TESTS)
+check: all $(TESTS) ext/text-corpus.txt
 	@tests/run $(BUILD)
+
+# The tokenizer's parity corpus, rebuilt from Debian packages (see the script).
+ext/text-corpus.txt: scripts/text-corpus tests/data/text-corpus.manifest
+	@scripts/text-corpus $@
 
 check-san:
 	@$(MAKE) --no-print-directory SAN=1 check

@@ -12,7 +12,9 @@
 #include "core/rng.h"
 #include "text/tokenizer.h"
 
-enum { CACHE_MAX_PIECE = 255, CACHE_MAX_SLOTS = 1 << 20, SCAN_MAX = 96 };
+enum { CACHE_MAX_PIECE = 255, CACHE_MAX_SLOTS = 1 << 20 };
+
+int bpe_scan_max = 96;
 
 int bpe_bytes_reserve(bpe_bytes *b, size_t more) {
     if (b->n + more <= b->cap) return DALLE_OK;
@@ -648,7 +650,7 @@ static int encode_piece(bpe_tokenizer *t, const uint8_t *p, size_t n, drop_rng *
     int32_t *sym = t->sym;
     for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[0][p[i]];
     if (eow) sym[n - 1] = t->byte_id[1][p[n - 1]];
-    int m = (!dr && n <= SCAN_MAX) ? merge_scan(t, sym, (int)n) : merge_heap(t, sym, (int)n, dr);
+    int m = (!dr && n <= (size_t)bpe_scan_max) ? merge_scan(t, sym, (int)n) : merge_heap(t, sym, (int)n, dr);
     if (m < 0) return DALLE_ERR;
     if (cacheable) {
         if (cache_room(t) != DALLE_OK) return DALLE_ERR;

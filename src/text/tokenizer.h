@@ -113,6 +113,10 @@ int bpe_add_merge(bpe_tokenizer *t, int32_t a, int32_t b, int32_t out);
 // Finishes construction: the merge table and the caches. DALLE_OK or DALLE_ERR.
 int bpe_finish(bpe_tokenizer *t);
 
+// Pieces up to this many bytes merge by scanning a rank array, longer ones
+// through a heap (the same result; tests set it to compare the two).
+extern int bpe_scan_max;
+
 // Growable byte buffer: reserve room for n more bytes. DALLE_OK / DALLE_ERR.
 int bpe_bytes_reserve(bpe_bytes *b, size_t more);
 
