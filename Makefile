@@ -33,7 +33,7 @@ ifneq ($(MAKECMDGOALS),clean)
 $(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPICC),✓ (mpicc found),✗ (no mpicc)))
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)
@@ -91,12 +91,12 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
 FUZZ_TARGETS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c))
+FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c src/text/*.c))
 fuzz: $(FUZZ_TARGETS)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz
 	clang -std=c17 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
-	  -I/usr/include/cjson $^ -lpng -ljpeg -lcjson -lm -o $@
+	  -I/usr/include/cjson $^ -lpng -ljpeg -lcjson -lz -lm -o $@
 FUZZ_SECONDS ?= 60
 fuzz-run: fuzz
 	@for t in $(FUZZ_TARGETS); do n=$$(basename $$t); mkdir -p build-fuzz/corpus-$$n; \

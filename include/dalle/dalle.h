@@ -21,3 +21,4 @@ const char *dalle_last_error(void);
 
 #include "dalle/dvae.h"
 #include "dalle/bpe.h"
+#include "dalle/prior.h"

@@ -53,3 +53,41 @@ void upsample2_backward(float *din, const float *dout, int B, int C, int H, int 
 // ---- Elementwise helpers.
 // y (n) += a * x
 void axpy(float *y, float a, const float *x, int64_t n);
+
+// ---- Transformer ops (backend/cpu/transformer.c). Sizes: M rows (tokens),
+// C channels, B batch, T positions, NH heads, HS head size.
+// Linear: out (M, n_out) = in (M, n_in) . w^T + b + beta * out;  w (n_out, n_in)
+// (PyTorch's nn.Linear layout), b (n_out) or NULL; beta 0 overwrites.
+void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
+                    float beta);
+// din (M, n_in) += dout . w;  dw (n_out, n_in) += dout^T . in;  db (n_out) += column
+// sums of dout.
+// Any of din, dw, db may be NULL.
+void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                     int64_t M, int n_in, int n_out);
+// LayerNorm over the last dimension, eps 1e-5 (torch.nn.LayerNorm):
+//   out (M, C), mean, rstd (M) saved for the backward; in (M, C), w, b (C).
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
+                       int64_t M, int C);
+// din (M, C) += ..., dw, db (C) += ...
+void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                        const float *mean, const float *rstd, int64_t M, int C);
+// GELU, tanh form: out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+void gelu_forward(float *out, const float *in, int64_t n);
+// din (n) += dout * gelu'(in).
+void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
+// Causal attention over key lists: position t of each sequence attends the
+// positions keys[off[t] .. off[t+1]) (ascending; nnz = off[T] in all), one
+// softmax over them, scores q.k / sqrt(HS).
+//   qkv (B, T, 3C): q, k, v at channels [0, C), [C, 2C), [2C, 3C), head h at h*HS;
+//   out (B, T, C); p (B, NH, nnz) the probabilities, kept for the backward.
+void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
+                       int64_t nnz, int B, int T, int NH, int HS);
+// dqkv (B, T, 3C) += gradients of q, k, v;  dout (B, T, C).  scratch: B*NH*T floats.
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
+                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch);
+// Softmax cross-entropy: logits (M, V) are replaced by their softmax; returns
+// sum over rows of -log p[row, targets[row]] (targets (M) in [0, V)).
+double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V);
+// probs (M, V) (the forward's output) becomes scale * (probs - onehot(targets)).
+void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale);

@@ -1,0 +1,251 @@
+// transformer.c: the CPU ops of the transformer prior (ops.h): linear layers
+// over OpenBLAS sgemm, LayerNorm, GELU, sparse attention over precomputed key
+// lists, and softmax cross-entropy. Rows (tokens) are split across threads
+// with OpenMP; column sums (bias, LayerNorm gains) are split by columns so
+// that no two threads add into the same gradient.
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "backend/ops.h"
+#include "core/common.h"
+
+#define PAR_MIN 32768
+
+void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
+                    float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, n_out, n_in, 1.0f, in, n_in, w, n_in, beta, out,
+                n_out);
+    if (!b) return;
+#pragma omp parallel for schedule(static) if (M * n_out >= PAR_MIN)
+    for (int64_t r = 0; r < M; r++) {
+        float *o = out + r * n_out;
+        for (int j = 0; j < n_out; j++) o[j] += b[j];
+    }
+}
+
+// db (n) += column sums of x (M, n), split by columns.
+static void colsum_add(float *db, const float *x, int64_t M, int n) {
+    enum { CB = 64 };
+#pragma omp parallel for schedule(static) if (M * n >= PAR_MIN)
+    for (int c0 = 0; c0 < n; c0 += CB) {
+        int c1 = c0 + CB < n ? c0 + CB : n;
+        float acc[CB] = {0};
+        for (int64_t r = 0; r < M; r++) {
+            const float *x_r = x + r * n;
+            for (int c = c0; c < c1; c++) acc[c - c0] += x_r[c];
+        }
+        for (int c = c0; c < c1; c++) db[c] += acc[c - c0];
+    }
+}
+
+void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                     int64_t M, int n_in, int n_out) {
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, n_in, n_out, 1.0f, dout, n_out, w, n_in, 1.0f,
+                    din, n_in);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, (int)M, 1.0f, dout, n_out, in, n_in, 1.0f,
+                    dw, n_in);
+    if (db) colsum_add(db, dout, M, n_out);
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
+                       int64_t M, int C) {
+#pragma omp parallel for schedule(static) if (M * C >= PAR_MIN)
+    for (int64_t r = 0; r < M; r++) {
+        const float *x = in + r * C;
+        double s = 0, s2 = 0;
+        for (int c = 0; c < C; c++) s += x[c];
+        float m = (float)(s / C);
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - m;
+            s2 += (double)d * d;
+        }
+        float rs = 1.0f / sqrtf((float)(s2 / C) + 1e-5f);
+        float *o = out + r * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * rs * w[c] + b[c];
+        mean[r] = m;
+        rstd[r] = rs;
+    }
+}
+
+void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                        const float *mean, const float *rstd, int64_t M, int C) {
+#pragma omp parallel for schedule(static) if (M * C >= PAR_MIN)
+    for (int64_t r = 0; r < M; r++) {
+        const float *x = in + r * C, *g = dout + r * C;
+        float m = mean[r], rs = rstd[r];
+        float a = 0, bb = 0; // mean(dnorm), mean(dnorm * norm)
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * rs, dn = g[c] * w[c];
+            a += dn;
+            bb += dn * n;
+        }
+        a /= C;
+        bb /= C;
+        float *d = din + r * C;
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * rs;
+            d[c] += rs * (g[c] * w[c] - a - n * bb);
+        }
+    }
+    enum { CB = 64 };
+#pragma omp parallel for schedule(static) if (M * C >= PAR_MIN)
+    for (int c0 = 0; c0 < C; c0 += CB) {
+        int c1 = c0 + CB < C ? c0 + CB : C;
+        float aw[CB] = {0}, ab[CB] = {0};
+        for (int64_t r = 0; r < M; r++) {
+            const float *x = in + r * C, *g = dout + r * C;
+            float m = mean[r], rs = rstd[r];
+            for (int c = c0; c < c1; c++) {
+                aw[c - c0] += g[c] * (x[c] - m) * rs;
+                ab[c - c0] += g[c];
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            dw[c] += aw[c - c0];
+            db[c] += ab[c - c0];
+        }
+    }
+}
+
+#define GELU_K 0.7978845608028654f // sqrt(2/pi)
+
+void gelu_forward(float *out, const float *in, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = in[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = in[i], u = GELU_K * (x + 0.044715f * x * x * x), t = tanhf(u);
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        din[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Attention over key lists: query t of every (b, h) attends keys[off[t] ..
+// off[t+1]) (ascending positions, self included). P is stored packed in the
+// same order: p[(b*NH + h)*nnz + off[t] + i].
+
+void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
+                       int64_t nnz, int B, int T, int NH, int HS) {
+    int C = NH * HS;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *base = qkv + (int64_t)b * T * 3 * C;
+            float *pbh = p + ((int64_t)b * NH + h) * nnz;
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (int64_t)t * 3 * C + h * HS;
+                const int32_t *ks = keys + off[t];
+                int n = off[t + 1] - off[t];
+                float *pt = pbh + off[t];
+                float mx = -INFINITY;
+                for (int i = 0; i < n; i++) {
+                    const float *k = base + (int64_t)ks[i] * 3 * C + C + h * HS;
+                    float s = 0;
+                    for (int c = 0; c < HS; c++) s += q[c] * k[c];
+                    s *= scale;
+                    pt[i] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0;
+                for (int i = 0; i < n; i++) {
+                    pt[i] = expf(pt[i] - mx);
+                    sum += pt[i];
+                }
+                float inv = 1.0f / sum;
+                float *o = out + ((int64_t)b * T + t) * C + h * HS;
+                for (int c = 0; c < HS; c++) o[c] = 0;
+                for (int i = 0; i < n; i++) {
+                    pt[i] *= inv;
+                    const float *v = base + (int64_t)ks[i] * 3 * C + 2 * C + h * HS;
+                    for (int c = 0; c < HS; c++) o[c] += pt[i] * v[c];
+                }
+            }
+        }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
+                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
+    int C = NH * HS;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *base = qkv + (int64_t)b * T * 3 * C;
+            float *dbase = dqkv + (int64_t)b * T * 3 * C;
+            const float *pbh = p + ((int64_t)b * NH + h) * nnz;
+            // dp for one query: room for T keys per (b, h) task
+            float *dp = scratch + ((int64_t)b * NH + h) * T;
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (int64_t)t * 3 * C + h * HS;
+                const float *g = dout + ((int64_t)b * T + t) * C + h * HS;
+                float *dq = dbase + (int64_t)t * 3 * C + h * HS;
+                const int32_t *ks = keys + off[t];
+                const float *pt = pbh + off[t];
+                int n = off[t + 1] - off[t];
+                float dot = 0;
+                for (int i = 0; i < n; i++) {
+                    const float *v = base + (int64_t)ks[i] * 3 * C + 2 * C + h * HS;
+                    float *dv = dbase + (int64_t)ks[i] * 3 * C + 2 * C + h * HS;
+                    float s = 0;
+                    for (int c = 0; c < HS; c++) {
+                        s += g[c] * v[c];
+                        dv[c] += pt[i] * g[c];
+                    }
+                    dp[i] = s;
+                    dot += pt[i] * s;
+                }
+                for (int i = 0; i < n; i++) {
+                    float ds = pt[i] * (dp[i] - dot) * scale;
+                    const float *k = base + (int64_t)ks[i] * 3 * C + C + h * HS;
+                    float *dk = dbase + (int64_t)ks[i] * 3 * C + C + h * HS;
+                    for (int c = 0; c < HS; c++) {
+                        dq[c] += ds * k[c];
+                        dk[c] += ds * q[c];
+                    }
+                }
+            }
+        }
+}
+
+// ---------------------------------------------------------------------------
+// Softmax cross-entropy: logits (M, V) become probabilities in place; returns
+// the sum of -log p[target]. Backward turns them into dlogits = (p - onehot) * scale.
+
+double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V) {
+    double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (M * V >= PAR_MIN)
+    for (int64_t r = 0; r < M; r++) {
+        float *x = logits + r * V;
+        float mx = -INFINITY;
+        for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        double xt = (double)x[targets[r]] - mx, sum = 0;
+        for (int j = 0; j < V; j++) {
+            x[j] = expf(x[j] - mx);
+            sum += x[j];
+        }
+        float inv = (float)(1.0 / sum);
+        total += log(sum) - xt;
+        for (int j = 0; j < V; j++) x[j] *= inv;
+    }
+    return total;
+}
+
+void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale) {
+#pragma omp parallel for schedule(static) if (M * V >= PAR_MIN)
+    for (int64_t r = 0; r < M; r++) {
+        float *x = probs + r * V;
+        x[targets[r]] -= 1.0f;
+        for (int j = 0; j < V; j++) x[j] *= scale;
+    }
+}

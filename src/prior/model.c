@@ -1,0 +1,225 @@
+// model.c: the prior's parameters (one block, carved by the size table in
+// canonical order: docs/prior.md), its initialisation, the key lists of the
+// three attention patterns, and the activation memory of a training batch.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/rng.h"
+#include "dalle/dalle.h"
+#include "prior/model.h"
+
+static int64_t add_tensor(prior_model *m, const char *name, int64_t r, int64_t c, prior_tensor_kind kind,
+                          int resid) {
+    prior_tensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = c ? 2 : 1;
+    t->shape[0] = r;
+    t->shape[1] = c;
+    t->numel = c ? r * c : r;
+    t->offset = m->n_params;
+    t->kind = kind;
+    t->resid = resid;
+    m->n_params += t->numel;
+    return t->offset;
+}
+
+// Key lists of pattern TYPE: position t attends every k <= t that prior_mask allows.
+static int build_keys(prior_model *m, prior_layer_type type, prior_keys *k) {
+    int T = m->T;
+    k->off = dalle_malloc(sizeof(int32_t) * (size_t)(T + 1));
+    if (!k->off) return DALLE_ERR;
+    int64_t nnz = 0;
+    for (int q = 0; q < T; q++) {
+        k->off[q] = (int32_t)nnz;
+        if (q < m->L) {
+            nnz += q + 1;
+            continue;
+        }
+        nnz += m->L;
+        for (int j = 0; j <= q - m->L; j++) nnz += prior_mask_image(&m->cfg, type, q - m->L, j);
+    }
+    if (nnz > INT32_MAX) return dalle_seterr("prior: attention pattern too large (%lld keys)", (long long)nnz);
+    k->off[T] = (int32_t)nnz;
+    k->nnz = nnz;
+    k->keys = dalle_malloc(sizeof(int32_t) * (size_t)(nnz ? nnz : 1));
+    if (!k->keys) return DALLE_ERR;
+    for (int q = 0; q < T; q++) {
+        int32_t *o = k->keys + k->off[q];
+        for (int j = 0; j <= q; j++)
+            if (prior_mask(&m->cfg, type, q, j)) *o++ = j;
+    }
+    return DALLE_OK;
+}
+
+static void free_keys(prior_model *m) {
+    for (int i = 0; i < 3; i++) {
+        dalle_free(m->keys[i].off);
+        dalle_free(m->keys[i].keys);
+        m->keys[i] = (prior_keys){0};
+    }
+}
+
+static int prior_build_keys(prior_model *m) {
+    free_keys(m);
+    for (int i = 0; i < 3; i++)
+        if (build_keys(m, (prior_layer_type)i, &m->keys[i]) != DALLE_OK) return DALLE_ERR;
+    return DALLE_OK;
+}
+
+prior_model *prior_model_new(const prior_config *cfg) {
+    if (prior_config_check(cfg) != DALLE_OK) return NULL;
+    prior_model *m = dalle_calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->NH = cfg->n_head;
+    m->HS = cfg->d_head;
+    m->d = m->NH * m->HS;
+    m->f = m->d * cfg->mlp_mult;
+    m->L = cfg->text_len;
+    m->G = cfg->grid;
+    m->N = m->G * m->G;
+    m->T = m->L + m->N;
+    m->Vt = cfg->text_vocab + m->L;
+    m->Vi = cfg->image_vocab;
+    int nl = cfg->n_layer;
+    m->tensors = dalle_calloc((size_t)(5 + 12 * nl + 4), sizeof *m->tensors);
+    m->blocks = dalle_calloc((size_t)nl, sizeof *m->blocks);
+    if (!m->tensors || !m->blocks) goto fail;
+    int64_t d = m->d, f = m->f;
+    m->text_emb = add_tensor(m, "text_emb.weight", m->Vt, d, PT_EMBED, 0);
+    m->text_pos = add_tensor(m, "text_pos_emb.weight", m->L, d, PT_EMBED, 0);
+    m->image_emb = add_tensor(m, "image_emb.weight", m->Vi + 1, d, PT_EMBED, 0);
+    m->row_emb = add_tensor(m, "row_emb.weight", m->G, d, PT_EMBED, 0);
+    m->col_emb = add_tensor(m, "col_emb.weight", m->G, d, PT_EMBED, 0);
+    for (int l = 0; l < nl; l++) {
+        prior_block *b = &m->blocks[l];
+        char n[PRIOR_NAME_LEN];
+#define T_(field, suffix, r, c, kind, resid)                         \
+    snprintf(n, sizeof n, "blocks.%d.%s", l, suffix);                 \
+    b->field = add_tensor(m, n, r, c, kind, resid)
+        T_(ln1_w, "ln_1.weight", d, 0, PT_GAIN, 0);
+        T_(ln1_b, "ln_1.bias", d, 0, PT_BIAS, 0);
+        T_(qkv_w, "attn.qkv.weight", 3 * d, d, PT_MATRIX, 0);
+        T_(qkv_b, "attn.qkv.bias", 3 * d, 0, PT_BIAS, 0);
+        T_(proj_w, "attn.proj.weight", d, d, PT_MATRIX, 1);
+        T_(proj_b, "attn.proj.bias", d, 0, PT_BIAS, 0);
+        T_(ln2_w, "ln_2.weight", d, 0, PT_GAIN, 0);
+        T_(ln2_b, "ln_2.bias", d, 0, PT_BIAS, 0);
+        T_(fc_w, "mlp.fc.weight", f, d, PT_MATRIX, 0);
+        T_(fc_b, "mlp.fc.bias", f, 0, PT_BIAS, 0);
+        T_(fc2_w, "mlp.proj.weight", d, f, PT_MATRIX, 1);
+        T_(fc2_b, "mlp.proj.bias", d, 0, PT_BIAS, 0);
+#undef T_
+    }
+    m->lnf_w = add_tensor(m, "ln_f.weight", d, 0, PT_GAIN, 0);
+    m->lnf_b = add_tensor(m, "ln_f.bias", d, 0, PT_BIAS, 0);
+    m->text_head = add_tensor(m, "text_head.weight", m->Vt, d, PT_HEAD, 0);
+    m->image_head = add_tensor(m, "image_head.weight", m->Vi, d, PT_HEAD, 0);
+    DALLE_ASSERT(m->n_params == prior_param_count(cfg));
+    m->params = dalle_calloc((size_t)m->n_params, sizeof(float));
+    if (!m->params || prior_build_keys(m) != DALLE_OK) goto fail;
+    return m;
+fail:
+    prior_model_free(m);
+    return NULL;
+}
+
+void prior_model_free(prior_model *m) {
+    if (!m) return;
+    free_keys(m);
+    dalle_free(m->tensors);
+    dalle_free(m->blocks);
+    dalle_free(m->params);
+    dalle_free(m);
+}
+
+int prior_find_tensor(const prior_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return i;
+    return -1;
+}
+
+void prior_init(prior_model *m, uint64_t seed) {
+    rng_t r;
+    rng_init(&r, seed);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const prior_tensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        switch (t->kind) {
+        case PT_EMBED: rng_normal(&r, p, t->numel, 0.0f, 0.02f); break;
+        case PT_MATRIX: {
+            float std = 0.125f / sqrtf((float)t->shape[1]);
+            if (t->resid) std /= sqrtf(2.0f * (float)m->cfg.n_layer);
+            rng_normal(&r, p, t->numel, 0.0f, std);
+            break;
+        }
+        case PT_GAIN:
+            for (int64_t j = 0; j < t->numel; j++) p[j] = 1.0f;
+            break;
+        case PT_BIAS:
+        case PT_HEAD: memset(p, 0, sizeof(float) * (size_t)t->numel); break;
+        }
+    }
+}
+
+prior_acts *prior_acts_new(const prior_model *m, int B) {
+    prior_acts *a = dalle_calloc(1, sizeof *a);
+    if (!a) return NULL;
+    int nl = m->cfg.n_layer;
+    int64_t BT = (int64_t)B * m->T, d = m->d, f = m->f;
+    a->B = B;
+    a->att_off = dalle_malloc(sizeof(int64_t) * (size_t)nl);
+    if (!a->att_off) goto fail;
+    int64_t att = 0;
+    for (int l = 0; l < nl; l++) {
+        a->att_off[l] = att;
+        att += (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
+    }
+    // Sizes in floats; the int32 arrays get float-sized slots.
+    int64_t sizes[] = {
+        (nl + 1) * BT * d,                      // x
+        nl * BT * d, nl * BT * d,               // ln1, ln2
+        nl * BT, nl * BT, nl * BT, nl * BT,     // mu1 rs1 mu2 rs2
+        nl * BT * 3 * d,                        // qkv
+        att,                                    // att
+        nl * BT * d, nl * BT * d,               // atty, xmid
+        nl * BT * f, nl * BT * f,               // fch, fcg
+        BT * d, BT, BT,                         // lnf, muf, rsf
+        (int64_t)B * (m->L - 1) * m->Vt,        // logit_text
+        (int64_t)B * m->N * m->Vi,              // logit_img
+        (int64_t)B * (m->L - 1), (int64_t)B * m->N, // targets
+        BT * d, BT * d, BT * 3 * d, BT * d, BT * f, BT * f, (int64_t)B * m->NH * m->T, // backward scratch
+    };
+    float **ptrs[] = {&a->x, &a->ln1, &a->ln2, &a->mu1, &a->rs1, &a->mu2, &a->rs2, &a->qkv, &a->att,
+                      &a->atty, &a->xmid, &a->fch, &a->fcg, &a->lnf, &a->muf, &a->rsf, &a->logit_text,
+                      &a->logit_img, (float **)&a->tgt_text, (float **)&a->tgt_img, &a->dx, &a->dln,
+                      &a->dqkv, &a->datty, &a->dfc, &a->dfc2, &a->dscratch};
+    int n = (int)(sizeof sizes / sizeof *sizes);
+    DALLE_ASSERT(n == (int)(sizeof ptrs / sizeof *ptrs));
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += (sizes[i] + 15) & ~(int64_t)15; // 64-byte aligned pieces
+    a->arena = dalle_malloc(sizeof(float) * (size_t)total);
+    if (!a->arena) {
+        dalle_errprefix("prior: activations for batch %d (%.1f MB)", B, 4.0 * (double)total / 1e6);
+        goto fail;
+    }
+    a->arena_floats = total;
+    float *p = a->arena;
+    for (int i = 0; i < n; i++) {
+        *ptrs[i] = p;
+        p += (sizes[i] + 15) & ~(int64_t)15;
+    }
+    return a;
+fail:
+    prior_acts_free(a);
+    return NULL;
+}
+
+void prior_acts_free(prior_acts *a) {
+    if (!a) return;
+    dalle_free(a->arena);
+    dalle_free(a->att_off);
+    dalle_free(a);
+}
