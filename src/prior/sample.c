@@ -1,0 +1,285 @@
+// sample.c: caption -> image codes with a KV cache (prior_sample).
+// The caption's L text positions run once, as a batch, and their keys and
+// values are shared by every candidate. Then the N image positions run one at
+// a time for all candidates together (the matrix products have M = n_cand
+// rows). The cache keeps, per layer, only what its mask can reach: row layers
+// a ring of the last G+1 image positions, conv layers the last r*G + r + 1,
+// column layers all N. Candidate c's draw at image position j is Philox
+// (seed, stream c, counter j), so a run is reproducible from its seed.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/ops.h"
+#include "core/common.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "dalle/dalle.h"
+#include "prior/model.h"
+#include "prior/sample.h"
+
+prior_sample_opts prior_sample_default_opts(void) { return (prior_sample_opts){1.0f, 0, 1.0f, 0, 0}; }
+
+// Image positions a layer of type TYPE keeps in its ring.
+int prior_cache_window(const prior_config *c, prior_layer_type type) {
+    int G = c->grid, r = (c->conv_kernel - 1) / 2;
+    switch (type) {
+    case PRIOR_ROW: return G + 1;
+    case PRIOR_COLUMN: return G * G;
+    case PRIOR_CONV: return DALLE_MIN(r * G + r + 1, G * G);
+    }
+    return G * G;
+}
+
+typedef struct {
+    int K;                // candidates
+    float *kt, *vt;       // (n_layer, L, d) the caption's keys and values
+    float *ki, *vi;       // layer l at img_off[l]: (K, W[l], d)
+    int64_t *img_off;     // (n_layer)
+    int *W;               // (n_layer)
+    float *x, *ln, *atty; // (K, d)
+    float *qkv;           // (K, 3d)
+    float *fch, *fcg;     // (K, f)
+    float *logits;        // (K, Vi)
+    float *s;             // (K*NH, L + N) attention scores
+} kv_cache;
+
+static void cache_free(kv_cache *c) {
+    dalle_free(c->kt);
+    dalle_free(c->ki);
+    dalle_free(c->img_off);
+    dalle_free(c->W);
+    dalle_free(c->x);
+}
+
+static int cache_new(const prior_model *m, int K, kv_cache *c) {
+    memset(c, 0, sizeof *c);
+    int nl = m->cfg.n_layer, d = m->d;
+    c->K = K;
+    c->img_off = dalle_malloc(sizeof(int64_t) * (size_t)nl);
+    c->W = dalle_malloc(sizeof(int) * (size_t)nl);
+    if (!c->img_off || !c->W) goto fail;
+    int64_t img = 0;
+    for (int l = 0; l < nl; l++) {
+        c->W[l] = prior_cache_window(&m->cfg, prior_layer_type_of(&m->cfg, l));
+        c->img_off[l] = img;
+        img += (int64_t)K * c->W[l] * d;
+    }
+    c->kt = dalle_malloc(sizeof(float) * (size_t)(2 * (int64_t)nl * m->L * d));
+    c->ki = dalle_malloc(sizeof(float) * (size_t)(2 * img));
+    int64_t work = (int64_t)K * (3 * d + 3 * d + 2 * m->f + m->Vi) + (int64_t)K * m->NH * m->T;
+    c->x = dalle_malloc(sizeof(float) * (size_t)work);
+    if (!c->kt || !c->ki || !c->x) {
+        dalle_errprefix("prior sample: KV cache for %d candidates", K);
+        goto fail;
+    }
+    c->vt = c->kt + (int64_t)nl * m->L * d;
+    c->vi = c->ki + img;
+    c->ln = c->x + (int64_t)K * d;
+    c->atty = c->ln + (int64_t)K * d;
+    c->qkv = c->atty + (int64_t)K * d;
+    c->fch = c->qkv + (int64_t)K * 3 * d;
+    c->fcg = c->fch + (int64_t)K * m->f;
+    c->logits = c->fcg + (int64_t)K * m->f;
+    c->s = c->logits + (int64_t)K * m->Vi;
+    return DALLE_OK;
+fail:
+    cache_free(c);
+    return DALLE_ERR;
+}
+
+// The caption: positions 0..L-1 as one batch; fills kt, vt.
+static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
+    int L = m->L, d = m->d, f = m->f, nl = m->cfg.n_layer;
+    const float *P = m->params;
+    float *x = dalle_malloc(sizeof(float) * (size_t)L * (6 * d + 2 * f + 2));
+    float *p = dalle_malloc(sizeof(float) * (size_t)m->NH * L * (L + 1) / 2 + 1);
+    if (!x || !p) {
+        dalle_free(x);
+        dalle_free(p);
+        return DALLE_ERR;
+    }
+    float *ln = x + (int64_t)L * d, *qkv = ln + (int64_t)L * d, *atty = qkv + (int64_t)L * 3 * d;
+    float *fch = atty + (int64_t)L * d, *fcg = fch + (int64_t)L * f, *mu = fcg + (int64_t)L * f, *rs = mu + L;
+    for (int t = 0; t < L; t++)
+        for (int i = 0; i < d; i++)
+            x[(int64_t)t * d + i] = P[m->text_emb + (int64_t)text[t] * d + i] + P[m->text_pos + (int64_t)t * d + i];
+    for (int l = 0; l < nl; l++) {
+        const prior_block *w = &m->blocks[l];
+        const prior_keys *k = &m->keys[prior_layer_type_of(&m->cfg, l)]; // its first L lists are causal text
+        layernorm_forward(ln, mu, rs, x, P + w->ln1_w, P + w->ln1_b, L, d);
+        linear_forward(qkv, ln, P + w->qkv_w, P + w->qkv_b, L, d, 3 * d, 0);
+        for (int t = 0; t < L; t++) {
+            memcpy(c->kt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + d, sizeof(float) * (size_t)d);
+            memcpy(c->vt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + 2 * d, sizeof(float) * (size_t)d);
+        }
+        if (l == nl - 1) break; // the last layer's output at text positions is never used
+        attention_forward(atty, p, qkv, k->off, k->keys, k->off[L], 1, L, m->NH, m->HS);
+        linear_forward(x, atty, P + w->proj_w, P + w->proj_b, L, d, d, 1);
+        layernorm_forward(ln, mu, rs, x, P + w->ln2_w, P + w->ln2_b, L, d);
+        linear_forward(fch, ln, P + w->fc_w, P + w->fc_b, L, d, f, 0);
+        gelu_forward(fcg, fch, (int64_t)L * f);
+        linear_forward(x, fcg, P + w->fc2_w, P + w->fc2_b, L, f, d, 1);
+    }
+    dalle_free(x);
+    dalle_free(p);
+    return DALLE_OK;
+}
+
+// Image position j for all K candidates: codes (K, N) holds codes < j.
+// Leaves the image logits of position j in c->logits (K, Vi).
+static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32_t *codes) {
+    int L = m->L, N = m->N, G = m->G, d = m->d, f = m->f, nl = m->cfg.n_layer, K = c->K;
+    int NH = m->NH, HS = m->HS;
+    const float *P = m->params;
+    float mu[1024], rs[1024];
+    float *mup = K <= 1024 ? mu : dalle_malloc(sizeof(float) * (size_t)K);
+    float *rsp = K <= 1024 ? rs : dalle_malloc(sizeof(float) * (size_t)K);
+    DALLE_ASSERT(mup && rsp);
+    for (int k = 0; k < K; k++) {
+        int id = j == 0 ? m->Vi : codes[(int64_t)k * N + j - 1];
+        const float *e = P + m->image_emb + (int64_t)id * d, *rw = P + m->row_emb + (int64_t)(j / G) * d,
+                    *cl = P + m->col_emb + (int64_t)(j % G) * d;
+        float *x = c->x + (int64_t)k * d;
+        for (int i = 0; i < d; i++) x[i] = e[i] + rw[i] + cl[i];
+    }
+    float scale = 1.0f / sqrtf((float)HS);
+    for (int l = 0; l < nl; l++) {
+        const prior_block *w = &m->blocks[l];
+        const prior_keys *kl = &m->keys[prior_layer_type_of(&m->cfg, l)];
+        int W = c->W[l];
+        layernorm_forward(c->ln, mup, rsp, c->x, P + w->ln1_w, P + w->ln1_b, K, d);
+        linear_forward(c->qkv, c->ln, P + w->qkv_w, P + w->qkv_b, K, d, 3 * d, 0);
+        float *ki = c->ki + c->img_off[l], *vi = c->vi + c->img_off[l];
+        for (int k = 0; k < K; k++) {
+            memcpy(ki + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + d, sizeof(float) * (size_t)d);
+            memcpy(vi + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + 2 * d, sizeof(float) * (size_t)d);
+        }
+        // The image keys of position L + j (its list holds all L text keys first).
+        const int32_t *img_keys = kl->keys + kl->off[L + j] + L;
+        int n_img = kl->off[L + j + 1] - kl->off[L + j] - L;
+        const float *kt = c->kt + (int64_t)l * L * d, *vt = c->vt + (int64_t)l * L * d;
+#pragma omp parallel for schedule(static) collapse(2) if (K * NH >= 4)
+        for (int k = 0; k < K; k++)
+            for (int h = 0; h < NH; h++) {
+                const float *q = c->qkv + (int64_t)k * 3 * d + h * HS;
+                float *s = c->s + ((int64_t)k * NH + h) * m->T;
+                float mx = -INFINITY;
+                for (int t = 0; t < L; t++) {
+                    const float *kv = kt + (int64_t)t * d + h * HS;
+                    float a = 0;
+                    for (int i = 0; i < HS; i++) a += q[i] * kv[i];
+                    s[t] = a * scale;
+                    mx = fmaxf(mx, s[t]);
+                }
+                for (int e = 0; e < n_img; e++) {
+                    const float *kv = ki + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
+                    float a = 0;
+                    for (int i = 0; i < HS; i++) a += q[i] * kv[i];
+                    s[L + e] = a * scale;
+                    mx = fmaxf(mx, s[L + e]);
+                }
+                float sum = 0;
+                for (int e = 0; e < L + n_img; e++) sum += s[e] = expf(s[e] - mx);
+                float inv = 1.0f / sum, *o = c->atty + (int64_t)k * d + h * HS;
+                for (int i = 0; i < HS; i++) o[i] = 0;
+                for (int t = 0; t < L; t++) {
+                    const float *vv = vt + (int64_t)t * d + h * HS;
+                    float pt = s[t] * inv;
+                    for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
+                }
+                for (int e = 0; e < n_img; e++) {
+                    const float *vv = vi + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
+                    float pt = s[L + e] * inv;
+                    for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
+                }
+            }
+        linear_forward(c->x, c->atty, P + w->proj_w, P + w->proj_b, K, d, d, 1);
+        layernorm_forward(c->ln, mup, rsp, c->x, P + w->ln2_w, P + w->ln2_b, K, d);
+        linear_forward(c->fch, c->ln, P + w->fc_w, P + w->fc_b, K, d, f, 0);
+        gelu_forward(c->fcg, c->fch, (int64_t)K * f);
+        linear_forward(c->x, c->fcg, P + w->fc2_w, P + w->fc2_b, K, f, d, 1);
+    }
+    layernorm_forward(c->ln, mup, rsp, c->x, P + m->lnf_w, P + m->lnf_b, K, d);
+    linear_forward(c->logits, c->ln, P + m->image_head, NULL, K, d, m->Vi, 0);
+    if (mup != mu) dalle_free(mup);
+    if (rsp != rs) dalle_free(rsp);
+}
+
+typedef struct {
+    float v;
+    int i;
+} vi_pair;
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = ((const vi_pair *)a)->v, y = ((const vi_pair *)b)->v;
+    if (x != y) return x < y ? 1 : -1;
+    return ((const vi_pair *)a)->i - ((const vi_pair *)b)->i;
+}
+
+int prior_sample_logits(const float *logits, int V, const prior_sample_opts *o, uint64_t stream, uint64_t counter,
+                        void *work) {
+    vi_pair *pv = work; // (V)
+    float t = o->temperature > 0 ? o->temperature : 1e-6f;
+    for (int i = 0; i < V; i++) pv[i] = (vi_pair){logits[i] / t, i};
+    int n = V;
+    if ((o->top_k > 0 && o->top_k < V) || o->top_p < 1.0f) {
+        qsort(pv, (size_t)V, sizeof *pv, cmp_desc);
+        if (o->top_k > 0 && o->top_k < n) n = o->top_k;
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, pv[i].v);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += pv[i].v = expf(pv[i].v - mx);
+    if (o->top_p < 1.0f) { // the smallest prefix (sorted) whose mass reaches top_p
+        double acc = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            acc += pv[i].v / sum;
+            if (acc >= o->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+        sum = 0;
+        for (int i = 0; i < n; i++) sum += pv[i].v;
+    }
+    uint32_t w[4];
+    philox4x32(o->seed, stream, counter, w);
+    double u = ((double)(w[0] >> 8) + 0.5) / 16777216.0 * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += pv[i].v;
+        if (u < acc) return pv[i].i;
+    }
+    return pv[n - 1].i;
+}
+
+int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sample_opts *o, int32_t *codes) {
+    prior_sample_opts opts = o ? *o : prior_sample_default_opts();
+    for (int t = 0; t < m->L; t++)
+        if (text[t] < 0 || text[t] >= m->Vt)
+            return dalle_seterr("prior sample: text id %d at position %d is outside [0, %d)", text[t], t, m->Vt);
+    if (n_cand < 1) return dalle_seterr("prior sample: %d candidates", n_cand);
+    kv_cache c;
+    if (cache_new(m, n_cand, &c) != DALLE_OK) return DALLE_ERR;
+    void *work = dalle_malloc(sizeof(vi_pair) * (size_t)m->Vi);
+    if (!work || run_prefix(m, &c, text) != DALLE_OK) {
+        dalle_free(work);
+        cache_free(&c);
+        return DALLE_ERR;
+    }
+    progress_t pr;
+    if (opts.progress) progress_start(&pr, "sample", 0, m->N, 0);
+    for (int j = 0; j < m->N; j++) {
+        run_image_step(m, &c, j, codes);
+        for (int k = 0; k < n_cand; k++)
+            codes[(int64_t)k * m->N + j] =
+                prior_sample_logits(c.logits + (int64_t)k * m->Vi, m->Vi, &opts, (uint64_t)k, (uint64_t)j, work);
+        if (opts.progress) progress_update(&pr, j + 1, (int64_t)(j + 1) * n_cand, NULL);
+    }
+    if (opts.progress) progress_end(&pr);
+    dalle_free(work);
+    cache_free(&c);
+    return DALLE_OK;
+}
