@@ -54,6 +54,74 @@ int prior_mask(const prior_config *cfg, prior_layer_type type, int q, int k);
 // Parameters in the model (embeddings and heads included).
 int64_t prior_param_count(const prior_config *cfg);
 
+// Loads a prior model file, or a training checkpoint (its EMA weights when
+// use_ema and present). A file of another architecture, missing, extra or
+// mis-shaped tensors are errors naming the file and the tensor. NULL on error.
+prior_model *prior_load(const char *path, int use_ema);
+// Writes the parameters (only), F32, atomically.
+int prior_save(const prior_model *m, const char *path);
+// Frees the model; NULL is a no-op.
+void prior_free(prior_model *m);
+// The model's config (owned by the model).
+const prior_config *prior_get_config(const prior_model *m);
+
+// Reads a config from JSON text: an object with exactly the nine integer
+// fields of prior_config (all required; a missing, unknown or duplicated
+// field, or a value that is not an integer, is an error), then checks it with
+// prior_config_check. WHAT names the source in messages (a file name).
+// *cfg is only written on success. DALLE_ERR with a message naming WHAT and
+// the field.
+int prior_config_from_json(const char *json, prior_config *cfg, const char *what);
+// The config as compact JSON, fields in the order of the struct:
+// {"n_layer":64,"n_head":62,...}. The caller frees it with dalle_free. NULL
+// on out-of-memory.
+char *prior_config_to_json(const prior_config *cfg);
+// SPEC is a preset name (paper, small, tiny), or else the path of a JSON file
+// holding a config (prior_config_from_json). DALLE_ERR with a message naming
+// SPEC (the file) on an unknown preset, a missing file or a bad config.
+int prior_config_resolve(const char *spec, prior_config *cfg);
+
+// What a config costs, computed from its sizes alone (nothing is allocated).
+// FLOPs count 2 per multiply-add and are per token: averaged over the
+// T = L + N stream positions of one sequence. They include the matrix
+// products (qkv, attention output, the two MLP matrices of each layer; the
+// text head at the L-1 text predictions and the image head at the N image
+// predictions) and attention (2*d per key for the scores, 2*d per key for the
+// weighted sum of values); not LayerNorm, GELU, softmax, biases or embedding
+// lookups. "Dense" is a causal model of the same shape in which every
+// position attends every earlier one. Bytes are exact byte counts.
+typedef struct {
+    int64_t params;           // parameters (prior_param_count)
+    int n_layers[3];          // layers of each prior_layer_type (row, column, conv)
+    int64_t nnz[3];           // (query, key) pairs of each layer type over the T positions
+    int64_t nnz_dense;        // T*(T+1)/2, the pairs of a dense causal layer
+    double flops_matmul;      // FLOPs/token of the matrix products, all layers and both heads
+    double flops_attn;        // FLOPs/token of attention, all layers, sparse masks
+    double flops_attn_dense;  // the same for dense causal attention
+    double flops_fwd;         // FLOPs/token of a forward pass: flops_matmul + flops_attn
+    double flops_fwd_dense;   // flops_matmul + flops_attn_dense
+    double flops_train;       // FLOPs/token of a training step (forward + backward): 3 * flops_fwd
+    double flops_train_dense; // 3 * flops_fwd_dense
+    int64_t bytes_weights;    // parameters in fp32: 4 * params
+    int64_t bytes_weights16;  // parameters in a 16-bit format: 2 * params
+    int64_t bytes_grads;      // gradients in fp32: 4 * params
+    int64_t bytes_adam;       // Adam's two moments in fp32: 8 * params
+    int64_t bytes_adam16;     // the two moments in 16 bits (the paper's): 4 * params
+    int batch;                // B of bytes_acts
+    int64_t bytes_acts;       // activations of a training batch of B sequences: exactly the
+                              // arena of prior_acts_new(model, B) (same pieces, same rounding)
+    int n_cand;               // K of the sampling figures
+    int64_t bytes_kv;         // fp32 key/value cache for K candidates of one caption: over the
+                              // layers, 2*d*(L + K*W) floats, W the image positions a layer
+                              // keeps (row G+1, column N, conv r*G+r+1); text K/V shared
+    int64_t bytes_sample;     // sampling memory: bytes_kv + bytes_weights
+} prior_costs;
+
+// Fills *out for CFG, a training batch of BATCH sequences and N_CAND sampling
+// candidates (both in [1, 2^20]). DALLE_ERR (the message names the field) on
+// a bad config or count, or when a figure would not fit in 64 bits.
+int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_costs *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,8 +1,13 @@
 // config.c: the prior's configurations, layer types and attention masks
 // (include/dalle/prior.h). The masks here are the definition: the sparse
 // attention kernels visit exactly the keys prior_mask allows, and the dense
-// reference path of the tests applies prior_mask itself.
+// reference path of the tests applies prior_mask itself. Also the config as
+// JSON, and what a config costs (parameters, FLOPs, memory) without building it.
+#include <cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -95,4 +100,191 @@ int64_t prior_param_count(const prior_config *c) {
     int64_t block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (f * d + f) + (d * f + d);
     int64_t head = 2 * d + Vt * d + Vi * d;
     return emb + c->n_layer * block + head;
+}
+
+// ---------------------------------------------------------------- JSON
+
+// The nine fields in the order of the struct (the JSON order).
+static const struct {
+    const char *name;
+    size_t off;
+} CFG_FIELDS[] = {
+    {"n_layer", offsetof(prior_config, n_layer)},         {"n_head", offsetof(prior_config, n_head)},
+    {"d_head", offsetof(prior_config, d_head)},           {"text_len", offsetof(prior_config, text_len)},
+    {"text_vocab", offsetof(prior_config, text_vocab)},   {"grid", offsetof(prior_config, grid)},
+    {"image_vocab", offsetof(prior_config, image_vocab)}, {"conv_kernel", offsetof(prior_config, conv_kernel)},
+    {"mlp_mult", offsetof(prior_config, mlp_mult)},
+};
+#define N_CFG_FIELDS ((int)(sizeof CFG_FIELDS / sizeof *CFG_FIELDS))
+
+int prior_config_from_json(const char *json, prior_config *cfg, const char *what) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(json, &end, 1);
+    if (!j) {
+        size_t at = end && end >= json ? (size_t)(end - json) : 0;
+        return dalle_seterr("%s: prior config: not valid JSON (at byte %zu)", what, at);
+    }
+    int rc = DALLE_OK, seen[N_CFG_FIELDS] = {0};
+    prior_config c = {0};
+    if (!cJSON_IsObject(j)) {
+        rc = dalle_seterr("%s: prior config: not a JSON object", what);
+        goto done;
+    }
+    for (const cJSON *v = j->child; v; v = v->next) {
+        int f = 0;
+        while (f < N_CFG_FIELDS && strcmp(CFG_FIELDS[f].name, v->string)) f++;
+        if (f == N_CFG_FIELDS) {
+            rc = dalle_seterr("%s: prior config: unknown field '%s'", what, v->string);
+            goto done;
+        }
+        if (seen[f]++) {
+            rc = dalle_seterr("%s: prior config: field '%s' appears twice", what, v->string);
+            goto done;
+        }
+        double x = v->valuedouble;
+        if (!cJSON_IsNumber(v) || !(x >= INT_MIN && x <= INT_MAX) || x != floor(x)) {
+            rc = dalle_seterr("%s: prior config: field '%s' is not an integer", what, v->string);
+            goto done;
+        }
+        *(int *)((char *)&c + CFG_FIELDS[f].off) = (int)x;
+    }
+    for (int f = 0; f < N_CFG_FIELDS; f++)
+        if (!seen[f]) {
+            rc = dalle_seterr("%s: prior config: field '%s' missing", what, CFG_FIELDS[f].name);
+            goto done;
+        }
+    if (prior_config_check(&c) != DALLE_OK) {
+        rc = dalle_errprefix("%s", what);
+        goto done;
+    }
+    *cfg = c;
+done:
+    cJSON_Delete(j);
+    return rc;
+}
+
+char *prior_config_to_json(const prior_config *cfg) {
+    size_t cap = 32 + (size_t)N_CFG_FIELDS * 32, n = 0;
+    char *s = dalle_malloc(cap);
+    if (!s) return NULL;
+    n += (size_t)snprintf(s + n, cap - n, "{");
+    for (int f = 0; f < N_CFG_FIELDS; f++)
+        n += (size_t)snprintf(s + n, cap - n, "%s\"%s\":%d", f ? "," : "", CFG_FIELDS[f].name,
+                              *(const int *)((const char *)cfg + CFG_FIELDS[f].off));
+    snprintf(s + n, cap - n, "}");
+    DALLE_ASSERT(n + 1 < cap);
+    return s;
+}
+
+int prior_config_resolve(const char *spec, prior_config *cfg) {
+    if (prior_config_preset(spec, cfg) == DALLE_OK) return DALLE_OK;
+    char *js = dalle_read_file(spec, NULL);
+    if (!js) return dalle_errprefix("prior config '%s' is not a preset (paper, small, tiny), and as a file", spec);
+    int rc = prior_config_from_json(js, cfg, spec);
+    dalle_free(js);
+    return rc;
+}
+
+// ---------------------------------------------------------------- costs
+
+// Keys of the image queries of pattern TYPE: the sum over i < N of the image
+// keys j <= i that prior_mask_image allows. Every pattern depends on i - j
+// only, so query i allows exactly the offsets 0..i that query N-1 allows
+// among its first i+1: one pass over the offsets gives all counts (O(N)
+// calls; tests/test_prior_config.c checks it against the pairwise loop and
+// the model's key lists).
+static int64_t image_pairs(const prior_config *cfg, prior_layer_type type) {
+    int64_t N = (int64_t)cfg->grid * cfg->grid, below = 0, sum = 0;
+    for (int64_t i = 0; i < N; i++) {
+        below += prior_mask_image(cfg, type, (int)i, 0); // offset i
+        sum += below;
+    }
+    return sum;
+}
+
+// Image positions a layer of type TYPE must keep in the sampling cache: the
+// largest offset it may attend, plus one.
+static int64_t cache_window(const prior_config *cfg, prior_layer_type type) {
+    int64_t G = cfg->grid, r = (cfg->conv_kernel - 1) / 2;
+    switch (type) {
+    case PRIOR_ROW: return G + 1;
+    case PRIOR_COLUMN: return G * G;
+    case PRIOR_CONV: return r * G + r + 1;
+    }
+    return G * G;
+}
+
+static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
+int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_costs *out) {
+    if (prior_config_check(cfg) != DALLE_OK) return DALLE_ERR;
+    if (batch < 1 || batch > 1 << 20) return dalle_seterr("prior costs: batch = %d is outside [1, 2^20]", batch);
+    if (n_cand < 1 || n_cand > 1 << 20)
+        return dalle_seterr("prior costs: candidates = %d is outside [1, 2^20]", n_cand);
+    prior_costs c = {0};
+    int nl = cfg->n_layer;
+    int64_t d = (int64_t)cfg->n_head * cfg->d_head, f = d * cfg->mlp_mult, L = cfg->text_len;
+    int64_t N = (int64_t)cfg->grid * cfg->grid, T = L + N, Vt = cfg->text_vocab + L, Vi = cfg->image_vocab;
+    int64_t B = batch, BT = B * T, K = n_cand;
+
+    c.params = prior_param_count(cfg);
+    for (int l = 0; l < nl; l++) c.n_layers[prior_layer_type_of(cfg, l)]++;
+    // text queries see the causal text; image queries all L text keys and their image keys
+    for (int t = 0; t < 3; t++) c.nnz[t] = L * (L + 1) / 2 + N * L + image_pairs(cfg, (prior_layer_type)t);
+    c.nnz_dense = T * (T + 1) / 2;
+
+    double layer = 2.0 * (double)d * (3.0 * (double)d + (double)d + 2.0 * (double)f); // qkv, proj, fc, fc2
+    double heads = 2.0 * (double)d * ((double)(L - 1) * (double)Vt + (double)N * (double)Vi) / (double)T;
+    c.flops_matmul = nl * layer + heads;
+    for (int t = 0; t < 3; t++) c.flops_attn += c.n_layers[t] * 4.0 * (double)d * (double)c.nnz[t] / (double)T;
+    c.flops_attn_dense = nl * 4.0 * (double)d * (double)c.nnz_dense / (double)T;
+    c.flops_fwd = c.flops_matmul + c.flops_attn;
+    c.flops_fwd_dense = c.flops_matmul + c.flops_attn_dense;
+    c.flops_train = 3 * c.flops_fwd;
+    c.flops_train_dense = 3 * c.flops_fwd_dense;
+
+    c.bytes_weights = 4 * c.params;
+    c.bytes_weights16 = 2 * c.params;
+    c.bytes_grads = 4 * c.params;
+    c.bytes_adam = 8 * c.params;
+    c.bytes_adam16 = 4 * c.params;
+
+    // The activations: the pieces of prior_acts_new's size table (src/prior/model.c), each
+    // rounded up to 16 floats as it does. Bounded in double first so the int64 sums cannot overflow.
+    double att_d = 0, big = (double)BT * (double)(nl + 1) * (double)(6 * d + 2 * f + 4) * 2.0 +
+                            (double)B * (double)((L - 1) * Vt + N * Vi);
+    for (int l = 0; l < nl; l++) att_d += (double)B * cfg->n_head * (double)c.nnz[prior_layer_type_of(cfg, l)];
+    if (big + att_d > 0x1p58) return dalle_seterr("prior costs: the activations of batch %d exceed 2^60 bytes", batch);
+    int64_t att = 0;
+    for (int l = 0; l < nl; l++) att += B * cfg->n_head * c.nnz[prior_layer_type_of(cfg, l)];
+    const int64_t sizes[] = {
+        (nl + 1) * BT * d,                          // x
+        nl * BT * d, nl * BT * d,                   // ln1, ln2
+        nl * BT, nl * BT, nl * BT, nl * BT,         // mu1 rs1 mu2 rs2
+        nl * BT * 3 * d,                            // qkv
+        att,                                        // att
+        nl * BT * d, nl * BT * d,                   // atty, xmid
+        nl * BT * f, nl * BT * f,                   // fch, fcg
+        BT * d, BT, BT,                             // lnf, muf, rsf
+        B * (L - 1) * Vt,                           // logit_text
+        B * N * Vi,                                 // logit_img
+        B * (L - 1), B * N,                         // targets
+        BT * d, BT * d, BT * 3 * d, BT * d, BT * f, BT * f, B * cfg->n_head * T, // backward scratch
+    };
+    int64_t floats = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) floats += round16(sizes[i]);
+    c.batch = batch;
+    c.bytes_acts = 4 * floats;
+
+    double kv_d = 0;
+    for (int l = 0; l < nl; l++)
+        kv_d += 2.0 * (double)d * ((double)L + (double)K * (double)cache_window(cfg, prior_layer_type_of(cfg, l)));
+    if (kv_d > 0x1p58) return dalle_seterr("prior costs: the cache of %d candidates exceeds 2^60 bytes", n_cand);
+    int64_t kv = 0;
+    for (int l = 0; l < nl; l++) kv += 2 * d * (L + K * cache_window(cfg, prior_layer_type_of(cfg, l)));
+    c.n_cand = n_cand;
+    c.bytes_kv = 4 * kv;
+    c.bytes_sample = c.bytes_kv + c.bytes_weights;
+    *out = c;
+    return DALLE_OK;
 }

@@ -87,6 +87,15 @@ void prior_init(prior_model *m, uint64_t seed);
 // Index of the tensor NAME, or -1.
 int prior_find_tensor(const prior_model *m, const char *name);
 
+// Files (io.c): metadata "dalle.kind" = KIND and "prior.config"; the tensors
+// under PREFIX from src (n_params); reading them back (shapes checked); the
+// config of a prior file; a model file in DTYPE (F32, F16, BF16).
+int prior_write_meta(const prior_config *cfg, st_writer *w, const char *kind);
+int prior_add_tensors(const prior_model *m, st_writer *w, const char *prefix, const float *src, st_dtype dtype);
+int prior_read_tensors(const prior_model *m, const st_file *f, const char *prefix, float *dst);
+int prior_config_from_file(const st_file *f, prior_config *cfg);
+int prior_save_as(const prior_model *m, const char *path, st_dtype dtype);
+
 // Activations for batches of up to B sequences. NULL on OOM.
 prior_acts *prior_acts_new(const prior_model *m, int B);
 void prior_acts_free(prior_acts *a);

@@ -10,6 +10,7 @@ typedef struct {
     float top_p;       // keep the smallest set of codes whose mass reaches p (1: all)
     uint64_t seed;     // Philox key: candidate c, position j draws from (seed, c, j)
     int progress;      // show a progress line
+    double *step_seconds; // if not NULL, (N): the seconds each image position took (benchmarks)
 } prior_sample_opts;
 
 // temperature 1, top_k 0, top_p 1, seed 0, no progress line.

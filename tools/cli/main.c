@@ -17,6 +17,11 @@ static const struct {
 } COMMANDS[] = {
     {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
     {"bpe", cmd_bpe, "the text tokenizer: train a BPE vocabulary, encode captions to ids, decode"},
+    {"shard", cmd_shard, "pre-tokenized training shards (text ids + image codes): pack, info"},
+    {"train", cmd_train, "stage 2: train the transformer prior on shards (AdamW, warm-up, clipping, EMA, --resume)"},
+    {"sample", cmd_sample, "caption -> image codes with the prior (KV cache; temperature, top-k, top-p)"},
+    {"info", cmd_info, "a prior config: parameters, FLOPs per token, memory for training and sampling"},
+    {"masks", cmd_masks, "print or draw the attention masks of a prior config (paper Fig. 11)"},
 };
 
 static void usage(void) {

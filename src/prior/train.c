@@ -1,0 +1,360 @@
+// train.c: the prior's training loop (train.h). Data order: the records of
+// all training shards, concatenated, visited epoch by epoch in a permutation
+// drawn from Philox keyed by (seed, epoch); batch b of step t takes records
+// at positions t*B .. t*B + B - 1 of that sequence. Nothing else is random,
+// so the step counter is the whole data cursor.
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "dalle/dalle.h"
+#include "data/shard.h"
+#include "prior/model.h"
+#include "prior/train.h"
+#include "train/optim.h"
+
+void prior_train_defaults(prior_train_opts *o, int64_t steps) {
+    memset(o, 0, sizeof *o);
+    prior_config_preset("small", &o->cfg);
+    o->batch = 8;
+    o->steps = steps;
+    o->lr = 4.5e-4;
+    o->warmup = 5000;
+    o->lr_end = 4.5e-4 / 32;
+    o->beta1 = 0.9;
+    o->beta2 = 0.96;
+    o->eps = 1e-8;
+    o->weight_decay = 4.5e-2;
+    o->clip = 4;
+    o->ema_decay = 0.99;
+    o->ema_every = 25;
+    o->log_every = 100;
+    o->eval_every = 1000;
+    o->eval_batches = 8;
+}
+
+double prior_lr_at(const prior_train_opts *o, int64_t t) {
+    if (t < o->warmup) return o->lr * (double)(t + 1) / (double)o->warmup;
+    int64_t span = o->steps - o->warmup;
+    if (span <= 0) return o->lr;
+    return cosine_schedule(t - o->warmup, span, o->lr, o->lr_end);
+}
+
+// ---------------------------------------------------------------- data
+
+typedef struct {
+    shard **sh;
+    int n;
+    int64_t *start; // (n+1) cumulative record counts
+    int64_t total;
+    int32_t *perm;  // (total) order of the current epoch
+    int64_t perm_epoch;
+    uint64_t seed;
+} records;
+
+static void records_free(records *r) {
+    for (int i = 0; i < r->n; i++) shard_close(r->sh[i]);
+    dalle_free(r->sh);
+    dalle_free(r->start);
+    dalle_free(r->perm);
+    memset(r, 0, sizeof *r);
+}
+
+static int records_open(records *r, const char **paths, int n, const prior_config *c, uint64_t seed) {
+    memset(r, 0, sizeof *r);
+    r->sh = dalle_calloc((size_t)(n ? n : 1), sizeof *r->sh);
+    r->start = dalle_calloc((size_t)n + 1, sizeof *r->start);
+    if (!r->sh || !r->start) return DALLE_ERR;
+    r->seed = seed;
+    r->perm_epoch = -1;
+    for (int i = 0; i < n; i++) {
+        if (!(r->sh[i] = shard_open(paths[i]))) goto fail;
+        r->n++;
+        if (shard_check_config(r->sh[i], c->text_len, c->grid, c->text_vocab, c->image_vocab)) goto fail;
+        r->start[i + 1] = r->start[i] + shard_get_info(r->sh[i])->n_records;
+    }
+    r->total = r->start[n];
+    if (r->total > INT32_MAX) {
+        dalle_seterr("more than 2^31 records");
+        goto fail;
+    }
+    return DALLE_OK;
+fail:
+    records_free(r);
+    return DALLE_ERR;
+}
+
+// Record at index idx (in shard order) into text (L), image (N).
+static void records_read(const records *r, int64_t idx, int32_t *text, int32_t *image) {
+    int s = 0;
+    while (idx >= r->start[s + 1]) s++;
+    shard_read(r->sh[s], idx - r->start[s], text, image);
+}
+
+// The record at global sample position pos (epoch-wise permutations).
+static int records_shuffled(records *r, int64_t pos, int32_t *text, int32_t *image) {
+    int64_t epoch = pos / r->total;
+    if (epoch != r->perm_epoch) {
+        if (!r->perm && !(r->perm = dalle_malloc(sizeof(int32_t) * (size_t)r->total))) return DALLE_ERR;
+        for (int64_t i = 0; i < r->total; i++) r->perm[i] = (int32_t)i;
+        for (int64_t i = r->total - 1; i > 0; i--) {
+            uint32_t w[4];
+            philox4x32(r->seed, (uint64_t)epoch, (uint64_t)i, w);
+            int64_t j = (int64_t)(((uint64_t)w[0] << 32 | w[1]) % (uint64_t)(i + 1));
+            int32_t t = r->perm[i];
+            r->perm[i] = r->perm[j];
+            r->perm[j] = t;
+        }
+        r->perm_epoch = epoch;
+    }
+    records_read(r, r->perm[pos % r->total], text, image);
+    return DALLE_OK;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+typedef struct {
+    float *ema, *m, *v; // (n_params) each, one block
+} train_state;
+
+static const char *const KEPT[] = {"batch", "lr", "warmup", "lr_end", "beta1", "beta2", "eps",
+                                   "weight_decay", "clip", "ema_decay", "ema_every"};
+
+static int save_checkpoint(const char *path, const prior_model *m, const train_state *s, const prior_train_opts *o,
+                           int64_t step, int64_t records) {
+    st_writer *w = st_writer_new();
+    if (!w) return DALLE_ERR;
+    int rc = DALLE_ERR;
+    char buf[64], js[1024];
+    if (prior_write_meta(&m->cfg, w, "prior-checkpoint")) goto done;
+    snprintf(buf, sizeof buf, "%lld", (long long)step);
+    if (st_writer_meta(w, "train.step", buf)) goto done;
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
+    if (st_writer_meta(w, "train.seed", buf)) goto done;
+    snprintf(buf, sizeof buf, "%lld", (long long)records);
+    if (st_writer_meta(w, "train.records", buf)) goto done;
+    snprintf(js, sizeof js,
+             "{\"batch\": %d, \"lr\": %.17g, \"warmup\": %lld, \"lr_end\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
+             "\"eps\": %.17g, \"weight_decay\": %.17g, \"clip\": %.17g, \"ema_decay\": %.17g, \"ema_every\": %lld}",
+             o->batch, o->lr, (long long)o->warmup, o->lr_end, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip,
+             o->ema_decay, (long long)o->ema_every);
+    if (st_writer_meta(w, "train.opts", js)) goto done;
+    if (prior_add_tensors(m, w, "", m->params, ST_F32) || prior_add_tensors(m, w, "ema.", s->ema, ST_F32) ||
+        prior_add_tensors(m, w, "adam.m.", s->m, ST_F32) || prior_add_tensors(m, w, "adam.v.", s->v, ST_F32))
+        goto done;
+    rc = st_writer_save(w, path);
+done:
+    st_writer_free(w);
+    return rc;
+}
+
+static int meta_ll(const st_file *f, const char *key, long long *out) {
+    const char *v = st_meta(f, key);
+    char *end;
+    if (!v) return dalle_seterr("%s: metadata '%s' missing (not a training checkpoint?)", f->path, key);
+    *out = strtoll(v, &end, 10);
+    if (*end || end == v) return dalle_seterr("%s: metadata '%s' is not an integer: '%s'", f->path, key, v);
+    return DALLE_OK;
+}
+
+static int read_kept(const st_file *f, prior_train_opts *o) {
+    const char *js = st_meta(f, "train.opts");
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    if (!j) return dalle_seterr("%s: metadata 'train.opts' missing or not JSON", f->path);
+    double v[11];
+    int rc = DALLE_OK;
+    for (int k = 0; k < 11; k++) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, KEPT[k]);
+        if (!cJSON_IsNumber(e)) {
+            rc = dalle_seterr("%s: metadata 'train.opts': '%s' missing or not a number", f->path, KEPT[k]);
+            break;
+        }
+        v[k] = e->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (rc) return rc;
+    o->batch = (int)v[0], o->lr = v[1], o->warmup = (int64_t)v[2], o->lr_end = v[3], o->beta1 = v[4];
+    o->beta2 = v[5], o->eps = v[6], o->weight_decay = v[7], o->clip = v[8], o->ema_decay = v[9];
+    o->ema_every = (int64_t)v[10];
+    return DALLE_OK;
+}
+
+static prior_model *load_checkpoint(const char *path, train_state *s, int64_t *step, int64_t *records,
+                                    prior_train_opts *o) {
+    st_file *f = st_open(path);
+    if (!f) return NULL;
+    prior_model *m = NULL;
+    prior_config cfg;
+    long long st = 0, sd = 0, rec = 0;
+    if (prior_config_from_file(f, &cfg) || meta_ll(f, "train.step", &st) || meta_ll(f, "train.seed", &sd) ||
+        meta_ll(f, "train.records", &rec) || read_kept(f, o))
+        goto fail;
+    if (!(m = prior_model_new(&cfg))) goto fail;
+    s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
+    if (!s->ema) goto fail;
+    s->m = s->ema + m->n_params;
+    s->v = s->m + m->n_params;
+    if (prior_read_tensors(m, f, "", m->params) || prior_read_tensors(m, f, "ema.", s->ema) ||
+        prior_read_tensors(m, f, "adam.m.", s->m) || prior_read_tensors(m, f, "adam.v.", s->v))
+        goto fail;
+    *step = st;
+    *records = rec;
+    o->seed = (uint64_t)sd;
+    o->cfg = cfg;
+    st_close(f);
+    return m;
+fail:
+    st_close(f);
+    prior_model_free(m);
+    dalle_free(s->ema);
+    s->ema = NULL;
+    return NULL;
+}
+
+// ---------------------------------------------------------------- the loop
+
+// Mean losses over the first n_batches batches of the held-out records.
+static int evaluate(prior_model *m, prior_acts *a, records *val, int B, int64_t n_batches, int32_t *text,
+                    int32_t *image, prior_loss *out) {
+    *out = (prior_loss){0, 0, 0};
+    int64_t n = DALLE_MIN(val->total, n_batches * B), done = 0;
+    for (int64_t i = 0; i < n; i += B) {
+        int b = (int)DALLE_MIN((int64_t)B, n - i);
+        for (int k = 0; k < b; k++) records_read(val, i + k, text + (int64_t)k * m->L, image + (int64_t)k * m->N);
+        prior_loss l;
+        if (prior_forward(m, a, text, image, b, &l)) return DALLE_ERR;
+        out->loss += l.loss * b, out->text += l.text * b, out->image += l.image * b;
+        done += b;
+    }
+    if (done) out->loss /= done, out->text /= done, out->image /= done;
+    return DALLE_OK;
+}
+
+int prior_train(const prior_train_opts *opts) {
+    prior_train_opts run = *opts, *o = &run;
+    prior_model *m = NULL;
+    prior_acts *a = NULL;
+    train_state s = {0};
+    records data = {0}, val = {0};
+    float *grads = NULL;
+    int32_t *text = NULL, *image = NULL;
+    int64_t step = 0, kept_records = -1;
+    int rc = DALLE_ERR;
+    if (o->resume) {
+        if (!(m = load_checkpoint(o->resume, &s, &step, &kept_records, o))) return DALLE_ERR;
+        dalle_log("resuming %s at step %lld (seed %llu; its batch, schedule and optimizer settings)", o->resume,
+                  (long long)step, (unsigned long long)o->seed);
+    } else {
+        if (!(m = prior_model_new(&o->cfg))) return DALLE_ERR;
+        prior_init(m, o->seed);
+        s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
+        if (!s.ema) goto done;
+        s.m = s.ema + m->n_params;
+        s.v = s.m + m->n_params;
+        memcpy(s.ema, m->params, sizeof(float) * (size_t)m->n_params);
+    }
+    if (o->batch < 1 || o->n_shards < 1) {
+        dalle_seterr("prior train: needs a batch of at least 1 and at least one shard");
+        goto done;
+    }
+    const prior_config *c = &m->cfg;
+    if (records_open(&data, o->shards, o->n_shards, c, o->seed)) goto done;
+    if (data.total == 0) {
+        dalle_seterr("prior train: the shards hold no records");
+        goto done;
+    }
+    if (kept_records >= 0 && kept_records != data.total) {
+        dalle_seterr("%s was trained on %lld records, these shards hold %lld: resume needs the same shards",
+                     o->resume, (long long)kept_records, (long long)data.total);
+        goto done;
+    }
+    if (o->n_val && records_open(&val, o->val_shards, o->n_val, c, 0)) goto done;
+    int B = o->batch;
+    if (!(a = prior_acts_new(m, B))) goto done;
+    grads = dalle_malloc(sizeof(float) * (size_t)m->n_params);
+    text = dalle_malloc(sizeof(int32_t) * (size_t)B * m->L);
+    image = dalle_malloc(sizeof(int32_t) * (size_t)B * m->N);
+    if (!grads || !text || !image) goto done;
+    char *cjs = prior_config_to_json(c);
+    dalle_log("prior train: %lld records in %d shards (%lld held out), config %s, %lld parameters, batch %d, "
+              "steps %lld, lr %g warm-up %lld -> %g",
+              (long long)data.total, o->n_shards, (long long)val.total, cjs ? cjs : "?", (long long)m->n_params, B,
+              (long long)o->steps, o->lr, (long long)o->warmup, o->lr_end);
+    dalle_free(cjs);
+
+    progress_t prog;
+    progress_start(&prog, "prior", step, o->steps, step * B * m->T);
+    double acc[3] = {0, 0, 0};
+    int acc_n = 0;
+    int64_t stop = o->stop_after > 0 ? DALLE_MIN(o->steps, step + o->stop_after) : o->steps;
+    while (step < stop) {
+        for (int b = 0; b < B; b++)
+            if (records_shuffled(&data, step * B + b, text + (int64_t)b * m->L, image + (int64_t)b * m->N))
+                goto done;
+        prior_loss L;
+        if (prior_forward(m, a, text, image, B, &L)) goto done;
+        if (!isfinite(L.loss)) {
+            dalle_seterr("step %lld: the loss is not finite (%g); lower --lr", (long long)step, L.loss);
+            goto done;
+        }
+        memset(grads, 0, sizeof(float) * (size_t)m->n_params);
+        prior_backward(m, a, text, image, B, grads);
+        double norm = grad_norm(grads, m->n_params);
+        if (o->clip > 0 && norm > o->clip) {
+            float k = (float)(o->clip / norm);
+            for (int64_t i = 0; i < m->n_params; i++) grads[i] *= k;
+        }
+        double lr = prior_lr_at(o, step);
+        step++;
+        adamw_params h = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
+        for (int i = 0; i < m->n_tensors; i++) {
+            const prior_tensor *t = &m->tensors[i];
+            int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
+            adamw_update(m->params + t->offset, s.m + t->offset, s.v + t->offset, grads + t->offset, t->numel, &h,
+                         step, decay);
+        }
+        if (o->ema_every > 0 && step % o->ema_every == 0) ema_update(s.ema, m->params, m->n_params, (float)o->ema_decay);
+        acc[0] += L.loss, acc[1] += L.text, acc[2] += L.image;
+        acc_n++;
+        char extra[160];
+        snprintf(extra, sizeof extra, "loss %.4f text %.4f image %.4f |g| %.2f lr %.2e", L.loss, L.text, L.image, norm,
+                 lr);
+        progress_update(&prog, step, step * B * m->T, extra);
+        if (o->log_every > 0 && (step % o->log_every == 0 || step == stop)) {
+            if (prog.tty) progress_end(&prog);
+            printf("step %lld loss %.6f text %.6f image %.6f lr %.3e\n", (long long)step, acc[0] / acc_n,
+                   acc[1] / acc_n, acc[2] / acc_n, lr);
+            fflush(stdout);
+            acc[0] = acc[1] = acc[2] = 0;
+            acc_n = 0;
+        }
+        if (val.total && o->eval_every > 0 && (step % o->eval_every == 0 || step == o->steps)) {
+            prior_loss V;
+            if (evaluate(m, a, &val, B, o->eval_batches, text, image, &V)) goto done;
+            if (prog.tty) progress_end(&prog);
+            printf("step %lld held-out loss %.6f text %.6f image %.6f\n", (long long)step, V.loss, V.text, V.image);
+            fflush(stdout);
+        }
+        if (o->save_every > 0 && step % o->save_every == 0 && step < stop)
+            if (save_checkpoint(o->out, m, &s, o, step, data.total)) goto done;
+    }
+    progress_end(&prog);
+    if (save_checkpoint(o->out, m, &s, o, step, data.total)) goto done;
+    dalle_log("prior train: done at step %lld, checkpoint %s", (long long)step, o->out);
+    rc = DALLE_OK;
+done:
+    dalle_free(grads);
+    dalle_free(text);
+    dalle_free(image);
+    prior_acts_free(a);
+    records_free(&data);
+    records_free(&val);
+    dalle_free(s.ema);
+    prior_model_free(m);
+    return rc;
+}

@@ -1,0 +1,42 @@
+// train.h: training the prior (SPEC §3, paper App. B.2): AdamW (beta2 0.96,
+// weight decay 4.5e-2 on weight matrices only), linear warm-up then decay,
+// gradient clipping at global norm 4, an EMA of the parameters, on
+// pre-tokenized shards (src/data/shard.h). Checkpoints hold the parameters,
+// EMA, both Adam moments, the step and the settings; the data order and every
+// random draw are functions of (seed, step), so --resume continues exactly as
+// the uninterrupted run would have.
+#pragma once
+#include <stdint.h>
+
+#include "dalle/prior.h"
+
+typedef struct {
+    const char **shards;     // training shards
+    int n_shards;
+    const char **val_shards; // held-out shards (may be none)
+    int n_val;
+    const char *out;         // checkpoint, written every save_every steps and at the end
+    const char *resume;      // checkpoint to continue, or NULL
+    prior_config cfg;        // ignored when resuming
+    int batch;               // sequences per step
+    int64_t steps;           // total steps (a resumed run continues to this)
+    uint64_t seed;
+    double lr;               // peak step size (paper 4.5e-4)
+    int64_t warmup;          // linear warm-up steps (paper 5000)
+    double lr_end;           // cosine decay from lr to lr_end at `steps` (paper: 4.5e-4/32 after 5 halvings)
+    double beta1, beta2, eps;
+    double weight_decay;     // on weight matrices (incl. the heads), not embeddings, gains, biases
+    double clip;             // global gradient norm (4); 0: off
+    double ema_decay;        // 0.99 ...
+    int64_t ema_every;       // ... applied every this many steps (paper: 25)
+    int64_t save_every, log_every, eval_every, eval_batches, stop_after;
+} prior_train_opts;
+
+// The paper's settings for a run of `steps` steps.
+void prior_train_defaults(prior_train_opts *o, int64_t steps);
+// Trains (or resumes) as o says, writing o->out. DALLE_ERR with a message on
+// bad shards (or shards of another config), a bad checkpoint or I/O failure.
+int prior_train(const prior_train_opts *o);
+// The step size at step t (0-based): linear warm-up to lr over `warmup`
+// steps, then cosine to lr_end at `steps`.
+double prior_lr_at(const prior_train_opts *o, int64_t t);
