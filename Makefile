@@ -18,7 +18,7 @@ BUILD   ?= build-san
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 else
 BUILD   ?= build
-OPT     := -O3 -g -march=native
+OPT     := -O3 -g -march=native -fno-math-errno -fno-trapping-math
 endif
 
 CFLAGS  := -std=c17 -D_DEFAULT_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \

@@ -3,6 +3,7 @@
 // "prior.config" = the config as JSON. A training checkpoint
 // (src/prior/train.c) has the same tensors plus "ema.*", "adam.m.*",
 // "adam.v.*" and its training state; prior_load reads either.
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -84,8 +85,14 @@ prior_model *prior_load(const char *path, int use_ema) {
             goto fail;
         }
     }
-    const char *prefix = use_ema && st_find(f, "ema.text_emb.weight") ? "ema." : "";
-    if (prior_read_tensors(m, f, prefix, m->params)) goto fail;
+    // A checkpoint's EMA is stored accumulated from zero, with the scale
+    // that debiases it (src/prior/train.c); scale 0: no update yet.
+    const char *es = st_meta(f, "train.ema_scale");
+    double scale = es ? atof(es) : 0;
+    int ema = use_ema && st_find(f, "ema.text_emb.weight") && scale > 0;
+    if (prior_read_tensors(m, f, ema ? "ema." : "", m->params)) goto fail;
+    if (ema)
+        for (int64_t i = 0; i < m->n_params; i++) m->params[i] = (float)(m->params[i] * scale);
     st_close(f);
     return m;
 fail:

@@ -138,6 +138,13 @@ static int save_checkpoint(const char *path, const prior_model *m, const train_s
     if (st_writer_meta(w, "train.seed", buf)) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)records);
     if (st_writer_meta(w, "train.records", buf)) goto done;
+    // The EMA accumulates from zero: after k updates its weights sum to
+    // 1 - decay^k, so readers scale it by the inverse (as Adam debiases its
+    // moments). 0 while there has been no update (readers then take the
+    // parameters themselves).
+    int64_t k = o->ema_every > 0 ? step / o->ema_every : 0;
+    snprintf(buf, sizeof buf, "%.17g", k ? 1.0 / (1.0 - pow(o->ema_decay, (double)k)) : 0.0);
+    if (st_writer_meta(w, "train.ema_scale", buf)) goto done;
     snprintf(js, sizeof js,
              "{\"batch\": %d, \"lr\": %.17g, \"warmup\": %lld, \"lr_end\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
              "\"eps\": %.17g, \"weight_decay\": %.17g, \"clip\": %.17g, \"ema_decay\": %.17g, \"ema_every\": %lld}",
@@ -252,11 +259,11 @@ int prior_train(const prior_train_opts *opts) {
     } else {
         if (!(m = prior_model_new(&o->cfg))) return DALLE_ERR;
         prior_init(m, o->seed);
+        // The EMA starts at zero and is read debiased (see save_checkpoint).
         s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
         if (!s.ema) goto done;
         s.m = s.ema + m->n_params;
         s.v = s.m + m->n_params;
-        memcpy(s.ema, m->params, sizeof(float) * (size_t)m->n_params);
     }
     if (o->batch < 1 || o->n_shards < 1) {
         dalle_seterr("prior train: needs a batch of at least 1 and at least one shard");

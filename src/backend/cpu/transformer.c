@@ -112,18 +112,41 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout, con
 
 #define GELU_K 0.7978845608028654f // sqrt(2/pi)
 
+// exp(x) for x in about [-87, 88], relative error ~1e-7: Cody-Waite reduction
+// x = n ln2 + r and Cephes' polynomial for e^r. Branch-free, so the GELU
+// loops vectorise (libm's tanhf is a third of a training step otherwise).
+static inline float exp_fast(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round to nearest: 1.5 * 2^23
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    __builtin_memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+// tanh(u) = 1 - 2 / (e^(2u) + 1).
+static inline float tanh_fast(float u) { return 1.0f - 2.0f / (exp_fast(2.0f * u) + 1.0f); }
+
 void gelu_forward(float *out, const float *in, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float x = in[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + 0.044715f * x * x * x)));
     }
 }
 
 void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        float x = in[i], u = GELU_K * (x + 0.044715f * x * x * x), t = tanhf(u);
+        float x = in[i], u = GELU_K * (x + 0.044715f * x * x * x), t = tanh_fast(u);
         float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         din[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
