@@ -168,6 +168,7 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
                 for (int t = 0; t < L; t++) {
                     const float *kv = kt + (int64_t)t * d + h * HS;
                     float a = 0;
+#pragma omp simd reduction(+ : a)
                     for (int i = 0; i < HS; i++) a += q[i] * kv[i];
                     s[t] = a * scale;
                     mx = fmaxf(mx, s[t]);
@@ -175,6 +176,7 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
                 for (int e = 0; e < n_img; e++) {
                     const float *kv = ki + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
                     float a = 0;
+#pragma omp simd reduction(+ : a)
                     for (int i = 0; i < HS; i++) a += q[i] * kv[i];
                     s[L + e] = a * scale;
                     mx = fmaxf(mx, s[L + e]);

@@ -12,8 +12,32 @@
 
 #define PAR_MIN 32768
 
+// Few rows (sampling: one row per candidate): stream each weight row once
+// and take its dot products with all M inputs, which stay in L1. sgemm would
+// repack the whole weight matrix on every call.
+enum { SMALL_M = 8 };
+static void linear_forward_small(float *out, const float *in, const float *w, const float *b, int M, int n_in,
+                                 int n_out, float beta) {
+#pragma omp parallel for schedule(static) if ((int64_t)n_in * n_out >= PAR_MIN)
+    for (int o = 0; o < n_out; o++) {
+        const float *w_o = w + (int64_t)o * n_in;
+        for (int r = 0; r < M; r++) {
+            const float *x = in + (int64_t)r * n_in;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int i = 0; i < n_in; i++) acc += x[i] * w_o[i];
+            float *y = out + (int64_t)r * n_out + o;
+            *y = acc + (b ? b[o] : 0.0f) + (beta != 0.0f ? beta * *y : 0.0f);
+        }
+    }
+}
+
 void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
                     float beta) {
+    if (M <= SMALL_M) {
+        linear_forward_small(out, in, w, b, (int)M, n_in, n_out, beta);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, n_out, n_in, 1.0f, in, n_in, w, n_in, beta, out,
                 n_out);
     if (!b) return;
@@ -175,6 +199,7 @@ void attention_forward(float *out, float *p, const float *qkv, const int32_t *of
                 for (int i = 0; i < n; i++) {
                     const float *k = base + (int64_t)ks[i] * 3 * C + C + h * HS;
                     float s = 0;
+#pragma omp simd reduction(+ : s)
                     for (int c = 0; c < HS; c++) s += q[c] * k[c];
                     s *= scale;
                     pt[i] = s;
@@ -221,6 +246,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                     const float *v = base + (int64_t)ks[i] * 3 * C + 2 * C + h * HS;
                     float *dv = dbase + (int64_t)ks[i] * 3 * C + 2 * C + h * HS;
                     float s = 0;
+#pragma omp simd reduction(+ : s)
                     for (int c = 0; c < HS; c++) {
                         s += g[c] * v[c];
                         dv[c] += pt[i] * g[c];
