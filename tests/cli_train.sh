@@ -73,6 +73,8 @@ expect_fail "text id out of range" "not a text id" "$T/o4.txt" \
     $DALLE sample --model "$T/ck.safetensors" --ids "7 999" -o "$T/o4.txt"
 expect_fail "not a model file" "train.dshard: header" "$T/o5.txt" \
     $DALLE sample --model "$T/train.dshard" --ids "7" -o "$T/o5.txt"
+expect_fail "a dVAE is not a prior" "not a prior model" "$T/o7.txt" \
+    $DALLE sample --model models/dvae-icons.safetensors --ids "7" -o "$T/o7.txt"
 $DALLE sample --model "$T/ck.safetensors" --ids "1 2 3 4 5 6 7 8" -n 1 -o "$T/o6.txt" 2> "$T/note.txt" \
     && grep -q "first 6 are used" "$T/note.txt" && ok "a caption longer than L is truncated, with a note" || bad "truncation note"
 
