@@ -21,9 +21,15 @@ BUILD   ?= build
 OPT     := -O3 -g -march=native -fno-math-errno -fno-trapping-math
 endif
 
+# Renderers of the built-in datasets (FreeType + HarfBuzz for emoji, librsvg for
+# clip art) and libxml2 (CLDR annotations, SVG metadata).
+PKGS    := freetype2 harfbuzz librsvg-2.0 libxml-2.0
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
 CFLAGS  := -std=c17 -D_DEFAULT_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
-           $(OPT) -fopenmp -Iinclude -Isrc -I/usr/include/cjson -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz -lm -fopenmp
+           $(OPT) -fopenmp -Iinclude -Isrc -I/usr/include/cjson $(PKG_CFLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz $(PKG_LIBS) -lm -fopenmp
 LDFLAGS := $(OPT)
 
 # Optional parts: found or not, the CPU build never needs them.

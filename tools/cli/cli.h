@@ -8,6 +8,12 @@ int cmd_bpe(int argc, char **argv);
 int cmd_info(int argc, char **argv);  // cmd_prior.c
 int cmd_masks(int argc, char **argv); // cmd_prior.c
 int cmd_shard(int argc, char **argv); // cmd_shard.c
+int cmd_data(int argc, char **argv);   // cmd_data.c: the dispatcher of `dalle data ...`
+// The subcommands of `dalle data`, each in its own file (argv[0] is the subcommand's name).
+int data_cmd_shapes(int argc, char **argv);       // cmd_data_shapes.c
+int data_cmd_shapes_check(int argc, char **argv); // cmd_data_shapes.c
+int data_cmd_emoji(int argc, char **argv);        // cmd_data_sources.c
+int data_cmd_clipart(int argc, char **argv);      // cmd_data_sources.c
 int cmd_train(int argc, char **argv);  // cmd_train.c
 int cmd_sample(int argc, char **argv); // cmd_train.c
 

@@ -17,6 +17,7 @@ static const struct {
 } COMMANDS[] = {
     {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
     {"bpe", cmd_bpe, "the text tokenizer: train a BPE vocabulary, encode captions to ids, decode"},
+    {"data", cmd_data, "datasets: build from folders (the paper's filters), emoji, clip art, shapes, tokenize"},
     {"shard", cmd_shard, "pre-tokenized training shards (text ids + image codes): pack, info"},
     {"train", cmd_train, "stage 2: train the transformer prior on shards (AdamW, warm-up, clipping, EMA, --resume)"},
     {"sample", cmd_sample, "caption -> image codes with the prior (KV cache; temperature, top-k, top-p)"},

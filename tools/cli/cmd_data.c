@@ -1,0 +1,105 @@
+// cmd_data.c: `dalle data ...`: datasets of captioned images.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/common.h"
+#include "data/build.h"
+#include "data/dataset.h"
+#include "opts.h"
+
+static int data_cmd_build(int argc, char **argv) {
+    data_build_opts o = data_build_defaults(64);
+    int min_side = -1;
+    opt_t opts[] = {
+        {"--images", OPT_STR, &o.images, "folder the caption file's names are relative to (required)"},
+        {"--captions", OPT_STR, &o.captions, "file<TAB>caption rows, or JSON Lines {\"file\", \"caption\"} (required)"},
+        {"--out,-o", OPT_STR, &o.out, "dataset file to write (required)"},
+        {"--size", OPT_INT, &o.size, "image side S: resized (area down, Lanczos up), centre-cropped"},
+        {"--val-permille", OPT_INT, &o.val_permille, "validation share per 1000 sources (by hash of the file name)"},
+        {"--min-words", OPT_INT, &o.min_words, "drop captions with fewer words (0: off)"},
+        {"--english", OPT_DOUBLE, &o.english, "drop captions under this share of ASCII letters or with no English "
+                                             "function word (longer than 3 words) (0: off)"},
+        {"--drop-dates", OPT_INT, &o.drop_dates, "drop boilerplate date captions (\"photographed on <date>\") (0: off)"},
+        {"--max-aspect", OPT_DOUBLE, &o.max_aspect, "drop images with aspect ratio outside [1/x, x] (0: off)"},
+        {"--min-side", OPT_INT, &min_side, "drop images whose shorter side is smaller (-1: the size S; 0: off)"},
+        {NULL, 0, NULL, NULL}};
+    char *pos[OPTS_MAX_POS];
+    int npos = 0;
+    int prc = opts_parse(argc, argv, "usage: dalle data build --images DIR --captions FILE --size S -o DATASET", opts,
+                         pos, &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    if (!o.images || !o.captions || !o.out || npos) {
+        fprintf(stderr, "dalle: data build: needs --images, --captions and -o\n");
+        return 2;
+    }
+    o.min_side = min_side < 0 ? o.size : min_side;
+    data_build_report r;
+    if (data_build(&o, &r)) return cli_fail();
+    printf("data build: %s: %lld images from %lld caption rows naming %lld images\n", o.out, (long long)r.written,
+           (long long)r.rows, (long long)r.images_named);
+    printf("  captions kept %lld; dropped: too short %lld, not English %lld, date boilerplate %lld, bad UTF-8 %lld\n",
+           (long long)r.captions_kept, (long long)r.cap_short, (long long)r.cap_english, (long long)r.cap_date,
+           (long long)r.cap_utf8);
+    printf("  images skipped: missing %lld, unreadable %lld, too small %lld, aspect ratio %lld, duplicate %lld, "
+           "no caption left %lld\n",
+           (long long)r.missing, (long long)r.unreadable, (long long)r.too_small, (long long)r.aspect,
+           (long long)r.duplicate, (long long)r.no_caption_left);
+    return 0;
+}
+
+static int data_cmd_info(int argc, char **argv) {
+    int show = 3;
+    opt_t opts[] = {{"--show", OPT_INT, &show, "print the captions of this many items"}, {NULL, 0, NULL, NULL}};
+    char *pos[OPTS_MAX_POS];
+    int npos = 0;
+    int prc = opts_parse(argc, argv, "usage: dalle data info DATASET", opts, pos, &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    if (npos != 1) {
+        fprintf(stderr, "dalle: data info: needs one dataset file\n");
+        return 2;
+    }
+    dset *d = dset_open(pos[0]);
+    if (!d) return cli_fail();
+    int64_t n = dset_count(d), split[3] = {0, 0, 0}, caps = 0;
+    for (int64_t i = 0; i < n; i++) {
+        split[dset_split(d, i)]++;
+        caps += dset_caption_count(d, i);
+    }
+    printf("dataset %s: %lld images of %dx%d, %lld captions (%.2f per image)\n", pos[0], (long long)n,
+           dset_image_size(d), dset_image_size(d), (long long)caps, n ? (double)caps / (double)n : 0.0);
+    printf("  splits: train %lld, val %lld, test %lld\n", (long long)split[0], (long long)split[1],
+           (long long)split[2]);
+    for (int64_t i = 0; i < n && i < show; i++)
+        for (int k = 0; k < dset_caption_count(d, i); k++) {
+            size_t len;
+            const char *c = dset_caption(d, i, k, &len);
+            printf("  [%lld] %.*s\n", (long long)i, (int)len, c);
+        }
+    dset_close(d);
+    return 0;
+}
+
+int cmd_data(int argc, char **argv) {
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+        const char *help;
+    } SUB[] = {
+        {"build", data_cmd_build, "image folder + caption file -> dataset, with the paper's filters"},
+        {"info", data_cmd_info, "counts, splits and captions of a dataset file"},
+        {"shapes", data_cmd_shapes, "synthetic scenes of coloured shapes with captions (compositional test set)"},
+        {"shapes-check", data_cmd_shapes_check, "parse images of shapes back and score them against captions"},
+        {"emoji", data_cmd_emoji, "every emoji of emoji-test.txt rendered from Noto Color Emoji, CLDR captions"},
+        {"clipart", data_cmd_clipart, "openclipart-svg rendered with librsvg, captions from titles and categories"},
+    };
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        printf("usage: dalle data SUBCOMMAND [options]   (dalle data SUBCOMMAND --help for its options)\n\n");
+        for (size_t i = 0; i < sizeof SUB / sizeof *SUB; i++) printf("  %-13s %s\n", SUB[i].name, SUB[i].help);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof SUB / sizeof *SUB; i++)
+        if (!strcmp(argv[1], SUB[i].name)) return SUB[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "dalle: data: unknown subcommand '%s' (see dalle data --help)\n", argv[1]);
+    return 2;
+}
