@@ -102,6 +102,14 @@ static void test_round_trip(void) {
     round_trip(16, 8, 1000, 512, 300, 2);  // more records
 }
 
+// Recomputes the records' checksum in the header (bytes 48..55), so that a
+// test can reach the checks that come after it.
+static void resign(uint8_t *b, size_t len) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 64; i < len; i++) h = (h ^ b[i]) * 0x100000001B3ull;
+    wr64(b + 48, h);
+}
+
 // The base shard of the corruption tests: L 3, G 2 (N 4), Vt 5, Vi 6, three
 // records of 14 bytes: 106 bytes.
 static uint8_t *base_shard(size_t *len) {
@@ -149,23 +157,25 @@ static void test_corruption(void) {
     } while (0)
     MUTATE(b[0] = 'X');
     expect_bad("bad magic", b, len, "header: magic is not \"DALLESHD\"");
-    MUTATE(wr32(b + 8, 2));
-    expect_bad("version 2", b, len, "header: version 2, this build reads only version 1");
+    MUTATE(wr32(b + 8, 1));
+    expect_bad("version 1", b, len, "header: version 1, this build reads only version 2");
+    MUTATE(b[70] ^= 1);
+    expect_bad("a flipped bit", b, len, "checksum mismatch");
     memcpy(b, base, len);
     expect_bad("1 byte short", b, len - 1, "truncated: the file has 105 bytes, 1 fewer than the 106");
     MUTATE(b[106] = 0);
     expect_bad("1 extra byte", b, len + 1, "trailing bytes: the file has 107 bytes, 1 more than the 106");
     // record 1 starts at 64 + 14; its text id 2 at +4
-    MUTATE(wr32(b + 78 + 4, 8) /* also clears the next id: still in range */);
+    MUTATE((wr32(b + 78 + 4, 8) /* also clears the next id: still in range */, resign(b, len)));
     expect_bad("text id = Vt + L", b, len,
                "record 1: text id at position 2 is 8, not in [0, 8) (text_vocab + text_len)");
     // record 2's image code 3: 64 + 28 + 6 + 6
-    MUTATE((b[104] = 6, b[105] = 0));
+    MUTATE((b[104] = 6, b[105] = 0, resign(b, len)));
     expect_bad("image code = Vi", b, len, "record 2: image code at position 3 is 6, not in [0, 6) (image_vocab)");
-    MUTATE((b[92] = 0xff, b[93] = 0xff));
+    MUTATE((b[92] = 0xff, b[93] = 0xff, resign(b, len)));
     expect_bad("text id 65535", b, len, "record 2: text id at position 0 is 65535");
-    MUTATE(b[50] = 1);
-    expect_bad("reserved byte", b, len, "header: reserved byte 50 is 0x01, must be 0");
+    MUTATE(b[58] = 1);
+    expect_bad("reserved byte", b, len, "header: reserved byte 58 is 0x01, must be 0");
     MUTATE(b[63] = 0x80);
     expect_bad("last reserved byte", b, len, "header: reserved byte 63 is 0x80");
     MUTATE(wr32(b + 36, 7));
@@ -217,9 +227,11 @@ static void test_late_bad_id(void) {
     CHECK(b && len == 64 + 500 * 80 * 2);
     if (b) {
         b[len - 2] = 0x00, b[len - 1] = 0x02; // 512
+        resign(b, len);
         expect_bad("last code = Vi", b, len, "record 499: image code at position 63 is 512, not in [0, 512)");
         b[len - 1] = 0;
         b[64 + 499 * 160 + 30] = 0xf8, b[64 + 499 * 160 + 31] = 0x03; // text position 15 = 1016
+        resign(b, len);
         expect_bad("last text id", b, len, "record 499: text id at position 15 is 1016, not in [0, 1016)");
     }
     dalle_free(b);

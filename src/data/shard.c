@@ -118,6 +118,12 @@ static uint32_t load_id(const uint8_t *p, int64_t i, int id_bytes) {
     return v;
 }
 
+// FNV-1a 64 of p[0..n), continued from h.
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
 // ---------------------------------------------------------------- reader
 
 // Validates s->data[0..len) and fills s->info and s->id_bytes.
@@ -135,7 +141,7 @@ static int parse(shard *s) {
     if (check_sizes(path, L, N, G, Vt, Vi)) return DALLE_ERR;
     uint32_t id_bytes = rd32(b + 32), reserved = rd32(b + 36);
     if (reserved) return header_err(path, "the reserved u32 at byte 36 is %" PRIu32 ", must be 0", reserved);
-    for (int k = 48; k < SHARD_HEADER_BYTES; k++)
+    for (int k = 56; k < SHARD_HEADER_BYTES; k++)
         if (b[k]) return header_err(path, "reserved byte %d is 0x%02x, must be 0", k, b[k]);
     if (id_bytes != 2 && id_bytes != 4) return header_err(path, "id_bytes is %" PRIu32 ", must be 2 or 4", id_bytes);
     int want = id_bytes_for(L, Vt, Vi);
@@ -159,6 +165,11 @@ static int parse(shard *s) {
         return dalle_seterr("%s: trailing bytes: the file has %zu bytes, %" PRIu64 " more than the %" PRIu64
                             " that %" PRIu64 " records of %" PRIu64 " bytes need",
                             path, s->len, s->len - size, size, n, rec);
+    uint64_t sum = fnv1a(0xCBF29CE484222325ull, b + SHARD_HEADER_BYTES, (size_t)(n * rec));
+    if (sum != rd64(b + 48))
+        return dalle_seterr("%s: checksum mismatch: the records hash to %016" PRIx64 ", the header says %016" PRIx64
+                            " (corrupt file)",
+                            path, sum, rd64(b + 48));
     // every id: per record the maximum first (fast), then where it went wrong
     const uint32_t tlim = (uint32_t)(Vt + L), ilim = (uint32_t)Vi;
     for (uint64_t r = 0; r < n; r++) {
@@ -289,9 +300,11 @@ typedef struct {
     uint8_t *buf;
     size_t n, cap;
     int ok;
+    uint64_t sum; // FNV-1a of everything flushed
 } wbuf;
 
 static void wb_flush(wbuf *w) {
+    w->sum = fnv1a(w->sum, w->buf, w->n);
     if (w->ok && w->n && fwrite(w->buf, 1, w->n, w->f) != w->n) w->ok = 0;
     w->n = 0;
 }
@@ -347,11 +360,14 @@ int shard_write(const char *path, const shard_info *info, const int32_t *text, c
         return dalle_seterr("%s: cannot create: %s", path, strerror(errno));
     }
     w.ok = fwrite(h, 1, sizeof h, w.f) == sizeof h;
+    w.sum = 0xCBF29CE484222325ull;
     for (int64_t r = 0; r < n && w.ok; r++) {
         wb_ids(&w, text + r * L, L, id_bytes);
         wb_ids(&w, image + r * N, N, id_bytes);
     }
     wb_flush(&w);
+    wr64(h + 48, w.sum); // the records' checksum, now known: rewrite the header
+    if (w.ok) w.ok = fseek(w.f, 0, SEEK_SET) == 0 && fwrite(h, 1, sizeof h, w.f) == sizeof h;
     dalle_free(w.buf);
     int ok = (fclose(w.f) == 0) && w.ok;
     if (!ok || rename(tmp, path) != 0) {

@@ -2,11 +2,11 @@
 // `dalle shard pack` makes one from the text ids of `dalle bpe encode --layout`
 // and the image codes of `dalle dvae encode`; see docs/data.md.
 //
-// File format (version 1), every integer little-endian:
+// File format (version 2), every integer little-endian:
 //
 //   offset size  field
 //        0    8  magic "DALLESHD"
-//        8    4  u32 version = 1
+//        8    4  u32 version = 2
 //       12    4  u32 text_len L         text positions per record
 //       16    4  u32 n_image N          image codes per record, = G*G
 //       20    4  u32 grid G
@@ -16,7 +16,8 @@
 //       32    4  u32 id_bytes           2 if Vt + L <= 65535 and Vi <= 65535, else 4
 //       36    4  u32 reserved = 0
 //       40    8  u64 n_records
-//       48   16  reserved, all zero
+//       48    8  u64 checksum           FNV-1a 64 of every byte after the header
+//       56    8  reserved, all zero
 //       64       n_records records, each L text ids then N image codes (raster
 //                order), every one an unsigned id_bytes-wide integer
 //
@@ -32,7 +33,7 @@
 #include <stdint.h>
 
 #define SHARD_MAGIC "DALLESHD"
-#define SHARD_VERSION 1
+#define SHARD_VERSION 2
 #define SHARD_HEADER_BYTES 64
 
 // The header of a shard (and what shard_write is told to write).
