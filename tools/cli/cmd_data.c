@@ -6,6 +6,7 @@
 #include "core/common.h"
 #include "data/build.h"
 #include "data/dataset.h"
+#include "data/tokenize.h"
 #include "opts.h"
 
 static int data_cmd_build(int argc, char **argv) {
@@ -45,6 +46,48 @@ static int data_cmd_build(int argc, char **argv) {
            "no caption left %lld\n",
            (long long)r.missing, (long long)r.unreadable, (long long)r.too_small, (long long)r.aspect,
            (long long)r.duplicate, (long long)r.no_caption_left);
+    return 0;
+}
+
+static int data_cmd_tokenize(int argc, char **argv) {
+    data_tokenize_opts o = data_tokenize_defaults();
+    const char *split = "train";
+    double dropout = 0;
+    int64_t seed = 0;
+    opt_t opts[] = {
+        {"--dvae", OPT_STR, &o.dvae, "dVAE model (required)"},
+        {"--tokenizer,-t", OPT_STR, &o.tokenizer, "tokenizer (required)"},
+        {"--out,-o", OPT_STR, &o.out, "shard file; with --records-per-shard, NAME-00000.dshard, ... (required)"},
+        {"--text-len", OPT_INT, &o.text_len, "text positions L of the prior"},
+        {"--split", OPT_STR, &split, "train, val, test or all"},
+        {"--records-per-shard", OPT_I64, &o.records_per_shard, "split the output (0: one shard)"},
+        {"--augment", OPT_FLAG, &o.augment, "the paper's Listing 2 (random near-centre crop and rescale, no flip)"},
+        {"--dropout", OPT_DOUBLE, &dropout, "BPE dropout probability (0: off)"},
+        {"--seed", OPT_I64, &seed, "augmentation and dropout: record r draws from (seed, r)"},
+        {"--batch", OPT_INT, &o.batch, "images per dVAE call"},
+        {NULL, 0, NULL, NULL}};
+    char *pos[OPTS_MAX_POS];
+    int npos = 0;
+    int prc = opts_parse(argc, argv, "usage: dalle data tokenize --dvae M -t TOKENIZER DATASET -o SHARD", opts, pos,
+                         &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    static const char *splits[] = {"train", "val", "test", "all"};
+    o.split = -2;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(split, splits[i])) o.split = i == 3 ? -1 : i;
+    if (!o.dvae || !o.tokenizer || !o.out || npos != 1 || o.split == -2 || o.text_len < 1) {
+        fprintf(stderr, "dalle: data tokenize: needs --dvae, --tokenizer, -o, one dataset and a valid --split\n");
+        return 2;
+    }
+    o.dataset = pos[0];
+    o.dropout = (float)dropout;
+    o.seed = (uint64_t)seed;
+    double t0 = dalle_time();
+    int64_t n = data_tokenize(&o);
+    if (n < 0) return cli_fail();
+    double dt = dalle_time() - t0;
+    printf("data tokenize: %lld records (%s split) -> %s in %.1f s (%.0f records/s)\n", (long long)n, split, o.out,
+           dt, (double)n / dt);
     return 0;
 }
 
@@ -88,6 +131,7 @@ int cmd_data(int argc, char **argv) {
     } SUB[] = {
         {"build", data_cmd_build, "image folder + caption file -> dataset, with the paper's filters"},
         {"info", data_cmd_info, "counts, splits and captions of a dataset file"},
+        {"tokenize", data_cmd_tokenize, "dataset -> shards for the prior: captions by BPE, images by the dVAE"},
         {"shapes", data_cmd_shapes, "synthetic scenes of coloured shapes with captions (compositional test set)"},
         {"shapes-check", data_cmd_shapes_check, "parse images of shapes back and score them against captions"},
         {"emoji", data_cmd_emoji, "every emoji of emoji-test.txt rendered from Noto Color Emoji, CLDR captions"},
