@@ -25,6 +25,7 @@ enum {
     SHAPES_MAX_OBJ = 2,     // objects in a scene or a caption
     SHAPES_MAX_CAPTIONS = 4, // captions of a scene (shapes_captions)
     SHAPES_CAPTION_MAX = 128, // bytes of one caption, NUL included
+    SHAPES_MAX_FOUND = 16,  // objects shapes_parse_image reports at most
 };
 
 extern const uint8_t shapes_palette[SHAPES_NCOLOR][3];   // RGB

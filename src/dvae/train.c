@@ -13,13 +13,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/common.h"
 #include "core/image.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "data/dataset.h"
 #include "data/folder.h"
+#include "data/loader.h"
 #include "train/optim.h"
 
 // Streams of the counter-based RNG (keys derived from the run's seed).
@@ -113,74 +116,88 @@ typedef struct {
     image_t *imgs; // (n,) each with shorter side >= S (upscaled if smaller)
     int n;
     int S;
-    int *perm;     // (n,) the current epoch's order
-    int64_t perm_epoch;
+    loader order;  // the visiting order (data/loader.h)
     uint64_t seed;
 } dataset;
 
 static void dataset_free(dataset *d) {
     for (int i = 0; d->imgs && i < d->n; i++) image_free(&d->imgs[i]);
     dalle_free(d->imgs);
-    dalle_free(d->perm);
+    loader_free(&d->order);
     memset(d, 0, sizeof *d);
 }
 
-// Loads every image of the folder, keeping the shorter side at most 3S/2
-// (the largest size the augmentation resizes to) and at least S.
+// Keeps img (taking ownership) as the dataset's next image, resized so its
+// shorter side is at most 3S/2 (the largest the augmentation resizes to) and
+// at least S.
+static int dataset_keep(dataset *d, image_t img, const char *name) {
+    int S = d->S, keep = (3 * S + 1) / 2;
+    int s_min = DALLE_MIN(img.w, img.h);
+    int target = s_min > keep ? keep : s_min < S ? S : 0;
+    if (target) {
+        int w = (int)((int64_t)img.w * target / s_min), h = (int)((int64_t)img.h * target / s_min);
+        image_t r = {0};
+        int rc = image_resize(&img, DALLE_MAX(w, target), DALLE_MAX(h, target), target < s_min ? IMAGE_AREA : IMAGE_LANCZOS, &r);
+        image_free(&img);
+        if (rc) return dalle_errprefix("%s", name);
+        img = r;
+    }
+    d->imgs[d->n++] = img;
+    return DALLE_OK;
+}
+
+// Loads the training images: every image of a folder, or the train split of
+// a dataset file (.dset, data/dataset.h).
 static int dataset_load(dataset *d, const char *dir, int S, int64_t max_images, uint64_t seed) {
     memset(d, 0, sizeof *d);
+    d->S = S;
+    d->seed = seed;
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) {
+        dset *ds = dset_open(dir);
+        if (!ds) return DALLE_ERR;
+        int64_t n = 0;
+        for (int64_t i = 0; i < dset_count(ds); i++) n += dset_split(ds, i) == DSET_TRAIN;
+        if (max_images > 0 && n > max_images) n = max_images;
+        d->imgs = dalle_calloc((size_t)(n ? n : 1), sizeof(image_t));
+        int D = dset_image_size(ds);
+        for (int64_t i = 0; d->imgs && i < dset_count(ds) && d->n < n; i++) {
+            if (dset_split(ds, i) != DSET_TRAIN) continue;
+            image_t img = {0};
+            if (image_alloc(&img, D, D)) break;
+            memcpy(img.data, dset_image(ds, i), (size_t)D * D * 3);
+            if (dataset_keep(d, img, dir)) break;
+        }
+        int ok = d->imgs && d->n == n;
+        dset_close(ds);
+        if (!ok || loader_init(&d->order, d->n, stream_key(seed, STREAM_ORDER), 0, 1)) {
+            dataset_free(d);
+            return DALLE_ERR;
+        }
+        return DALLE_OK;
+    }
     char **paths;
     int n;
     if (folder_list_images(dir, &paths, &n)) return DALLE_ERR;
     if (max_images > 0 && n > max_images) n = (int)max_images;
-    d->S = S;
-    d->seed = seed;
-    d->perm_epoch = -1;
     d->imgs = dalle_calloc((size_t)n, sizeof(image_t));
-    d->perm = dalle_malloc(sizeof(int) * (size_t)n);
-    if (!d->imgs || !d->perm) goto fail;
-    int keep = (3 * S + 1) / 2;
+    if (!d->imgs) goto fail;
     for (int i = 0; i < n; i++) {
         image_t img = {0};
-        if (image_load(paths[i], &img)) goto fail;
-        int s_min = DALLE_MIN(img.w, img.h);
-        int target = s_min > keep ? keep : s_min < S ? S : 0;
-        if (target) {
-            int w = (int)((int64_t)img.w * target / s_min), h = (int)((int64_t)img.h * target / s_min);
-            image_t r = {0};
-            int rc = image_resize(&img, DALLE_MAX(w, target), DALLE_MAX(h, target), target < s_min ? IMAGE_AREA : IMAGE_LANCZOS, &r);
-            image_free(&img);
-            if (rc) { dalle_errprefix("%s", paths[i]); goto fail; }
-            img = r;
-        }
-        d->imgs[d->n++] = img;
+        if (image_load(paths[i], &img) || dataset_keep(d, img, paths[i])) goto fail;
     }
     folder_free(paths, n);
+    if (loader_init(&d->order, d->n, stream_key(seed, STREAM_ORDER), 0, 1)) goto fail2;
     return DALLE_OK;
 fail:
     folder_free(paths, n);
+fail2:
     dataset_free(d);
     return DALLE_ERR;
 }
 
-// The image index at global sample position pos: epoch-wise permutations
-// (Fisher-Yates driven by Philox keyed by the epoch).
-static int dataset_index(dataset *d, int64_t pos) {
-    int64_t epoch = pos / d->n;
-    if (epoch != d->perm_epoch) {
-        for (int i = 0; i < d->n; i++) d->perm[i] = i;
-        for (int i = d->n - 1; i > 0; i--) {
-            uint32_t w[4];
-            philox4x32(stream_key(d->seed, STREAM_ORDER), (uint64_t)epoch, (uint64_t)i, w);
-            int j = (int)(w[0] % (uint32_t)(i + 1));
-            int tmp = d->perm[i];
-            d->perm[i] = d->perm[j];
-            d->perm[j] = tmp;
-        }
-        d->perm_epoch = epoch;
-    }
-    return d->perm[pos % d->n];
-}
+// The image index at global sample position pos (data/loader.h).
+static int dataset_index(dataset *d, int64_t pos) { return (int)loader_item(&d->order, pos); }
 
 // Writes sample `pos` as (3, S, S) floats in [0,1] into out. With augment,
 // the paper's Listing 1: a random square crop of the shorter side s, resized

@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "dalle/dalle.h"
+#include "data/loader.h"
 #include "data/shard.h"
 #include "prior/model.h"
 #include "prior/train.h"
@@ -52,16 +53,14 @@ typedef struct {
     int n;
     int64_t *start; // (n+1) cumulative record counts
     int64_t total;
-    int32_t *perm;  // (total) order of the current epoch
-    int64_t perm_epoch;
-    uint64_t seed;
+    loader order;   // the visiting order (data/loader.h)
 } records;
 
 static void records_free(records *r) {
     for (int i = 0; i < r->n; i++) shard_close(r->sh[i]);
     dalle_free(r->sh);
     dalle_free(r->start);
-    dalle_free(r->perm);
+    loader_free(&r->order);
     memset(r, 0, sizeof *r);
 }
 
@@ -70,8 +69,6 @@ static int records_open(records *r, const char **paths, int n, const prior_confi
     r->sh = dalle_calloc((size_t)(n ? n : 1), sizeof *r->sh);
     r->start = dalle_calloc((size_t)n + 1, sizeof *r->start);
     if (!r->sh || !r->start) return DALLE_ERR;
-    r->seed = seed;
-    r->perm_epoch = -1;
     for (int i = 0; i < n; i++) {
         if (!(r->sh[i] = shard_open(paths[i]))) goto fail;
         r->n++;
@@ -79,10 +76,7 @@ static int records_open(records *r, const char **paths, int n, const prior_confi
         r->start[i + 1] = r->start[i] + shard_get_info(r->sh[i])->n_records;
     }
     r->total = r->start[n];
-    if (r->total > INT32_MAX) {
-        dalle_seterr("more than 2^31 records");
-        goto fail;
-    }
+    if (r->total && loader_init(&r->order, r->total, seed, 0, 1)) goto fail;
     return DALLE_OK;
 fail:
     records_free(r);
@@ -96,23 +90,9 @@ static void records_read(const records *r, int64_t idx, int32_t *text, int32_t *
     shard_read(r->sh[s], idx - r->start[s], text, image);
 }
 
-// The record at global sample position pos (epoch-wise permutations).
+// The record at sample position pos of the run (data/loader.h).
 static int records_shuffled(records *r, int64_t pos, int32_t *text, int32_t *image) {
-    int64_t epoch = pos / r->total;
-    if (epoch != r->perm_epoch) {
-        if (!r->perm && !(r->perm = dalle_malloc(sizeof(int32_t) * (size_t)r->total))) return DALLE_ERR;
-        for (int64_t i = 0; i < r->total; i++) r->perm[i] = (int32_t)i;
-        for (int64_t i = r->total - 1; i > 0; i--) {
-            uint32_t w[4];
-            philox4x32(r->seed, (uint64_t)epoch, (uint64_t)i, w);
-            int64_t j = (int64_t)(((uint64_t)w[0] << 32 | w[1]) % (uint64_t)(i + 1));
-            int32_t t = r->perm[i];
-            r->perm[i] = r->perm[j];
-            r->perm[j] = t;
-        }
-        r->perm_epoch = epoch;
-    }
-    records_read(r, r->perm[pos % r->total], text, image);
+    records_read(r, loader_item(&r->order, pos), text, image);
     return DALLE_OK;
 }
 
@@ -138,6 +118,8 @@ static int save_checkpoint(const char *path, const prior_model *m, const train_s
     if (st_writer_meta(w, "train.seed", buf)) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)records);
     if (st_writer_meta(w, "train.records", buf)) goto done;
+    snprintf(buf, sizeof buf, "%lld", (long long)(step * o->batch));
+    if (st_writer_meta(w, "train.cursor", buf)) goto done; // the loader's next sample position
     // The EMA accumulates from zero: after k updates its weights sum to
     // 1 - decay^k, so readers scale it by the inverse (as Adam debiases its
     // moments). 0 while there has been no update (readers then take the

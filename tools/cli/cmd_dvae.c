@@ -75,7 +75,7 @@ static int dvae_cmd_train(int argc, char **argv) {
     o.out = "dvae.safetensors";
     int64_t seed = (int64_t)o.seed;
     const opt_t opts[] = {
-        {"--data", OPT_STR, &o.data_dir, "folder of PNG/JPEG training images"},
+        {"--data", OPT_STR, &o.data_dir, "folder of PNG/JPEG training images, or a dataset file (.dset: its train split)"},
         {"--out,-o", OPT_STR, &o.out, "checkpoint to write (parameters, EMA, Adam state, step)"},
         {"--resume", OPT_STR, &o.resume, "continue the run saved in this checkpoint (its settings; --steps may extend it)"},
         {"--preset", OPT_STR, &preset, "model size: paper, small, tiny"},
