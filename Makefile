@@ -97,7 +97,7 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
 FUZZ_TARGETS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c src/text/*.c)) src/data/shard.c
+FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c src/text/*.c)) src/data/shard.c src/data/dataset.c src/data/build.c
 fuzz: $(FUZZ_TARGETS)
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz

@@ -212,11 +212,9 @@ static void entries_free(entries *es) {
     dalle_free(es->table);
 }
 
-// Reads the caption file (TSV, or JSON Lines when it starts with '{').
-static int read_captions(const char *path, entries *es, int64_t *rows) {
-    size_t n;
-    char *text = dalle_read_file(path, &n);
-    if (!text) return DALLE_ERR;
+// Parses a caption file's content text[0..n) (modified in place; TSV, or
+// JSON Lines when it starts with '{') into es; PATH names it in errors.
+static int parse_captions(const char *path, char *text, size_t n, entries *es, int64_t *rows) {
     size_t i = 0;
     while (i < n && isspace((unsigned char)text[i])) i++;
     int jsonl = i < n && text[i] == '{';
@@ -261,7 +259,31 @@ static int read_captions(const char *path, entries *es, int64_t *rows) {
             rc = e < 0 ? DALLE_ERR : entry_add(&es->e[e], tab + 1, strlen(tab + 1));
         }
     }
+    return rc;
+}
+
+static int read_captions(const char *path, entries *es, int64_t *rows) {
+    size_t n;
+    char *text = dalle_read_file(path, &n);
+    if (!text) return DALLE_ERR;
+    int rc = parse_captions(path, text, n, es, rows);
     dalle_free(text);
+    return rc;
+}
+
+int data_captions_check(const char *name, const char *text, size_t n, int64_t *images, int64_t *captions) {
+    entries es = {0};
+    int64_t rows = 0;
+    char *copy = dalle_malloc(n + 1);
+    if (!copy) return DALLE_ERR;
+    memcpy(copy, text, n);
+    copy[n] = 0;
+    int rc = parse_captions(name, copy, n, &es, &rows);
+    *images = es.n;
+    *captions = 0;
+    for (int i = 0; i < es.n; i++) *captions += es.e[i].n;
+    entries_free(&es);
+    dalle_free(copy);
     return rc;
 }
 
@@ -360,6 +382,14 @@ int data_build(const data_build_opts *o, data_build_report *r) {
         r->captions_kept += nk;
     }
     progress_end(&pr);
+    if (r->written == 0) {
+        dalle_seterr("%s: no image left to write (of %lld named: %lld missing, %lld unreadable, %lld too small, %lld "
+                     "with a bad aspect ratio, %lld duplicates, %lld without a caption that passes the filters)",
+                     o->out, (long long)r->images_named, (long long)r->missing, (long long)r->unreadable,
+                     (long long)r->too_small, (long long)r->aspect, (long long)r->duplicate,
+                     (long long)r->no_caption_left);
+        goto done;
+    }
     rc = dset_writer_finish(w);
     w = NULL;
 done:

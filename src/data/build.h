@@ -34,6 +34,11 @@ data_build_opts data_build_defaults(int size);
 // The output appears only when complete (temporary file, then rename).
 int data_build(const data_build_opts *o, data_build_report *r);
 
+// Parses a caption file's content (TSV or JSON Lines) without building:
+// the number of images it names and of captions. DALLE_ERR with the error
+// set (naming NAME and the line) on a malformed file. (Tests, fuzzing.)
+int data_captions_check(const char *name, const char *text, size_t n, int64_t *images, int64_t *captions);
+
 // The filters, for tests: 1 if the caption passes.
 int caption_long_enough(const char *s, int min_words);
 int caption_is_english(const char *s, double min_ascii);

@@ -53,7 +53,8 @@ static void wr32(uint8_t *p, uint32_t v) {
 struct dset {
     const uint8_t *base;
     size_t size;
-    int mapped;     // base is an mmap (else a dalle_malloc'ed copy)
+    int mapped;     // base is an mmap
+    int owned;      // base is a dalle_malloc'ed copy
     int S;
     int64_t n;
     const uint8_t *index, *captions;
@@ -163,6 +164,7 @@ dset *dset_open_mem(const void *data, size_t n, const char *name) {
     }
     if (n) memcpy(copy, data, n);
     d->base = copy;
+    d->owned = 1;
     d->size = n;
     if (!validate(d)) {
         dset_close(d);
@@ -174,7 +176,7 @@ dset *dset_open_mem(const void *data, size_t n, const char *name) {
 void dset_close(dset *d) {
     if (!d) return;
     if (d->mapped) munmap((void *)d->base, d->size);
-    else if (d->base && d->size) dalle_free((void *)d->base);
+    else if (d->owned) dalle_free((void *)d->base);
     dalle_free(d->name);
     dalle_free(d);
 }
