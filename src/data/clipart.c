@@ -159,10 +159,19 @@ static int title_name(char *out, size_t cap, const char *title) {
            strcmp(out, "map symbols");
 }
 
+// Whether a word of TEXT starts with W[0..n).
+static int starts_a_word(const char *text, const char *w, size_t n) {
+    for (const char *p = text; *p; p++)
+        if ((p == text || p[-1] == ' ' || p[-1] == ',') && !strncmp(p, w, n)) return 1;
+    return 0;
+}
+
 // The drawing's name from its file name into OUT ("001_star_butterfly.svg":
 // "star butterfly"): words without their leading and trailing digits, and
-// without words that still hold a digit, single letters and STEM_NOISE.
-static void stem_name(char *out, size_t cap, const char *rel) {
+// without words that still hold a digit, single letters, STEM_NOISE, and
+// the start of a word of AGENTS (file names end in the author's name,
+// cut short: "sport_architetto_frances_01.svg").
+static void stem_name(char *out, size_t cap, const char *rel, const char *agents) {
     const char *base = strrchr(rel, '/');
     base = base ? base + 1 : rel;
     size_t len = strlen(base) - 4, n = 0; // without ".svg"
@@ -179,7 +188,8 @@ static void stem_name(char *out, size_t cap, const char *rel) {
         size_t wn = DALLE_MIN(b - a, sizeof w - 1);
         for (size_t k = 0; k < wn; k++) w[k] = (char)tolower((unsigned char)base[a + k]);
         w[wn] = 0;
-        if (wn < 2 || strpbrk(w, "0123456789") || in_list(w, wn, STEM_NOISE, sizeof STEM_NOISE / sizeof *STEM_NOISE))
+        if (wn < 2 || strpbrk(w, "0123456789") || in_list(w, wn, STEM_NOISE, sizeof STEM_NOISE / sizeof *STEM_NOISE) ||
+            starts_a_word(agents, w, wn))
             continue;
         if (n + wn + 2 > cap) break;
         n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? " " : "", w);
@@ -286,7 +296,7 @@ static int read_meta(const char *path, svg_meta *m) {
 // Keywords kept per caption: the first ones, which say most.
 #define MAX_KEYWORDS 6
 // Descriptions that describe the tool, not the drawing.
-static const char *const DESC_NOISE[] = {"http", "www.", "inkscape", "sodipodi", "created with", "made with"};
+static const char *const DESC_NOISE[] = {"http", "www.", "inkscape", "sodipodi", "created with", "made with", "@"};
 
 // The captions of one drawing (see docs/data.md, "Clip art"):
 //   NAME                           "saturn"
@@ -308,7 +318,7 @@ static void clipart_captions(source_captions *c, const char *rel, const svg_meta
         list_add(folders, sizeof folders, cat, "");
     }
     if (!title_name(name, sizeof name, m->title) || list_has(m->agents, name, strlen(name)))
-        stem_name(name, sizeof name, rel);
+        stem_name(name, sizeof name, rel, m->agents);
     if (!name[0]) snprintf(name, sizeof name, "%.*s", (int)strcspn(folders, ","), folders[0] ? folders : "clip art");
     for (const char *p = folders; *p;) {
         size_t k = strcspn(p, ",");

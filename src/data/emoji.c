@@ -36,9 +36,9 @@
 #define EMOJI_MAX (4 * EMOJI_MAX_CP + 1)
 
 const char *source_skip_name(int reason) {
-    static const char *const NAMES[SOURCE_SKIP_N] = {"more than one glyph", "no glyph", "unreadable",
+    static const char *const NAMES[SOURCE_SKIP_N] = {"", "more than one glyph", "no glyph", "unreadable",
                                                      "render failed", "blank", "duplicate image"};
-    DALLE_ASSERT(reason >= 0 && reason < SOURCE_SKIP_N);
+    DALLE_ASSERT(reason >= 1 && reason < SOURCE_SKIP_N);
     return NAMES[reason];
 }
 

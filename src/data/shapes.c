@@ -4,13 +4,16 @@
 #include "data/shapes.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 
 #include "core/common.h"
+#include "core/image.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 
@@ -366,16 +369,19 @@ int shapes_parse_caption(const char *text, shapes_scene *out) {
 // alpha = (W-p).(W-c) / |W-c|^2 (clamped to [0, 1]), at the RGB distance of p
 // from that blend. A pixel belongs to colour c when c's blend is the nearest,
 // within PERP_MAX, and alpha >= 0.5 (edge pixels are blends with white, so
-// grey at a black shape's edge is half black, not purple). Objects are the 8-connected
-// components of one colour, tiny ones dropped. Each object's soft mask
-// (alpha over its pixels and the fringe within 2 pixels) gives its mass M and
-// centroid, both unchanged by a blur; each shape hypothesis s then fixes the
-// side a = sqrt(M / fill_s) and the centre, and the shape is the one whose
-// rendered mask (sharp, or box-blurred 3 x 3) is nearest in squared error.
+// grey at a black shape's edge is half black, not purple). Objects are the
+// 8-connected components of one colour, tiny ones dropped. Each object's soft
+// mask (alpha over its pixels and over the fringe within 2 pixels, with no
+// floor: cutting the faint fringe of a blurred edge biases the fit more than
+// the noise it removes) gives its mass M and centroid, both unchanged by a
+// blur. Each shape hypothesis s then fixes the side a = sqrt(M / fill_s) and
+// the centre; the shape is the one whose mask, rendered with the renderer's
+// 2 x 2 sampling, sharp or box-blurred 3 x 3, best fits in squared error (over
+// a small search of +-5% in a and +-1/4 pixel in the centre). The size is
+// small or large by a against the geometric mean of S/6 and S/3; the cell is
+// the grid cell of the box centre.
 enum { PERP_MAX = 60 };
-#define FRINGE_MIN 0.1f // softer fringe is taken for noise on white
 
-static float getenv_f(void) { return getenv("FMIN") ? atof(getenv("FMIN")) : 0.1f; }
 static float blend_alpha(const uint8_t *p, int c, float *dist) {
     float wc[3], wp[3], dot = 0, n2 = 0, d2 = 0;
     for (int ch = 0; ch < 3; ch++) {
@@ -401,7 +407,7 @@ typedef struct {
 // box-blurred 3 x 3, whichever is nearer. T, Tb: scratch of W*H.
 static double template_error(int s, double cx, double cy, double a, const float *A, int x0, int y0, int W, int H,
                              float *T, float *Tb) {
-    for (int i = 0; i < W * H; i++) T[i] = coverage(s, cx, cy, a, x0 + i % W, y0 + i / W, getenv("Q") ? atoi(getenv("Q")) : 2);
+    for (int i = 0; i < W * H; i++) T[i] = coverage(s, cx, cy, a, x0 + i % W, y0 + i / W, 2);
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             float sum = 0;
@@ -431,7 +437,7 @@ static void blob_measure(blob_t *b, int k, const uint8_t *pix, const int32_t *co
             int id = comp[y * S + x];
             float d, al = blend_alpha(pix + ((size_t)y * S + x) * 3, b->color, &d), v = 0;
             if (id == k) v = al;
-            else if (id < 0 && d <= PERP_MAX && al >= getenv_f())
+            else if (id < 0 && d <= PERP_MAX)
                 for (int yy = DALLE_MAX(0, y - 2); yy <= DALLE_MIN(S - 1, y + 2) && !v; yy++)
                     for (int xx = DALLE_MAX(0, x - 2); xx <= DALLE_MIN(S - 1, x + 2); xx++)
                         if (comp[yy * S + xx] == k) {
@@ -450,7 +456,6 @@ static void blob_measure(blob_t *b, int k, const uint8_t *pix, const int32_t *co
         for (int k = 0; k < 27; k++) {
             double ka = a * (1 + 0.05 * (k % 3 - 1)), kx = mx + 0.25 * (k / 3 % 3 - 1), ky = cy + 0.25 * (k / 9 - 1);
             double e = template_error(s, kx, ky, ka, A, x0, y0, W, H, T, Tb);
-            if (getenv("SHP_DEBUG") && k == 13) fprintf(stderr, "shape %d a %.2f c %.2f %.2f m %.2f e %.4f\n", s, ka, kx, ky, m, e);
             if (e < best) best = e, b->obj.shape = s, best_a = ka, best_cy = ky;
         }
     }
@@ -579,4 +584,169 @@ void shapes_object_str(const shapes_object *o, char *buf, size_t n) {
     if (o->shape >= 0 && k < n) k += (size_t)snprintf(buf + k, n - k, "%s", shapes_shape_names[o->shape]);
     else if (k < n) k += (size_t)snprintf(buf + k, n - k, "shape");
     if (o->cell >= 0 && k < n) snprintf(buf + k, n - k, " %s %s", CELL_PREP[o->cell], shapes_cell_names[o->cell]);
+}
+
+// ---- the dataset and the folder checker ----
+
+// Growable text (the .tsv files).
+typedef struct {
+    char *p;
+    size_t n, cap;
+} text_t;
+
+static int text_add(text_t *t, const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c), need = t->n + la + lb + lc + 1;
+    if (need > t->cap) {
+        size_t cap = t->cap ? t->cap : 1 << 16;
+        while (cap < need) cap *= 2;
+        char *p = dalle_realloc(t->p, cap);
+        if (!p) return DALLE_ERR;
+        t->p = p, t->cap = cap;
+    }
+    memcpy(t->p + t->n, a, la), t->n += la;
+    memcpy(t->p + t->n, b, lb), t->n += lb;
+    memcpy(t->p + t->n, c, lc), t->n += lc;
+    return DALLE_OK;
+}
+
+static const char *const SPLIT_NAMES[3] = {"train", "val", "test"};
+
+int shapes_build(const shapes_build_opts *o, shapes_report *rep) {
+    if (o->count < 1 || o->count > 100000000) return dalle_seterr("shapes: count %lld not in [1, 10^8]", (long long)o->count);
+    if (o->size < 12 || o->size > 4096) return dalle_seterr("shapes: size %d not in [12, 4096]", o->size);
+    if (!o->out && !o->png_dir) return dalle_seterr("shapes: no output (a .dset file or a PNG folder)");
+    if (shapes_check_gen_opts(&o->gen)) return DALLE_ERR;
+    if (o->png_dir) {
+        struct stat st;
+        if (mkdir(o->png_dir, 0777) && errno != EEXIST)
+            return dalle_seterr("%s: cannot create folder: %s", o->png_dir, strerror(errno));
+        if (stat(o->png_dir, &st) || !S_ISDIR(st.st_mode)) return dalle_seterr("%s: not a folder", o->png_dir);
+    }
+    const int S = o->size;
+    shapes_report r = {0};
+    double t0 = dalle_time();
+    text_t caps_tsv = {0}, splits_tsv = {0};
+    dset_writer *w = NULL;
+    int rc = DALLE_ERR;
+    uint8_t *pix = dalle_malloc((size_t)S * S * 3);
+    if (!pix || (o->out && !(w = dset_writer_open(o->out, S)))) goto done;
+    progress_t prog;
+    progress_start(&prog, "shapes", 0, o->count, 0);
+    for (int64_t i = 0; i < o->count; i++) {
+        shapes_scene sc;
+        char caps[SHAPES_MAX_CAPTIONS][SHAPES_CAPTION_MAX], name[128];
+        const char *cp[SHAPES_MAX_CAPTIONS];
+        int split = shapes_generate(&sc, o->seed, (uint64_t)i, &o->gen);
+        DALLE_ASSERT(split >= 0); // the options were checked
+        shapes_render(pix, S, &sc);
+        int nc = shapes_captions(&sc, caps);
+        for (int k = 0; k < nc; k++) cp[k] = caps[k];
+        shapes_scene_name(&sc, name, sizeof name);
+        if (w && dset_writer_add(w, pix, cp, nc, split, name)) goto done;
+        if (o->png_dir) {
+            char file[32], path[4200];
+            snprintf(file, sizeof file, "%05lld.png", (long long)i);
+            snprintf(path, sizeof path, "%s/%s", o->png_dir, file);
+            image_t img = {S, S, pix};
+            if (image_save_png(path, &img)) goto done;
+            for (int k = 0; k < nc; k++)
+                if (text_add(&caps_tsv, file, "\t", caps[k]) || text_add(&caps_tsv, "\n", "", "")) goto done;
+            if (text_add(&splits_tsv, file, "\t", SPLIT_NAMES[split]) || text_add(&splits_tsv, "\n", "", "")) goto done;
+        }
+        r.items++, r.split[split]++, r.captions += nc;
+        progress_update(&prog, i + 1, i + 1, NULL);
+    }
+    progress_end(&prog);
+    if (o->png_dir) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/captions.tsv", o->png_dir);
+        if (dalle_write_file_atomic(path, caps_tsv.p, caps_tsv.n)) goto done;
+        snprintf(path, sizeof path, "%s/splits.tsv", o->png_dir);
+        if (dalle_write_file_atomic(path, splits_tsv.p, splits_tsv.n)) goto done;
+    }
+    if (w) {
+        int frc = dset_writer_finish(w);
+        w = NULL;
+        if (frc) goto done;
+    }
+    r.seconds = dalle_time() - t0;
+    if (rep) *rep = r;
+    rc = DALLE_OK;
+done:
+    if (w) dset_writer_abort(w);
+    dalle_free(pix);
+    dalle_free(caps_tsv.p);
+    dalle_free(splits_tsv.p);
+    return rc;
+}
+
+int shapes_check_dir(const char *dir, shapes_dir_score *out) {
+    char path[4200], last[4096] = "";
+    memset(out, 0, sizeof *out);
+    snprintf(path, sizeof path, "%s/captions.tsv", dir);
+    size_t len;
+    char *text = dalle_read_file(path, &len);
+    if (!text) return DALLE_ERR;
+    shapes_object got[SHAPES_MAX_FOUND];
+    int ng = 0, rc = DALLE_ERR, line = 0;
+    for (char *p = text, *end = text + len; p < end; p++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        line++;
+        *e = 0;
+        if (e > p && e[-1] == '\r') e[-1] = 0;
+        if (*p) {
+            char *tab = strchr(p, '\t');
+            if (!tab || tab == p) {
+                dalle_seterr("%s: line %d: not 'file<TAB>caption'", path, line);
+                goto done;
+            }
+            *tab = 0;
+            if (strcmp(p, last)) { // rows of one image usually follow each other: read it once
+                char img_path[8400];
+                image_t img = {0};
+                snprintf(img_path, sizeof img_path, "%s/%s", dir, p);
+                if (image_load(img_path, &img)) {
+                    dalle_errprefix("%s: line %d", path, line);
+                    goto done;
+                }
+                ng = shapes_parse_image(img.data, img.w, img.h, got, SHAPES_MAX_FOUND);
+                image_free(&img);
+                if (ng < 0) {
+                    dalle_errprefix("%s", img_path);
+                    goto done;
+                }
+                snprintf(last, sizeof last, "%s", p);
+                out->images++;
+            }
+            shapes_scene want;
+            shapes_score s;
+            if (shapes_parse_caption(tab + 1, &want)) {
+                dalle_errprefix("%s: line %d", path, line);
+                goto done;
+            }
+            shapes_compare(&want, got, DALLE_MIN(ng, SHAPES_MAX_FOUND), &s);
+            for (int a = 0; a < SHAPES_NATTR; a++) out->mentioned[a] += s.mentioned[a], out->correct[a] += s.correct[a];
+            out->exact += s.exact;
+            out->rows++;
+            if (!s.exact && dalle_log_level >= 2) {
+                char found[SHAPES_MAX_FOUND * 64] = "";
+                size_t k = 0;
+                for (int j = 0; j < DALLE_MIN(ng, SHAPES_MAX_FOUND) && k < sizeof found; j++) {
+                    char d[64];
+                    shapes_object_str(&got[j], d, sizeof d);
+                    k += (size_t)snprintf(found + k, sizeof found - k, "%s%s", j ? "; " : "", d);
+                }
+                dalle_logv("%s: '%s': no match (found %d: %s)", p, tab + 1, ng, ng ? found : "nothing");
+            }
+        }
+        p = e;
+    }
+    if (out->rows == 0) {
+        dalle_seterr("%s: no rows", path);
+        goto done;
+    }
+    rc = DALLE_OK;
+done:
+    dalle_free(text);
+    return rc;
 }

@@ -106,3 +106,39 @@ void shapes_compare(const shapes_scene *want, const shapes_object *got, int n_go
 
 // "small red circle in the top left" (unmentioned attributes left out).
 void shapes_object_str(const shapes_object *o, char *buf, size_t n);
+
+// ---- the dataset and the folder checker (what `dalle data shapes` and
+// `dalle data shapes-check --dir` run)
+
+typedef struct {
+    int64_t count;       // scenes 0 .. count-1 of the stream
+    int size;            // S, 12 .. 4096
+    uint64_t seed;
+    shapes_gen_opts gen;
+    const char *out;     // .dset file to write (NULL: none)
+    const char *png_dir; // folder for NNNNN.png, captions.tsv, splits.tsv (NULL: none)
+} shapes_build_opts;
+
+typedef struct {
+    int64_t items, split[3], captions; // split[DSET_TRAIN], [DSET_VAL], [DSET_TEST]
+    double seconds;
+} shapes_report;
+
+// Writes scenes 0 .. count-1 to o->out and/or o->png_dir (created if needed;
+// captions.tsv has a `file<TAB>caption` row per caption, splits.tsv a
+// `file<TAB>train|val|test` row per image). The .dset and the .tsv files are
+// written atomically; on failure no .dset is left (PNGs written stay).
+// Fills *rep (may be NULL). DALLE_ERR with the error set.
+int shapes_build(const shapes_build_opts *o, shapes_report *rep);
+
+typedef struct {
+    int64_t rows, images; // captions scored, images read
+    int64_t mentioned[SHAPES_NATTR], correct[SHAPES_NATTR], exact;
+} shapes_dir_score;
+
+// Scores DIR/captions.tsv (`file<TAB>caption` rows, file relative to DIR;
+// several rows may name one image): each row's caption against its image.
+// At --verbose (dalle_log_level 2) logs each row that does not match.
+// DALLE_ERR naming the file and line for a missing or unreadable image, a
+// row without a tab, or a caption that does not parse.
+int shapes_check_dir(const char *dir, shapes_dir_score *out);

@@ -10,14 +10,15 @@
 #pragma once
 #include <stdint.h>
 
-// Why an input item was left out (source_report.skipped).
+// Why an input item was left out (source_report.skipped; from 1, so that
+// a reason is never DALLE_OK).
 enum {
-    SOURCE_SKIP_GLYPHS,    // emoji: the sequence shapes into more than one glyph
-    SOURCE_SKIP_MISSING,   // emoji: the font has no glyph for it
-    SOURCE_SKIP_PARSE,     // clip art: librsvg or libxml2 cannot read it, or it has no size
-    SOURCE_SKIP_RENDER,    // clip art: rendering failed
-    SOURCE_SKIP_BLANK,     // nothing drawn: the image is all white
-    SOURCE_SKIP_DUPLICATE, // exactly the pixels of an item written before
+    SOURCE_SKIP_GLYPHS = 1, // emoji: the sequence shapes into more than one glyph
+    SOURCE_SKIP_MISSING,    // emoji: the font has no glyph for it
+    SOURCE_SKIP_PARSE,      // clip art: librsvg or libxml2 cannot read it, or it has no size
+    SOURCE_SKIP_RENDER,     // clip art: rendering failed
+    SOURCE_SKIP_BLANK,      // nothing drawn: the image is all white
+    SOURCE_SKIP_DUPLICATE,  // exactly the pixels of an item written before
     SOURCE_SKIP_N
 };
 
@@ -26,7 +27,7 @@ typedef struct {
     int64_t items;    // items written
     int64_t val;      // of which in the validation split (DSET_VAL)
     int64_t captions; // captions written
-    int64_t skipped[SOURCE_SKIP_N];
+    int64_t skipped[SOURCE_SKIP_N]; // by reason; [0] unused
     double seconds;
 } source_report;
 

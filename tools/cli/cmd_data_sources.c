@@ -13,13 +13,13 @@
 
 static void print_report(const char *what, const source_report *r) {
     int64_t skipped = 0;
-    for (int k = 0; k < SOURCE_SKIP_N; k++) skipped += r->skipped[k];
+    for (int k = 1; k < SOURCE_SKIP_N; k++) skipped += r->skipped[k];
     dalle_log("%s: %lld items (%lld validation), %lld captions (%.2f per item) from %lld inputs in %.1f s",
               what, (long long)r->items, (long long)r->val, (long long)r->captions,
               r->items ? (double)r->captions / (double)r->items : 0.0, (long long)r->inputs, r->seconds);
     char line[512];
     int n = snprintf(line, sizeof line, "%s: skipped %lld", what, (long long)skipped);
-    for (int k = 0, first = 1; k < SOURCE_SKIP_N; k++)
+    for (int k = 1, first = 1; k < SOURCE_SKIP_N; k++)
         if (r->skipped[k] && n < (int)sizeof line) {
             n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %lld", first ? " (" : ", ", source_skip_name(k),
                           (long long)r->skipped[k]);
