@@ -39,7 +39,7 @@ ifneq ($(MAKECMDGOALS),clean)
 $(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPICC),✓ (mpicc found),✗ (no mpicc)))
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)

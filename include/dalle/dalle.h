@@ -22,3 +22,4 @@ const char *dalle_last_error(void);
 #include "dalle/dvae.h"
 #include "dalle/bpe.h"
 #include "dalle/prior.h"
+#include "dalle/generate.h"

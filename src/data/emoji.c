@@ -44,6 +44,19 @@ const char *source_skip_name(int reason) {
 
 // ---------------------------------------------------------------- captions
 
+// The length of the valid UTF-8 character at p (1 to 4), or 0 (a stray or
+// cut byte, an overlong form, a surrogate, past U+10FFFF).
+static size_t utf8_char_len(const unsigned char *p) {
+    if (p[0] < 0x80) return 1;
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3 : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
+    for (size_t k = 1; k < n; k++)
+        if ((p[k] & 0xC0) != 0x80) return 0;
+    if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) || (p[0] == 0xF0 && p[1] < 0x90) ||
+        (p[0] == 0xF4 && p[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 void source_caption_add(source_captions *c, const char *fmt, ...) {
     if (c->n == SOURCE_MAX_CAPTIONS) return;
     char raw[1024];
@@ -64,10 +77,12 @@ void source_caption_add(source_captions *c, const char *fmt, ...) {
             t[n++] = ' ';
             space = 0;
         }
-        // A multi-byte character goes in whole or not at all.
-        size_t len = *p < 0x80 ? 1 : *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : 2;
+        // A character goes in whole or not at all; invalid bytes (text cut
+        // short by the caller) are dropped.
+        size_t len = utf8_char_len(p);
+        if (len == 0) continue;
         if (n + len >= SOURCE_CAPTION_LEN) break;
-        for (size_t k = 0; k < len && p[k]; k++) t[n++] = (char)(p[k] >= 'A' && p[k] <= 'Z' ? p[k] + 32 : p[k]);
+        for (size_t k = 0; k < len; k++) t[n++] = (char)(p[k] >= 'A' && p[k] <= 'Z' ? p[k] + 32 : p[k]);
         p += len - 1;
     }
     t[n] = 0;

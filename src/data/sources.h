@@ -80,9 +80,9 @@ typedef struct {
 } source_captions;
 
 // Formats a caption, lower-cases its ASCII letters, turns every run of
-// whitespace (tabs, newlines) into one space, trims it, cuts it at a UTF-8
-// boundary below SOURCE_CAPTION_LEN, and adds it unless it is empty, already
-// there, or the set is full.
+// whitespace (tabs, newlines) into one space, drops bytes that are not valid
+// UTF-8, trims it, cuts it at a character boundary below SOURCE_CAPTION_LEN,
+// and adds it unless it is empty, already there, or the set is full.
 void source_caption_add(source_captions *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // The output of a build: a dset_writer and/or a PNG folder.

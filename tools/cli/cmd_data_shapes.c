@@ -26,8 +26,8 @@ int data_cmd_shapes(int argc, char **argv) {
         {"--size", OPT_INT, &o.size, "canvas side S in pixels (12 .. 4096)"},
         {"--seed", OPT_I64, &seed, "scene i is a function of (seed, i) alone"},
         {"--holdout", OPT_STR, &holdout, "colour-shape pairs kept out of train and val (\"\": none)"},
-        {"--val", OPT_INT, &g.val_permille, "permille of train+val scenes in val (by scene content)"},
-        {"--test", OPT_INT, &g.test_permille, "permille of scenes drawn for test, each using a held-out pair"},
+        {"--val-permille", OPT_INT, &g.val_permille, "validation share per 1000 train+val scenes (by hash of the scene)"},
+        {"--test-permille", OPT_INT, &g.test_permille, "test share per 1000 scenes, each using a held-out pair"},
         {"--two", OPT_DOUBLE, &two, "share of scenes with two objects"},
         {NULL}};
     char *pos[OPTS_MAX_POS];

@@ -15,6 +15,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } COMMANDS[] = {
+    {"generate", cmd_generate, "caption -> images with a model directory (tokenizer, prior, dVAE): a PNG grid"},
     {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
     {"bpe", cmd_bpe, "the text tokenizer: train a BPE vocabulary, encode captions to ids, decode"},
     {"data", cmd_data, "datasets: build from folders (the paper's filters), emoji, clip art, shapes, tokenize"},

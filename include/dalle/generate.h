@@ -1,0 +1,54 @@
+// generate.h: text to image, the whole of DALL-E behind four calls (public API).
+// A model is a directory:
+//   config.json        {"format": "dalle.c model", "version": 1, "name": ..., "text_len": L}
+//   tokenizer.json     the BPE tokenizer (dalle bpe train)
+//   dvae.safetensors   stage 1 (dalle dvae train / export)
+//   prior.safetensors  stage 2 (dalle train; a checkpoint works too: its EMA weights)
+//
+// Example:
+//   dalle_model *m = dalle_model_load("models/default");
+//   if (!m) { fprintf(stderr, "%s\n", dalle_last_error()); return 1; }
+//   int S = dalle_model_image_size(m);
+//   dalle_gen_params p = dalle_gen_default_params();
+//   p.n = 4;
+//   uint8_t *pixels = malloc((size_t)p.n * S * S * 3);       // n images, S x S RGB
+//   if (dalle_generate(m, "a small red circle in the top left", &p, pixels)) ...
+//   free(pixels);
+//   dalle_model_free(m);
+#pragma once
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dalle_model dalle_model;
+
+typedef struct {
+    int n;             // images to generate (candidates sharing the caption's cached prefix)
+    uint64_t seed;     // candidate c draws from Philox (seed, c, position): reproducible
+    float temperature; // 1
+    int top_k;         // 0: off
+    float top_p;       // 1: off
+    int progress;      // show a progress line on stderr
+} dalle_gen_params;
+
+// n 1, seed 0, temperature 1, top_k 0, top_p 1, no progress line.
+dalle_gen_params dalle_gen_default_params(void);
+// Loads a model directory and checks that its parts fit together (the
+// prior's text vocabulary is the tokenizer's, its grid and image vocabulary
+// the dVAE's). NULL with an error naming the file and the mismatch.
+dalle_model *dalle_model_load(const char *dir);
+// The side S of the generated images.
+int dalle_model_image_size(const dalle_model *m);
+// Generates p->n images for CAPTION (UTF-8, any length: captions longer than
+// the model's text positions are cut, with a note on stderr) into pixels
+// (p->n * S * S * 3 bytes, row-major RGB, image after image). DALLE_ERR on a
+// bad count (n must be in [1, 4096]) or out-of-memory.
+int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *p, uint8_t *pixels);
+// Frees the model; NULL is a no-op. A model is used by one thread at a time.
+void dalle_model_free(dalle_model *m);
+
+#ifdef __cplusplus
+}
+#endif

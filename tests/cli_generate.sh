@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# cli_generate.sh: `dalle generate` on a small model directory assembled here
+# (a tokenizer and a 2-layer prior trained for a few steps on the shipped
+# dVAE's codes of the test images): the grid's size, --each, --prompts, and
+# bad input (empty, 10,000-character and invalid UTF-8 captions are defined
+# behaviour; n = 0 or 10,000, a missing or inconsistent model directory and an
+# unwritable output are errors with no output file). Run by tests/run.
+set -u
+DALLE=${DALLE:-build/dalle}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+ok() { echo "  ok   $1"; }
+bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
+expect_fail() {
+    local name=$1 want=$2 out=$3
+    shift 3
+    local msg rc
+    msg=$("$@" 2>&1 >/dev/null); rc=$?
+    if [ $rc -ne 0 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
+        ok "$name: $(echo "$msg" | tail -1)"
+    else
+        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
+    fi
+}
+png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
+
+mkdir -p "$T/img" "$T/model"
+for f in png_rgb png_rgba png_gray png_pal4 jpg_baseline jpg_gray; do cp tests/data/img/$f.* "$T/img/"; done
+for f in "$T"/img/*; do b=$(basename "$f"); printf '%s\ta small picture of %s\n' "$b" "${b%.*}"; done > "$T/caps.tsv"
+cut -f2 "$T/caps.tsv" > "$T/text.txt"
+$DALLE -q bpe train --vocab 300 -o "$T/model/tokenizer.json" "$T/text.txt"
+V=$($DALLE bpe info -t "$T/model/tokenizer.json" | awk '/^vocab/ {print $2}')
+$DALLE -q data build --images "$T/img" --captions "$T/caps.tsv" --size 64 --min-side 0 -o "$T/d.dset" > /dev/null 2>&1
+$DALLE -q data tokenize --dvae models/dvae-icons.safetensors -t "$T/model/tokenizer.json" --text-len 8 --split all \
+    "$T/d.dset" -o "$T/s.dshard" > /dev/null
+echo '{"n_layer":2,"n_head":2,"d_head":8,"text_len":8,"text_vocab":'"$V"',"grid":16,"image_vocab":512,"conv_kernel":3,"mlp_mult":2}' > "$T/cfg.json"
+$DALLE -q train --config "$T/cfg.json" --batch 2 --steps 4 -o "$T/model/prior.safetensors" "$T/s.dshard" > /dev/null 2>&1
+cp models/dvae-icons.safetensors "$T/model/dvae.safetensors"
+echo '{"format": "dalle.c model", "version": 1, "name": "test"}' > "$T/model/config.json"
+
+$DALLE generate --model "$T/model" -n 3 --seed 1 -o "$T/grid.png" "a small picture" "png rgb" 2> "$T/log.txt" \
+    && ok "generate" || bad "generate: $(cat "$T/log.txt")"
+[ "$(png_size "$T/grid.png")" = "196x130" ] && ok "grid: 2 captions x 3 images of 64x64, 2-pixel gaps" || bad "grid size $(png_size "$T/grid.png")"
+printf 'first caption\nsecond one\n' > "$T/prompts.txt"
+$DALLE generate --model "$T/model" -n 2 --prompts "$T/prompts.txt" --each "$T/each" 2> /dev/null \
+    && [ -f "$T/each/1-1.png" ] && [ "$(png_size "$T/each/0-0.png")" = "64x64" ] && ok "--prompts and --each DIR/P-C.png" \
+    || bad "--each"
+$DALLE generate --model "$T/model" -n 2 --seed 5 -o "$T/a.png" "x" 2> /dev/null
+$DALLE generate --model "$T/model" -n 2 --seed 5 -o "$T/b.png" "x" 2> /dev/null
+cmp -s "$T/a.png" "$T/b.png" && ok "reproducible from the seed" || bad "seed"
+$DALLE generate --model "$T/model" -n 1 -o "$T/e.png" "" 2> /dev/null && ok "an empty caption (all padding)" || bad "empty caption"
+$DALLE generate --model "$T/model" -n 1 -o "$T/u.png" "$(printf 'bad \xff\xfe utf-8')" 2> /dev/null && ok "invalid UTF-8" || bad "invalid UTF-8"
+long=$(head -c 10000 /dev/zero | tr '\0' 'a' | sed 's/a\{10\}/& /g')
+$DALLE generate --model "$T/model" -n 1 -o "$T/l.png" "$long" 2> "$T/l.txt" && grep -q "reads the first 8" "$T/l.txt" \
+    && ok "a 10,000-character caption is cut, with a note" || bad "long caption"
+
+expect_fail "n = 0" "outside" "$T/o1.png" $DALLE generate --model "$T/model" -n 0 -o "$T/o1.png" "x"
+expect_fail "n = 10000" "outside" "$T/o2.png" $DALLE generate --model "$T/model" -n 10000 -o "$T/o2.png" "x"
+expect_fail "missing model directory" "config.json" "$T/o3.png" $DALLE generate --model "$T/nomodel" -o "$T/o3.png" "x"
+mkdir -p "$T/bad" && cp "$T/model"/* "$T/bad/" && $DALLE -q bpe train --vocab 280 -o "$T/bad/tokenizer.json" "$T/text.txt"
+expect_fail "a tokenizer of another vocabulary" "text vocabulary" "$T/o4.png" $DALLE generate --model "$T/bad" -o "$T/o4.png" "x"
+expect_fail "an unwritable output" "cannot" "/nonexistent-dir/o5.png" \
+    $DALLE generate --model "$T/model" -n 1 -o /nonexistent-dir/o5.png "x"
+
+[ $fails -eq 0 ]
