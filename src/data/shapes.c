@@ -85,11 +85,14 @@ int shapes_scene_uses(const shapes_scene *sc, uint32_t mask) {
 
 int shapes_check_gen_opts(const shapes_gen_opts *o) {
     const uint32_t all = (1u << (SHAPES_NCOLOR * SHAPES_NSHAPE)) - 1;
-    if (o->holdout & ~all) return dalle_seterr("shapes: holdout mask has bits beyond the %d pairs", SHAPES_NCOLOR * SHAPES_NSHAPE);
-    if (o->val_permille < 0 || o->val_permille > 1000) return dalle_seterr("shapes: val share %d not in [0, 1000] permille", o->val_permille);
+    if (o->holdout & ~all)
+        return dalle_seterr("shapes: holdout mask has bits beyond the %d pairs", SHAPES_NCOLOR * SHAPES_NSHAPE);
+    if (o->val_permille < 0 || o->val_permille > 1000)
+        return dalle_seterr("shapes: val share %d not in [0, 1000] permille", o->val_permille);
     if (o->test_permille < 0 || o->test_permille > 1000)
         return dalle_seterr("shapes: test share %d not in [0, 1000] permille", o->test_permille);
-    if (!(o->two_share >= 0 && o->two_share <= 1)) return dalle_seterr("shapes: two-object share %g not in [0, 1]", o->two_share);
+    if (!(o->two_share >= 0 && o->two_share <= 1))
+        return dalle_seterr("shapes: two-object share %g not in [0, 1]", o->two_share);
     if (o->holdout == all && o->test_permille < 1000)
         return dalle_seterr("shapes: every colour-shape pair is held out: no training scene is possible");
     return DALLE_OK;
@@ -310,13 +313,16 @@ int shapes_parse_caption(const char *text, shapes_scene *out) {
         if (k == W_FILL || k == W_OF || k == W_IMAGE) continue;
         if (k == W_SIZE || k == W_COLOR) {
             int *f = k == W_SIZE ? &cur.size : &cur.color;
-            if (*f >= 0) return dalle_seterr("caption '%.80s': two %ss for one object at '%s'", text, k == W_SIZE ? "size" : "colour", word[i]);
+            if (*f >= 0)
+                return dalle_seterr("caption '%.80s': two %ss for one object at '%s'", text,
+                                    k == W_SIZE ? "size" : "colour", word[i]);
             *f = v;
             pending = 1;
             continue;
         }
         if (k == W_SHAPE) {
-            if (sc.n == SHAPES_MAX_OBJ) return dalle_seterr("caption '%.80s': more than two objects at '%s'", text, word[i]);
+            if (sc.n == SHAPES_MAX_OBJ)
+                return dalle_seterr("caption '%.80s': more than two objects at '%s'", text, word[i]);
             cur.shape = v;
             cur.cell = pos_pending;
             sc.obj[sc.n++] = cur;
@@ -351,7 +357,8 @@ int shapes_parse_caption(const char *text, shapes_scene *out) {
         if (last && last->cell < 0 && !pending && rel_after != sc.n && pos_pending < 0) {
             last->cell = cell;
         } else {
-            if (pos_pending >= 0) return dalle_seterr("caption '%.80s': two positions for one object at '%s'", text, word[i]);
+            if (pos_pending >= 0)
+                return dalle_seterr("caption '%.80s': two positions for one object at '%s'", text, word[i]);
             pos_pending = cell;
         }
     }
@@ -436,7 +443,8 @@ static void blob_measure(blob_t *b, int k, const uint8_t *pix, const int32_t *co
         for (int x = x0; x <= x1; x++) {
             int id = comp[y * S + x];
             float d, al = blend_alpha(pix + ((size_t)y * S + x) * 3, b->color, &d), v = 0;
-            if (id == k) v = al;
+            if (id == k)
+                v = al;
             else if (id < 0 && d <= PERP_MAX)
                 for (int yy = DALLE_MAX(0, y - 2); yy <= DALLE_MIN(S - 1, y + 2) && !v; yy++)
                     for (int xx = DALLE_MAX(0, x - 2); xx <= DALLE_MIN(S - 1, x + 2); xx++)
@@ -468,7 +476,8 @@ static void blob_measure(blob_t *b, int k, const uint8_t *pix, const int32_t *co
 }
 
 int shapes_parse_image(const uint8_t *pix, int w, int h, shapes_object *objs, int max) {
-    if (w != h || w < 12) return dalle_seterr("shapes: image is %d x %d: the checker reads square images of side >= 12", w, h);
+    if (w != h || w < 12)
+        return dalle_seterr("shapes: image is %d x %d: the checker reads square images of side >= 12", w, h);
     const int S = w, n = S * S;
     // smallest object kept: a third of a small triangle's area, S^2/72
     const int min_area = DALLE_MAX(3, (int)(S * S / 72.0 * 0.35));
@@ -552,7 +561,8 @@ static void score_assignment(const shapes_scene *want, const shapes_object *got,
     }
     if (want->rel != SHAPES_ANY) {
         sc->mentioned[SHAPES_ATTR_POS]++;
-        sc->correct[SHAPES_ATTR_POS] += as[0] >= 0 && as[1] >= 0 && rel_holds(want->rel, got[as[0]].cell, got[as[1]].cell);
+        sc->correct[SHAPES_ATTR_POS] +=
+            as[0] >= 0 && as[1] >= 0 && rel_holds(want->rel, got[as[0]].cell, got[as[1]].cell);
     }
 }
 
@@ -581,8 +591,10 @@ void shapes_object_str(const shapes_object *o, char *buf, size_t n) {
     buf[0] = 0;
     if (o->size >= 0) k += (size_t)snprintf(buf + k, n - k, "%s ", shapes_size_names[o->size]);
     if (o->color >= 0 && k < n) k += (size_t)snprintf(buf + k, n - k, "%s ", shapes_color_names[o->color]);
-    if (o->shape >= 0 && k < n) k += (size_t)snprintf(buf + k, n - k, "%s", shapes_shape_names[o->shape]);
-    else if (k < n) k += (size_t)snprintf(buf + k, n - k, "shape");
+    if (o->shape >= 0 && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "%s", shapes_shape_names[o->shape]);
+    else if (k < n)
+        k += (size_t)snprintf(buf + k, n - k, "shape");
     if (o->cell >= 0 && k < n) snprintf(buf + k, n - k, " %s %s", CELL_PREP[o->cell], shapes_cell_names[o->cell]);
 }
 
@@ -612,7 +624,8 @@ static int text_add(text_t *t, const char *a, const char *b, const char *c) {
 static const char *const SPLIT_NAMES[3] = {"train", "val", "test"};
 
 int shapes_build(const shapes_build_opts *o, shapes_report *rep) {
-    if (o->count < 1 || o->count > 100000000) return dalle_seterr("shapes: count %lld not in [1, 10^8]", (long long)o->count);
+    if (o->count < 1 || o->count > 100000000)
+        return dalle_seterr("shapes: count %lld not in [1, 10^8]", (long long)o->count);
     if (o->size < 12 || o->size > 4096) return dalle_seterr("shapes: size %d not in [12, 4096]", o->size);
     if (!o->out && !o->png_dir) return dalle_seterr("shapes: no output (a .dset file or a PNG folder)");
     if (shapes_check_gen_opts(&o->gen)) return DALLE_ERR;
