@@ -55,6 +55,12 @@ got=$(head -4 "$T/codes.txt" | tr '\n' ' ' | tr -s ' ')
 $DALLE -q sample --model "$T/ck.safetensors" --ids "2 12" -n 1 --seed 4 --temperature 0.7 --top-p 0.9 > "$T/c2.txt" \
     && [ "$(wc -l < "$T/c2.txt")" = 4 ] && ok "sample with temperature and top-p" || bad "sample top-p"
 
+# export: a model file of the EMA weights (a quarter of the checkpoint), which samples the same
+$DALLE -q export --model "$T/ck.safetensors" -o "$T/prior.safetensors" && \
+    $DALLE -q sample --model "$T/prior.safetensors" --ids "7 11" -n 2 --top-k 1 --seed 3 -o "$T/codes2.txt" && \
+    cmp -s "$T/codes.txt" "$T/codes2.txt" && ok "export: the model file samples as the checkpoint" || bad "export"
+$DALLE -q export --model "$T/ck.safetensors" --dtype bf16 -o "$T/prior16.safetensors" && ok "export --dtype bf16" || bad "export bf16"
+
 # --resume reproduces the uninterrupted run exactly
 $DALLE -q train "${common[@]}" --steps 80 -o "$T/a.safetensors" "$T/train.dshard" > /dev/null 2>&1
 $DALLE -q train "${common[@]}" --steps 80 --stop-after 40 -o "$T/b.safetensors" "$T/train.dshard" > /dev/null 2>&1

@@ -68,10 +68,10 @@ static void test_splits_and_layout(void) {
         if (sc.n == 1) continue;
         two++;
         int a = sc.obj[0].cell, b = sc.obj[1].cell, dc = b % 3 - a % 3, dr = b / 3 - a / 3;
-        int ok = sc.rel == SHAPES_LEFT_OF ? dc > 0 && abs(dr) < dc
-               : sc.rel == SHAPES_RIGHT_OF ? dc < 0 && abs(dr) < -dc
-               : sc.rel == SHAPES_ABOVE   ? dr > 0 && abs(dc) < dr
-                                          : dr < 0 && abs(dc) < -dr;
+        int ok = sc.rel == SHAPES_LEFT_OF    ? dc > 0 && abs(dr) < dc
+                 : sc.rel == SHAPES_RIGHT_OF ? dc < 0 && abs(dr) < -dc
+                 : sc.rel == SHAPES_ABOVE    ? dr > 0 && abs(dc) < dr
+                                             : dr < 0 && abs(dc) < -dr;
         bad_rel += !ok;
         if (i % 10) continue;
         // objects drawn alone: their non-white pixels are disjoint and 8-apart
@@ -80,7 +80,8 @@ static void test_splits_and_layout(void) {
         shapes_render(q, S, &s1);
         for (int y = 0; y < S; y++)
             for (int x = 0; x < S; x++) {
-                if (p[(y * S + x) * 3] == 255 && p[(y * S + x) * 3 + 2] == 255 && p[(y * S + x) * 3 + 1] == 255) continue;
+                if (p[(y * S + x) * 3] == 255 && p[(y * S + x) * 3 + 2] == 255 && p[(y * S + x) * 3 + 1] == 255)
+                    continue;
                 for (int yy = DALLE_MAX(0, y - 1); yy <= DALLE_MIN(S - 1, y + 1); yy++)
                     for (int xx = DALLE_MAX(0, x - 1); xx <= DALLE_MIN(S - 1, x + 1); xx++) {
                         const uint8_t *r = q + (yy * S + xx) * 3;
@@ -90,8 +91,8 @@ static void test_splits_and_layout(void) {
     }
     printf("    %d scenes: train %d, val %d, test %d; two objects %d\n", N, count[0], count[1], count[2], two);
     CHECK(bad_hold == 0 && bad_rel == 0 && touching == 0);
-    CHECK(abs(count[2] - N / 20) < N / 100);                          // test 5%
-    CHECK(abs(count[1] - (N - count[2]) / 20) < N / 100);             // val 5% of the rest
+    CHECK(abs(count[2] - N / 20) < N / 100);              // test 5%
+    CHECK(abs(count[1] - (N - count[2]) / 20) < N / 100); // val 5% of the rest
     CHECK(abs(two - N / 2) < N / 25);
     // the val split is a function of the scene: equal scenes, equal splits
     shapes_scene sc;
@@ -161,8 +162,10 @@ static void test_caption_round_trip(void) {
     char caps[SHAPES_MAX_CAPTIONS][SHAPES_CAPTION_MAX];
     shapes_captions(&one, caps);
     CHECK(!strcmp(caps[0], "a small orange diamond at the bottom"));
-    shapes_scene two = {2, {{SHAPES_BLUE, SHAPES_SQUARE, SHAPES_SMALL, 3}, {SHAPES_ORANGE, SHAPES_TRIANGLE, SHAPES_LARGE, 5}},
-                        SHAPES_LEFT_OF};
+    shapes_scene two = {
+        2,
+        {{SHAPES_BLUE, SHAPES_SQUARE, SHAPES_SMALL, 3}, {SHAPES_ORANGE, SHAPES_TRIANGLE, SHAPES_LARGE, 5}},
+        SHAPES_LEFT_OF};
     shapes_captions(&two, caps);
     CHECK(!strcmp(caps[0], "a blue square to the left of an orange triangle"));
     CHECK(!strcmp(caps[1], "an orange triangle to the right of a blue square"));
@@ -176,20 +179,20 @@ static void test_caption_grammar(void) {
           s.obj[0].size == SHAPES_SMALL && s.obj[0].color == SHAPES_RED && s.obj[0].cell == 0);
     CHECK(shapes_parse_caption("a circle", &s) == DALLE_OK && s.n == 1 && s.obj[0].color == SHAPES_ANY &&
           s.obj[0].size == SHAPES_ANY && s.obj[0].cell == SHAPES_ANY);
-    CHECK(shapes_parse_caption("a red circle on the left and a big blue square in the lower right corner", &s) ==
-              DALLE_OK &&
-          s.n == 2 && s.rel == SHAPES_ANY && s.obj[0].cell == 3 && s.obj[1].cell == 8 && s.obj[1].size == SHAPES_LARGE);
-    CHECK(shapes_parse_caption("a black diamond on top of a tiny yellow square", &s) == DALLE_OK && s.rel == SHAPES_ABOVE &&
-          s.obj[1].size == SHAPES_SMALL);
+    const char *two = "a red circle on the left and a big blue square in the lower right corner";
+    CHECK(shapes_parse_caption(two, &s) == DALLE_OK && s.n == 2 && s.rel == SHAPES_ANY && s.obj[0].cell == 3 &&
+          s.obj[1].cell == 8 && s.obj[1].size == SHAPES_LARGE);
+    CHECK(shapes_parse_caption("a black diamond on top of a tiny yellow square", &s) == DALLE_OK &&
+          s.rel == SHAPES_ABOVE && s.obj[1].size == SHAPES_SMALL);
     CHECK(shapes_parse_caption("a green triangle under a purple circle", &s) == DALLE_OK && s.rel == SHAPES_BELOW);
     CHECK(shapes_parse_caption("a red circle on the right of the picture", &s) == DALLE_OK && s.rel == SHAPES_ANY &&
           s.obj[0].cell == 5);
     CHECK(shapes_parse_caption("a red circle in the middle", &s) == DALLE_OK && s.obj[0].cell == 4);
     CHECK(shapes_parse_caption("at the top, a blue diamond", &s) == DALLE_OK && s.obj[0].cell == 1);
-    const char *bad[] = {"a dog in a park", "a red", "in the top left", "a red circle above", "above a red circle",
-                         "a red blue circle", "a circle, a square and a triangle", "",
-                         "a red circle left of a blue square right of a green diamond", "a r\xc3\xa9" "d circle",
-                         "a small red circle in the top left in the bottom"};
+    const char *bad[] = {
+        "a dog in a park", "a red", "in the top left", "a red circle above", "above a red circle", "a red blue circle",
+        "a circle, a square and a triangle", "", "a red circle left of a blue square right of a green diamond",
+        "a r\xc3\xa9" "d circle", "a small red circle in the top left in the bottom"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = shapes_parse_caption(bad[i], &s);
         CHECK(rc == DALLE_ERR && strstr(dalle_last_error(), "caption"));
@@ -276,8 +279,10 @@ static void test_checker_noisy(void) {
 // A wrong caption does not match; the scores say which attribute is wrong.
 static void test_checker_mismatch(void) {
     uint8_t *pix = dalle_malloc(64 * 64 * 3);
-    shapes_scene sc = {2, {{SHAPES_BLUE, SHAPES_SQUARE, SHAPES_SMALL, 3}, {SHAPES_GREEN, SHAPES_TRIANGLE, SHAPES_LARGE, 5}},
-                       SHAPES_LEFT_OF};
+    shapes_scene sc = {
+        2,
+        {{SHAPES_BLUE, SHAPES_SQUARE, SHAPES_SMALL, 3}, {SHAPES_GREEN, SHAPES_TRIANGLE, SHAPES_LARGE, 5}},
+        SHAPES_LEFT_OF};
     shapes_render(pix, 64, &sc);
     shapes_object got[SHAPES_MAX_FOUND];
     int ng = shapes_parse_image(pix, 64, 64, got, SHAPES_MAX_FOUND);
@@ -300,8 +305,7 @@ static void test_checker_mismatch(void) {
         CHECK(shapes_parse_caption(cases[i].cap, &want) == DALLE_OK);
         shapes_compare(&want, got, ng, &s);
         CHECK(s.exact == cases[i].exact);
-        for (int a = 0; a < SHAPES_NATTR; a++)
-            CHECK(s.correct[a] == s.mentioned[a] - (a == cases[i].wrong_attr));
+        for (int a = 0; a < SHAPES_NATTR; a++) CHECK(s.correct[a] == s.mentioned[a] - (a == cases[i].wrong_attr));
     }
     // an empty canvas has no objects; a caption's objects are then all wrong
     memset(pix, 255, 64 * 64 * 3);

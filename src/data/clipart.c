@@ -27,6 +27,9 @@
 #include "core/progress.h"
 
 #define TEXT_LEN 256 // longest title, name, category list or keyword list kept
+// The page of an SVG with neither width and height nor viewBox, in pixels:
+// its drawing is found by its ink within.
+#define NO_SIZE_PAGE 4096
 
 // ---------------------------------------------------------------- the files
 
@@ -372,11 +375,14 @@ static int render_svg(const char *path, int S, image_t *out, char *why, size_t w
     cairo_t *cr = NULL;
     image_t big = {0};
     double w = 0, hh = 0;
-    if (!rsvg_handle_get_intrinsic_size_in_pixels(h, &w, &hh)) { // no absolute size: the viewBox's
+    if (!rsvg_handle_get_intrinsic_size_in_pixels(h, &w, &hh)) {
+        // No absolute size: the viewBox's, or without one (width and height
+        // 100%, user units are pixels) a page of NO_SIZE_PAGE pixels.
         gboolean has_vb = FALSE;
         RsvgRectangle vb = {0};
         rsvg_handle_get_intrinsic_dimensions(h, NULL, NULL, NULL, NULL, &has_vb, &vb);
-        if (has_vb) w = vb.width, hh = vb.height;
+        w = has_vb ? vb.width : NO_SIZE_PAGE;
+        hh = has_vb ? vb.height : NO_SIZE_PAGE;
     }
     if (!(w > 0 && hh > 0 && w < 1e7 && hh < 1e7)) {
         snprintf(why, why_len, "no usable width, height or viewBox");

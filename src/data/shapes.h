@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SHAPES_RED, SHAPES_GREEN, SHAPES_BLUE, SHAPES_YELLOW, SHAPES_PURPLE, SHAPES_ORANGE, SHAPES_BLACK, SHAPES_NCOLOR };
+enum {
+    SHAPES_RED, SHAPES_GREEN, SHAPES_BLUE, SHAPES_YELLOW, SHAPES_PURPLE, SHAPES_ORANGE, SHAPES_BLACK, SHAPES_NCOLOR
+};
 enum { SHAPES_CIRCLE, SHAPES_SQUARE, SHAPES_TRIANGLE, SHAPES_DIAMOND, SHAPES_NSHAPE };
 enum { SHAPES_SMALL, SHAPES_LARGE, SHAPES_NSIZE };
 enum { SHAPES_NCELL = 9 };
@@ -21,14 +23,14 @@ enum { SHAPES_LEFT_OF, SHAPES_RIGHT_OF, SHAPES_ABOVE, SHAPES_BELOW, SHAPES_NREL 
 enum { SHAPES_ATTR_COLOR, SHAPES_ATTR_SHAPE, SHAPES_ATTR_SIZE, SHAPES_ATTR_POS, SHAPES_NATTR };
 
 enum {
-    SHAPES_ANY = -1,        // an attribute a parsed caption does not mention
-    SHAPES_MAX_OBJ = 2,     // objects in a scene or a caption
-    SHAPES_MAX_CAPTIONS = 4, // captions of a scene (shapes_captions)
+    SHAPES_ANY = -1,          // an attribute a parsed caption does not mention
+    SHAPES_MAX_OBJ = 2,       // objects in a scene or a caption
+    SHAPES_MAX_CAPTIONS = 4,  // captions of a scene (shapes_captions)
     SHAPES_CAPTION_MAX = 128, // bytes of one caption, NUL included
-    SHAPES_MAX_FOUND = 16,  // objects shapes_parse_image reports at most
+    SHAPES_MAX_FOUND = 16,    // room for found objects the callers give shapes_parse_image
 };
 
-extern const uint8_t shapes_palette[SHAPES_NCOLOR][3];   // RGB
+extern const uint8_t shapes_palette[SHAPES_NCOLOR][3];      // RGB
 extern const char *const shapes_color_names[SHAPES_NCOLOR]; // "red", ...
 extern const char *const shapes_shape_names[SHAPES_NSHAPE]; // "circle", ...
 extern const char *const shapes_size_names[SHAPES_NSIZE];   // "small", "large"

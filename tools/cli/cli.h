@@ -17,6 +17,7 @@ int data_cmd_clipart(int argc, char **argv);      // cmd_data_sources.c
 int cmd_generate(int argc, char **argv); // cmd_generate.c
 int cmd_train(int argc, char **argv);  // cmd_train.c
 int cmd_sample(int argc, char **argv); // cmd_train.c
+int cmd_export(int argc, char **argv); // cmd_train.c
 
 // Prints "dalle: <the library's last error>" to stderr and returns 1.
 int cli_fail(void);

@@ -26,13 +26,15 @@ int data_cmd_shapes(int argc, char **argv) {
         {"--size", OPT_INT, &o.size, "canvas side S in pixels (12 .. 4096)"},
         {"--seed", OPT_I64, &seed, "scene i is a function of (seed, i) alone"},
         {"--holdout", OPT_STR, &holdout, "colour-shape pairs kept out of train and val (\"\": none)"},
-        {"--val-permille", OPT_INT, &g.val_permille, "validation share per 1000 train+val scenes (by hash of the scene)"},
+        {"--val-permille", OPT_INT, &g.val_permille,
+         "validation share per 1000 train+val scenes (by hash of the scene)"},
         {"--test-permille", OPT_INT, &g.test_permille, "test share per 1000 scenes, each using a held-out pair"},
         {"--two", OPT_DOUBLE, &two, "share of scenes with two objects"},
         {NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
-    int prc = opts_parse(argc, argv, "usage: dalle data shapes (--out FILE.dset | --png DIR) [options]", opts, pos, &npos);
+    int prc =
+        opts_parse(argc, argv, "usage: dalle data shapes (--out FILE.dset | --png DIR) [options]", opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
     if (npos) {
         fprintf(stderr, "dalle: data shapes: unexpected argument '%s'\n", pos[0]);
@@ -60,9 +62,11 @@ int data_cmd_shapes(int argc, char **argv) {
 static const char *const ATTR_NAMES[SHAPES_NATTR] = {"colour", "shape", "size", "position/relation"};
 
 static void print_attr(const char *name, int64_t correct, int64_t total) {
-    if (total) printf("  %-18s %7.2f%%  (%lld/%lld)\n", name, 100.0 * (double)correct / (double)total,
-                      (long long)correct, (long long)total);
-    else printf("  %-18s       -   (not mentioned)\n", name);
+    if (total)
+        printf("  %-18s %7.2f%%  (%lld/%lld)\n", name, 100.0 * (double)correct / (double)total, (long long)correct,
+               (long long)total);
+    else
+        printf("  %-18s       -   (not mentioned)\n", name);
 }
 
 // One image against one caption: prints what was found and the scores.

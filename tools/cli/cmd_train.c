@@ -8,6 +8,7 @@
 #include "core/common.h"
 #include "dalle/dalle.h"
 #include "opts.h"
+#include "prior/model.h"
 #include "prior/sample.h"
 #include "prior/train.h"
 
@@ -170,6 +171,33 @@ done:
     dalle_free(buf);
     dalle_free(text);
     dalle_free(codes);
+    prior_free(m);
+    return rc;
+}
+
+int cmd_export(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *dtype = "f32";
+    int no_ema = 0;
+    opt_t opts[] = {
+        {"--model,-m", OPT_STR, &model, "prior training checkpoint or model file (required)"},
+        {"--out,-o", OPT_STR, &out, "model file to write: parameters only (required)"},
+        {"--dtype", OPT_STR, &dtype, "storage: f32, f16 or bf16"},
+        {"--no-ema", OPT_FLAG, &no_ema, "export the raw parameters, not the (debiased) EMA"},
+        {NULL, 0, NULL, NULL}};
+    char *pos[OPTS_MAX_POS];
+    int npos = 0;
+    int prc = opts_parse(argc, argv, "usage: dalle export --model CHECKPOINT -o prior.safetensors [--dtype f16]\n"
+                                     "Writes a prior checkpoint's EMA weights (or raw ones) as a model file.",
+                         opts, pos, &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    st_dtype dt = !strcmp(dtype, "f32") ? ST_F32 : !strcmp(dtype, "f16") ? ST_F16 : !strcmp(dtype, "bf16") ? ST_BF16 : (st_dtype)-1;
+    if (!model || !out || npos || (int)dt < 0) {
+        fprintf(stderr, "dalle: export: needs --model, -o and --dtype f32|f16|bf16\n");
+        return 2;
+    }
+    prior_model *m = prior_load(model, !no_ema);
+    if (!m) return cli_fail();
+    int rc = prior_save_as(m, out, dt) ? cli_fail() : 0;
     prior_free(m);
     return rc;
 }
