@@ -3,8 +3,10 @@
 // consistent with the cells, objects inside the canvas and apart, captions
 // parsed back to their scenes, and the checker reading fresh renders (>= 99%
 // exact at S = 64 and 32) and blurred, noisy ones (>= 95%).
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "core/rng.h"
@@ -124,6 +126,41 @@ static void test_holdout_list(void) {
     CHECK(shapes_parse_holdout("red dog", &m) == DALLE_ERR && strstr(dalle_last_error(), "red dog"));
     CHECK(shapes_parse_holdout("red triangle,", &m) == DALLE_ERR);
     CHECK(shapes_parse_holdout("circle", &m) == DALLE_ERR);
+}
+
+// shapes_build's .dset holds scene i as item i: its pixels, captions and split.
+static void test_build_dset(void) {
+    char dir[] = "/tmp/test_shapes_XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/s.dset", dir);
+    shapes_build_opts o = {.count = 60, .size = 24, .seed = 9, .gen = shapes_default_gen_opts(), .out = path};
+    shapes_report r;
+    int level = dalle_log_level;
+    dalle_log_level = 0; // no progress line
+    CHECK(shapes_build(&o, &r) == DALLE_OK && r.items == 60 && r.captions == 240);
+    dalle_log_level = level;
+    dset *d = dset_open(path);
+    CHECK(d != NULL);
+    if (d) {
+        CHECK(dset_count(d) == 60 && dset_image_size(d) == 24);
+        uint8_t pix[24 * 24 * 3];
+        for (int64_t i = 0; i < dset_count(d); i++) {
+            shapes_scene sc;
+            char caps[SHAPES_MAX_CAPTIONS][SHAPES_CAPTION_MAX];
+            int split = shapes_generate(&sc, 9, (uint64_t)i, &o.gen), nc = shapes_captions(&sc, caps);
+            shapes_render(pix, 24, &sc);
+            CHECK(dset_split(d, i) == split && dset_caption_count(d, i) == nc);
+            CHECK(!memcmp(dset_image(d, i), pix, sizeof pix));
+            size_t len;
+            const char *c = dset_caption(d, i, 0, &len);
+            CHECK(len == strlen(caps[0]) && !memcmp(c, caps[0], len));
+        }
+        dset_close(d);
+    }
+    remove(path);
+    rmdir(dir);
+    o.size = 8;
+    CHECK(shapes_build(&o, &r) == DALLE_ERR && strstr(dalle_last_error(), "size 8"));
 }
 
 // Every caption of every scene parses back to the scene (sizes absent from
@@ -324,6 +361,7 @@ int main(void) {
     RUN(test_render_deterministic);
     RUN(test_splits_and_layout);
     RUN(test_holdout_list);
+    RUN(test_build_dset);
     RUN(test_caption_round_trip);
     RUN(test_caption_grammar);
     RUN(test_checker_mismatch);

@@ -461,10 +461,10 @@ static void blob_measure(blob_t *b, int k, const uint8_t *pix, const int32_t *co
         double a = sqrt(m / SHAPE_FILL[s]);
         double cy = s == SHAPES_TRIANGLE ? my - a / 6 : my; // a triangle's centroid is a/6 below its box centre
         // the moments fix the template up to noise: a small search around them
-        for (int k = 0; k < 27; k++) {
-            double ka = a * (1 + 0.05 * (k % 3 - 1)), kx = mx + 0.25 * (k / 3 % 3 - 1), ky = cy + 0.25 * (k / 9 - 1);
-            double e = template_error(s, kx, ky, ka, A, x0, y0, W, H, T, Tb);
-            if (e < best) best = e, b->obj.shape = s, best_a = ka, best_cy = ky;
+        for (int j = 0; j < 27; j++) {
+            double ja = a * (1 + 0.05 * (j % 3 - 1)), jx = mx + 0.25 * (j / 3 % 3 - 1), jy = cy + 0.25 * (j / 9 - 1);
+            double e = template_error(s, jx, jy, ja, A, x0, y0, W, H, T, Tb);
+            if (e < best) best = e, b->obj.shape = s, best_a = ja, best_cy = jy;
         }
     }
     b->mass = m;
