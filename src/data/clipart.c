@@ -494,6 +494,8 @@ int clipart_build(const clipart_opts *o, source_report *rep_out) {
         if (k == SOURCE_SKIP_PARSE && !why[0]) snprintf(why, sizeof why, "%s", dalle_last_error());
         if (k < 0) goto done;
         if (k > 0) {
+            for (char *p = why; *p; p++) // library messages may hold newlines
+                if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
             rep.skipped[k]++;
             dalle_logv("clipart: skipped %s: %s (%s)", rel, source_skip_name(k), why);
         } else {

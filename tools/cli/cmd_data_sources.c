@@ -45,9 +45,9 @@ int data_cmd_emoji(int argc, char **argv) {
     opt_t opts[] = {
         {"--size", OPT_INT, &o.size, "image side S in pixels"},
         {"--out,-o", OPT_STR, &o.out, "write a dataset file (.dset)"},
-        {"--png", OPT_STR, &o.png_dir, "write DIR/NNNNN.png and DIR/captions.tsv (file<TAB>caption rows)"},
+        {"--png", OPT_STR, &o.png_dir, "write into this folder NNNNN.png and captions.tsv (file<TAB>caption rows)"},
         {"--limit", OPT_I64, &o.limit, "only the first N emoji (0: all, about 3,600)"},
-        {"--match", OPT_STR, &o.match, "only emoji whose name contains TEXT (any case), e.g. \"flag: \""},
+        {"--match", OPT_STR, &o.match, "only emoji whose name contains this (any case), e.g. \"flag: \""},
         {"--font", OPT_STR, &o.font, "the colour bitmap font (package fonts-noto-color-emoji)"},
         {"--emoji-test", OPT_STR, &o.emoji_test, "emoji-test.txt (package unicode-data)"},
         {"--cldr", OPT_STR, &o.cldr, "CLDR common/ folder with annotations/en.xml (package unicode-cldr-core)"},
@@ -73,9 +73,9 @@ int data_cmd_clipart(int argc, char **argv) {
     opt_t opts[] = {
         {"--size", OPT_INT, &o.size, "image side S in pixels"},
         {"--out,-o", OPT_STR, &o.out, "write a dataset file (.dset)"},
-        {"--png", OPT_STR, &o.png_dir, "write DIR/NNNNN.png and DIR/captions.tsv (file<TAB>caption rows)"},
+        {"--png", OPT_STR, &o.png_dir, "write into this folder NNNNN.png and captions.tsv (file<TAB>caption rows)"},
         {"--limit", OPT_I64, &o.limit, "only the first N files in path order (0: all, about 8,100)"},
-        {"--match", OPT_STR, &o.match, "only files whose path under --root contains TEXT, e.g. \"animals/\""},
+        {"--match", OPT_STR, &o.match, "only files whose path under --root contains this, e.g. \"animals/\""},
         {"--root", OPT_STR, &o.root, "folder of .svg files, read recursively (package openclipart-svg)"},
         {NULL}};
     char *pos[OPTS_MAX_POS];
