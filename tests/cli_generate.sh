@@ -49,7 +49,7 @@ $DALLE generate --model "$T/model" -n 2 --prompts "$T/prompts.txt" --each "$T/ea
 $DALLE generate --model "$T/model" -n 2 --seed 5 -o "$T/a.png" "x" 2> /dev/null
 $DALLE generate --model "$T/model" -n 2 --seed 5 -o "$T/b.png" "x" 2> /dev/null
 cmp -s "$T/a.png" "$T/b.png" && ok "reproducible from the seed" || bad "seed"
-$DALLE generate --model "$T/model" -n 1 -o "$T/e.png" "" 2> /dev/null && ok "an empty caption (all padding)" || bad "empty caption"
+$DALLE generate --model "$T/model" -n 1 -o "$T/e.png" "" 2> "$T/e.txt" && ok "an empty caption (all padding)" || bad "empty caption: $(cat "$T/e.txt")"
 $DALLE generate --model "$T/model" -n 1 -o "$T/u.png" "$(printf 'bad \xff\xfe utf-8')" 2> /dev/null && ok "invalid UTF-8" || bad "invalid UTF-8"
 long=$(head -c 10000 /dev/zero | tr '\0' 'a' | sed 's/a\{10\}/& /g')
 $DALLE generate --model "$T/model" -n 1 -o "$T/l.png" "$long" 2> "$T/l.txt" && grep -q "reads the first 8" "$T/l.txt" \

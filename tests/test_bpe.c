@@ -249,6 +249,10 @@ static void test_edge_inputs(void) {
     int32_t ids[4096];
     char out[8192];
     CHECK(bpe_encode(trained, "", 0, NULL, ids, 4096) == 0);
+    bpe_tokenizer *fresh = bpe_load(CLIP_VOCAB); // nothing encoded yet: no id buffer
+    int32_t lay[8];
+    CHECK(fresh && bpe_layout(fresh, "", 0, NULL, 8, lay) == 0 && lay[7] == 49408 + 7);
+    bpe_free(fresh);
     CHECK(bpe_encode(clip, "   \t\n ", 6, NULL, ids, 4096) == 0);
     static const struct {
         const char *s;

@@ -139,6 +139,7 @@ static void test_loader(void) {
         diff_epoch |= loader_item(&c, pos) != loader_item(&c, pos + N);
     }
     CHECK(diff_seed && diff_epoch);
+    loader_free(&c);
     CHECK(loader_init(&c, 0, 1, 0, 1) == DALLE_ERR);
     for (int r = 0; r < W; r++) loader_free(&l[r]);
     loader_free(&a), loader_free(&b), loader_free(&c);

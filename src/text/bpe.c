@@ -707,7 +707,7 @@ int bpe_layout(bpe_tokenizer *t, const char *caption, size_t n, const bpe_dropou
                int text_len, int32_t *ids) {
     if (encode_all(t, caption, n, drop) != DALLE_OK) return -1;
     int k = t->nids < (size_t)text_len ? (int)t->nids : text_len;
-    memcpy(ids, t->ids, (size_t)k * sizeof(int32_t));
+    if (k) memcpy(ids, t->ids, (size_t)k * sizeof(int32_t));
     for (int i = k; i < text_len; i++) ids[i] = t->V + i;
     return k;
 }
