@@ -5,24 +5,7 @@
 # bad UTF-8 (skipped and counted); a malformed caption file (an error, no
 # output); `data info`; `data tokenize` into shards that `dalle train` then
 # trains on; `dalle dvae train` on the dataset file. Run by tests/run.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
-expect_fail() {
-    local name=$1 want=$2 out=$3
-    shift 3
-    local msg rc
-    msg=$("$@" 2>&1 >/dev/null); rc=$?
-    if [ $rc -eq 1 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $msg"
-    else
-        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 mkdir -p "$T/img"
 for f in png_rgb png_rgba png_gray png_pal4 png_rgb16 png_tall png_rgba_interlaced; do cp "tests/data/img/$f.png" "$T/img/"; done

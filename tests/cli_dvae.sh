@@ -3,25 +3,7 @@
 # texts, init / encode / decode / recon round trips, train then --resume
 # giving exactly the uninterrupted run, and bad input refused with a clear
 # message, exit status 1 and no output file. Run by tests/run with $DALLE set.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
-# expect_fail NAME WANTED_TEXT OUTFILE CMD...: exit 1, message has WANTED_TEXT, OUTFILE absent
-expect_fail() {
-    local name=$1 want=$2 out=$3
-    shift 3
-    local msg rc
-    msg=$("$@" 2>&1 >/dev/null); rc=$?
-    if [ $rc -eq 1 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $msg"
-    else
-        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 # help lists options with defaults
 $DALLE --help | grep -q "dvae" && ok "dalle --help" || bad "dalle --help"

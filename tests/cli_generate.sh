@@ -5,24 +5,8 @@
 # bad input (empty, 10,000-character and invalid UTF-8 captions are defined
 # behaviour; n = 0 or 10,000, a missing or inconsistent model directory and an
 # unwritable output are errors with no output file). Run by tests/run.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
-expect_fail() {
-    local name=$1 want=$2 out=$3
-    shift 3
-    local msg rc
-    msg=$("$@" 2>&1 >/dev/null); rc=$?
-    if [ $rc -ne 0 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $(echo "$msg" | tail -1)"
-    else
-        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
+WANT_RC="1 2"
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
 
 mkdir -p "$T/img" "$T/model"

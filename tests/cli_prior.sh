@@ -4,26 +4,8 @@
 # masks of a 4x4 grid (paper Fig. 11) letter for letter; a PNG of the right
 # size; a config JSON file round trip; bad input refused with a message, exit
 # status 1 or 2 and no output file. Run by tests/run with $DALLE set.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
-# expect_fail NAME WANTED_TEXT OUTFILE CMD...: exit 1 or 2, message has WANTED_TEXT, OUTFILE absent
-expect_fail() {
-    local name=$1 want=$2 out=$3
-    shift 3
-    local msg rc
-    msg=$("$@" 2>&1 >/dev/null); rc=$?
-    if { [ $rc -eq 1 ] || [ $rc -eq 2 ]; } && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] \
-        && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $msg"
-    else
-        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
+WANT_RC="1 2"
 # same_text NAME WANT GOT
 same_text() {
     if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got"$'\n'"$3"; fi

@@ -6,13 +6,7 @@
 # matching caption and 1 on a wrong one; --dir scoring a fresh folder at 100%;
 # bad input refused with a clear message and exit status 2 (1 for a bad
 # output path). Run by tests/run with $DALLE set.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib_cli.sh"
 # expect_rc NAME RC WANTED_TEXT CMD...: exit status RC and WANTED_TEXT in stderr
 expect_rc() {
     local name=$1 want_rc=$2 want=$3

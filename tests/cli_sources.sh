@@ -6,13 +6,7 @@
 # keycaps drawn as one glyph, an unsupported sequence skipped and counted;
 # a rebuild gives the same bytes; bad options and inputs refused. Run by
 # tests/run with $DALLE set; about 2 s (4 s under ASan).
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib_cli.sh"
 # No LSan suppressions: the clip art used here has no <text>. Drawings with
 # text make librsvg -> pango -> fontconfig leak some 50 KB each (not a
 # one-time cache, so not ours to hide; see docs/data.md, "Clip art").

@@ -7,24 +7,7 @@
 # image of a caption; train 2 x 40 steps with --resume gives the checkpoint of
 # 80 straight steps byte for byte; bad input is refused with a clear message.
 # Run by tests/run with $DALLE set.
-set -u
-DALLE=${DALLE:-build/dalle}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "  ok   $1"; }
-bad() { echo "  FAIL $1"; fails=$((fails + 1)); }
-expect_fail() {
-    local name=$1 want=$2 out=$3
-    shift 3
-    local msg rc
-    msg=$("$@" 2>&1 >/dev/null); rc=$?
-    if [ $rc -eq 1 ] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $msg"
-    else
-        bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 # tiny: L 6, Vt 40 (padding ids 40 + i), G 4 (N 16), Vi 24
 make_data() { # $1 records, $2 offset -> $T/$3.txt, $T/$3.codes

@@ -772,3 +772,12 @@ int st_writer_save(st_writer *w, const char *path) {
     dalle_free(out);
     return rc;
 }
+
+int st_meta_int(const st_file *f, const char *key, long long *out) {
+    const char *v = st_meta(f, key);
+    char *end;
+    if (!v) return dalle_seterr("%s: metadata '%s' missing (not a training checkpoint?)", f->path, key);
+    *out = strtoll(v, &end, 10);
+    if (*end || end == v) return dalle_seterr("%s: metadata '%s' is not an integer: '%s'", f->path, key, v);
+    return DALLE_OK;
+}

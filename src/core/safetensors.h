@@ -53,6 +53,9 @@ void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 // The metadata value for KEY, or NULL.
 const char *st_meta(const st_file *f, const char *key);
+// The metadata value for KEY as an integer into *out. DALLE_ERR naming the
+// file and the key when it is missing or not an integer.
+int st_meta_int(const st_file *f, const char *key, long long *out);
 
 // Copies tensor NAME into `out` as float32, converting from F16/BF16.
 // Errors (naming file and tensor) if it is missing or its shape differs from

@@ -274,15 +274,6 @@ done:
     return rc;
 }
 
-static int meta_int(const st_file *f, const char *key, long long *out) {
-    const char *v = st_meta(f, key);
-    char *end;
-    if (!v) return dalle_seterr("%s: metadata '%s' missing (not a training checkpoint?)", f->path, key);
-    *out = strtoll(v, &end, 10);
-    if (*end || end == v) return dalle_seterr("%s: metadata '%s' is not an integer: '%s'", f->path, key, v);
-    return DALLE_OK;
-}
-
 // Reads the settings a run keeps across --resume from "train.opts".
 static int read_opts(const st_file *f, dvae_train_opts *o) {
     const char *js = st_meta(f, "train.opts");
@@ -320,7 +311,7 @@ static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *st
     if (!f) return NULL;
     dvae_config cfg;
     long long st = 0, sd = 0;
-    if (dvae_config_from_file(f, &cfg) || meta_int(f, "train.step", &st) || meta_int(f, "train.seed", &sd) ||
+    if (dvae_config_from_file(f, &cfg) || st_meta_int(f, "train.step", &st) || st_meta_int(f, "train.seed", &sd) ||
         read_opts(f, o))
         goto fail;
     if (!(m = dvae_new(&cfg, 0))) goto fail;

@@ -142,15 +142,6 @@ done:
     return rc;
 }
 
-static int meta_ll(const st_file *f, const char *key, long long *out) {
-    const char *v = st_meta(f, key);
-    char *end;
-    if (!v) return dalle_seterr("%s: metadata '%s' missing (not a training checkpoint?)", f->path, key);
-    *out = strtoll(v, &end, 10);
-    if (*end || end == v) return dalle_seterr("%s: metadata '%s' is not an integer: '%s'", f->path, key, v);
-    return DALLE_OK;
-}
-
 static int read_kept(const st_file *f, prior_train_opts *o) {
     const char *js = st_meta(f, "train.opts");
     cJSON *j = js ? cJSON_Parse(js) : NULL;
@@ -180,8 +171,8 @@ static prior_model *load_checkpoint(const char *path, train_state *s, int64_t *s
     prior_model *m = NULL;
     prior_config cfg;
     long long st = 0, sd = 0, rec = 0;
-    if (prior_config_from_file(f, &cfg) || meta_ll(f, "train.step", &st) || meta_ll(f, "train.seed", &sd) ||
-        meta_ll(f, "train.records", &rec) || read_kept(f, o))
+    if (prior_config_from_file(f, &cfg) || st_meta_int(f, "train.step", &st) || st_meta_int(f, "train.seed", &sd) ||
+        st_meta_int(f, "train.records", &rec) || read_kept(f, o))
         goto fail;
     if (!(m = prior_model_new(&cfg))) goto fail;
     s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
