@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/common.h"
 #include "core/image.h"
@@ -146,31 +145,49 @@ static int dataset_keep(dataset *d, image_t img, const char *name) {
     return DALLE_OK;
 }
 
-// Loads the training images: every image of a folder, or the train split of
-// a dataset file (.dset, data/dataset.h).
+// Appends the train split of dataset file PATH (at most `room` images).
+static int dataset_add_dset(dataset *d, const char *path, int64_t room) {
+    dset *ds = dset_open(path);
+    if (!ds) return DALLE_ERR;
+    int64_t n = 0;
+    for (int64_t i = 0; i < dset_count(ds); i++) n += dset_split(ds, i) == DSET_TRAIN;
+    if (room >= 0 && n > room) n = room;
+    image_t *imgs = dalle_realloc(d->imgs, sizeof(image_t) * (size_t)(d->n + n + 1));
+    if (!imgs) {
+        dset_close(ds);
+        return DALLE_ERR;
+    }
+    d->imgs = imgs;
+    int D = dset_image_size(ds), rc = DALLE_OK;
+    for (int64_t i = 0, added = 0; i < dset_count(ds) && added < n && rc == DALLE_OK; i++) {
+        if (dset_split(ds, i) != DSET_TRAIN) continue;
+        image_t img = {0};
+        rc = image_alloc(&img, D, D);
+        if (rc == DALLE_OK) {
+            memcpy(img.data, dset_image(ds, i), (size_t)D * D * 3);
+            rc = dataset_keep(d, img, path);
+            added++;
+        }
+    }
+    dset_close(ds);
+    return rc;
+}
+
+// Loads the training images: every image of a folder (or comma-separated
+// folders), or the train split of dataset files (.dset, comma-separated).
 static int dataset_load(dataset *d, const char *dir, int S, int64_t max_images, uint64_t seed) {
     memset(d, 0, sizeof *d);
     d->S = S;
     d->seed = seed;
-    struct stat st;
-    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) {
-        dset *ds = dset_open(dir);
-        if (!ds) return DALLE_ERR;
-        int64_t n = 0;
-        for (int64_t i = 0; i < dset_count(ds); i++) n += dset_split(ds, i) == DSET_TRAIN;
-        if (max_images > 0 && n > max_images) n = max_images;
-        d->imgs = dalle_calloc((size_t)(n ? n : 1), sizeof(image_t));
-        int D = dset_image_size(ds);
-        for (int64_t i = 0; d->imgs && i < dset_count(ds) && d->n < n; i++) {
-            if (dset_split(ds, i) != DSET_TRAIN) continue;
-            image_t img = {0};
-            if (image_alloc(&img, D, D)) break;
-            memcpy(img.data, dset_image(ds, i), (size_t)D * D * 3);
-            if (dataset_keep(d, img, dir)) break;
-        }
-        int ok = d->imgs && d->n == n;
-        dset_close(ds);
-        if (!ok || loader_init(&d->order, d->n, stream_key(seed, STREAM_ORDER), 0, 1)) {
+    if (strstr(dir, ".dset")) {
+        char *list = dalle_strdup(dir);
+        if (!list) return DALLE_ERR;
+        int rc = DALLE_OK;
+        for (char *p = strtok(list, ","); p && rc == DALLE_OK; p = strtok(NULL, ","))
+            rc = dataset_add_dset(d, p, max_images > 0 ? max_images - d->n : -1);
+        dalle_free(list);
+        if (rc == DALLE_OK && d->n == 0) rc = dalle_seterr("%s: no training images", dir);
+        if (rc != DALLE_OK || loader_init(&d->order, d->n, stream_key(seed, STREAM_ORDER), 0, 1)) {
             dataset_free(d);
             return DALLE_ERR;
         }

@@ -91,6 +91,38 @@ static int data_cmd_tokenize(int argc, char **argv) {
     return 0;
 }
 
+static int data_cmd_captions(int argc, char **argv) {
+    const char *split = "all";
+    opt_t opts[] = {{"--split", OPT_STR, &split, "train, val, test or all"}, {NULL, 0, NULL, NULL}};
+    char *pos[OPTS_MAX_POS];
+    int npos = 0;
+    int prc = opts_parse(argc, argv, "usage: dalle data captions [--split S] DATASET...\n"
+                                     "Prints every caption, one per line (e.g. to train a tokenizer on).",
+                         opts, pos, &npos);
+    if (prc) return prc == 1 ? 0 : 2;
+    int want = !strcmp(split, "train") ? DSET_TRAIN : !strcmp(split, "val") ? DSET_VAL : !strcmp(split, "test") ? DSET_TEST
+             : !strcmp(split, "all") ? -1 : -2;
+    if (npos < 1 || want == -2) {
+        fprintf(stderr, "dalle: data captions: needs datasets and a valid --split\n");
+        return 2;
+    }
+    for (int f = 0; f < npos; f++) {
+        dset *d = dset_open(pos[f]);
+        if (!d) return cli_fail();
+        for (int64_t i = 0; i < dset_count(d); i++) {
+            if (want >= 0 && dset_split(d, i) != want) continue;
+            for (int k = 0; k < dset_caption_count(d, i); k++) {
+                size_t len;
+                const char *c = dset_caption(d, i, k, &len);
+                fwrite(c, 1, len, stdout);
+                putchar('\n');
+            }
+        }
+        dset_close(d);
+    }
+    return fflush(stdout) ? 1 : 0;
+}
+
 static int data_cmd_info(int argc, char **argv) {
     int show = 3;
     opt_t opts[] = {{"--show", OPT_INT, &show, "print the captions of this many items"}, {NULL, 0, NULL, NULL}};
@@ -131,6 +163,7 @@ int cmd_data(int argc, char **argv) {
     } SUB[] = {
         {"build", data_cmd_build, "image folder + caption file -> dataset, with the paper's filters"},
         {"info", data_cmd_info, "counts, splits and captions of a dataset file"},
+        {"captions", data_cmd_captions, "every caption of datasets, one per line"},
         {"tokenize", data_cmd_tokenize, "dataset -> shards for the prior: captions by BPE, images by the dVAE"},
         {"shapes", data_cmd_shapes, "synthetic scenes of coloured shapes with captions (compositional test set)"},
         {"shapes-check", data_cmd_shapes_check, "parse images of shapes back and score them against captions"},
