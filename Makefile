@@ -22,8 +22,8 @@ OPT     := -O3 -g -march=native -fno-math-errno -fno-trapping-math
 endif
 
 # Renderers of the built-in datasets (FreeType + HarfBuzz for emoji, librsvg for
-# clip art) and libxml2 (CLDR annotations, SVG metadata).
-PKGS    := freetype2 harfbuzz librsvg-2.0 libxml-2.0
+# clip art), libxml2 (CLDR annotations, SVG metadata), libmicrohttpd (dalle serve).
+PKGS    := freetype2 harfbuzz librsvg-2.0 libxml-2.0 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -39,7 +39,7 @@ ifneq ($(MAKECMDGOALS),clean)
 $(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPICC),✓ (mpicc found),✗ (no mpicc)))
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c src/serve/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)

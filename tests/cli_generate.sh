@@ -9,19 +9,7 @@
 WANT_RC="1 2"
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
 
-mkdir -p "$T/img" "$T/model"
-for f in png_rgb png_rgba png_gray png_pal4 jpg_baseline jpg_gray; do cp tests/data/img/$f.* "$T/img/"; done
-for f in "$T"/img/*; do b=$(basename "$f"); printf '%s\ta small picture of %s\n' "$b" "${b%.*}"; done > "$T/caps.tsv"
-cut -f2 "$T/caps.tsv" > "$T/text.txt"
-$DALLE -q bpe train --vocab 300 -o "$T/model/tokenizer.json" "$T/text.txt"
-V=$($DALLE bpe info -t "$T/model/tokenizer.json" | awk '/^vocab/ {print $2}')
-$DALLE -q data build --images "$T/img" --captions "$T/caps.tsv" --size 64 --min-side 0 -o "$T/d.dset" > /dev/null 2>&1
-$DALLE -q data tokenize --dvae models/dvae-icons.safetensors -t "$T/model/tokenizer.json" --text-len 8 --split all \
-    "$T/d.dset" -o "$T/s.dshard" > /dev/null
-echo '{"n_layer":2,"n_head":2,"d_head":8,"text_len":8,"text_vocab":'"$V"',"grid":16,"image_vocab":512,"conv_kernel":3,"mlp_mult":2}' > "$T/cfg.json"
-$DALLE -q train --config "$T/cfg.json" --batch 2 --steps 4 -o "$T/model/prior.safetensors" "$T/s.dshard" > /dev/null 2>&1
-cp models/dvae-icons.safetensors "$T/model/dvae.safetensors"
-echo '{"format": "dalle.c model", "version": 1, "name": "test"}' > "$T/model/config.json"
+make_tiny_model "$T/model"
 
 $DALLE generate --model "$T/model" -n 3 --seed 1 -o "$T/grid.png" "a small picture" "png rgb" 2> "$T/log.txt" \
     && ok "generate" || bad "generate: $(cat "$T/log.txt")"
@@ -42,7 +30,7 @@ $DALLE generate --model "$T/model" -n 1 -o "$T/l.png" "$long" 2> "$T/l.txt" && g
 expect_fail "n = 0" "outside" "$T/o1.png" $DALLE generate --model "$T/model" -n 0 -o "$T/o1.png" "x"
 expect_fail "n = 10000" "outside" "$T/o2.png" $DALLE generate --model "$T/model" -n 10000 -o "$T/o2.png" "x"
 expect_fail "missing model directory" "config.json" "$T/o3.png" $DALLE generate --model "$T/nomodel" -o "$T/o3.png" "x"
-mkdir -p "$T/bad" && cp "$T/model"/* "$T/bad/" && $DALLE -q bpe train --vocab 280 -o "$T/bad/tokenizer.json" "$T/text.txt"
+mkdir -p "$T/bad" && cp "$T/model"/* "$T/bad/" && $DALLE -q bpe train --vocab 280 -o "$T/bad/tokenizer.json" "$T/tiny-model-work/text.txt"
 expect_fail "a tokenizer of another vocabulary" "text vocabulary" "$T/o4.png" $DALLE generate --model "$T/bad" -o "$T/o4.png" "x"
 expect_fail "an unwritable output" "cannot" "/nonexistent-dir/o5.png" \
     $DALLE generate --model "$T/model" -n 1 -o /nonexistent-dir/o5.png "x"

@@ -23,3 +23,24 @@ expect_fail() {
         bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
     fi
 }
+
+# make_tiny_model DIR: a small model directory for the generation tests: a
+# tokenizer and a 2-layer prior trained for a few steps on the shipped dVAE's
+# codes of some test images (text_len 8).
+make_tiny_model() {
+    local M=$1 W="$T/tiny-model-work"
+    mkdir -p "$M" "$W/img"
+    for f in png_rgb png_rgba png_gray png_pal4 jpg_baseline jpg_gray; do cp tests/data/img/$f.* "$W/img/"; done
+    for f in "$W"/img/*; do b=$(basename "$f"); printf '%s\ta small picture of %s\n' "$b" "${b%.*}"; done > "$W/caps.tsv"
+    cut -f2 "$W/caps.tsv" > "$W/text.txt"
+    $DALLE -q bpe train --vocab 300 -o "$M/tokenizer.json" "$W/text.txt"
+    local V
+    V=$($DALLE bpe info -t "$M/tokenizer.json" | awk '/^vocab/ {print $2}')
+    $DALLE -q data build --images "$W/img" --captions "$W/caps.tsv" --size 64 --min-side 0 -o "$W/d.dset" > /dev/null 2>&1
+    $DALLE -q data tokenize --dvae models/dvae-icons.safetensors -t "$M/tokenizer.json" --text-len 8 --split all \
+        "$W/d.dset" -o "$W/s.dshard" > /dev/null
+    echo '{"n_layer":2,"n_head":2,"d_head":8,"text_len":8,"text_vocab":'"$V"',"grid":16,"image_vocab":512,"conv_kernel":3,"mlp_mult":2}' > "$W/cfg.json"
+    $DALLE -q train --config "$W/cfg.json" --batch 2 --steps 4 -o "$M/prior.safetensors" "$W/s.dshard" > /dev/null 2>&1
+    cp models/dvae-icons.safetensors "$M/dvae.safetensors"
+    echo '{"format": "dalle.c model", "version": 1, "name": "test"}' > "$M/config.json"
+}

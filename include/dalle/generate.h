@@ -31,6 +31,8 @@ typedef struct {
     int top_k;         // 0: off
     float top_p;       // 1: off
     int progress;      // show a progress line on stderr
+    void (*on_progress)(void *user, int done, int total); // if not NULL: called as image tokens are drawn
+    void *user;
 } dalle_gen_params;
 
 // n 1, seed 0, temperature 1, top_k 0, top_p 1, no progress line.

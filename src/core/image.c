@@ -435,7 +435,7 @@ static int png_encode(png_out *c, const image_t *img) {
     return DALLE_OK;
 }
 
-int image_save_png(const char *path, const image_t *img) {
+int image_encode_png(const image_t *img, uint8_t **out, size_t *len) {
     DALLE_ASSERT(img->data && img->w > 0 && img->h > 0);
     png_out c = {0};
     c.png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, c.msg, png_on_error, png_on_warning,
@@ -443,9 +443,22 @@ int image_save_png(const char *path, const image_t *img) {
     if (c.png) c.info = png_create_info_struct(c.png);
     int rc = c.info ? png_encode(&c, img) : DALLE_ERR;
     png_destroy_write_struct(&c.png, &c.info);
-    if (rc == DALLE_OK) rc = dalle_write_file_atomic(path, c.buf, c.len);
-    else dalle_seterr("%s: cannot encode PNG: %s", path, c.msg[0] ? c.msg : "out of memory");
-    dalle_free(c.buf);
+    if (rc != DALLE_OK) {
+        dalle_seterr("cannot encode PNG: %s", c.msg[0] ? c.msg : "out of memory");
+        dalle_free(c.buf);
+        return DALLE_ERR;
+    }
+    *out = c.buf;
+    *len = c.len;
+    return DALLE_OK;
+}
+
+int image_save_png(const char *path, const image_t *img) {
+    uint8_t *buf;
+    size_t len;
+    if (image_encode_png(img, &buf, &len)) return dalle_errprefix("%s", path);
+    int rc = dalle_write_file_atomic(path, buf, len);
+    dalle_free(buf);
     return rc;
 }
 

@@ -21,6 +21,8 @@ int image_load_mem(const void *data, size_t len, const char *name, image_t *out)
 
 // Writes an 8-bit RGB PNG atomically (temp file + rename).
 int image_save_png(const char *path, const image_t *img);
+// Encodes an 8-bit RGB PNG into *out (dalle_malloc'ed, *len bytes).
+int image_encode_png(const image_t *img, uint8_t **out, size_t *len);
 
 // Frees the pixels; safe on a zeroed image_t.
 void image_free(image_t *img);

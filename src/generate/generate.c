@@ -19,7 +19,7 @@ struct dalle_model {
     int L, S, G;
 };
 
-dalle_gen_params dalle_gen_default_params(void) { return (dalle_gen_params){1, 0, 1.0f, 0, 1.0f, 0}; }
+dalle_gen_params dalle_gen_default_params(void) { return (dalle_gen_params){1, 0, 1.0f, 0, 1.0f, 0, NULL, NULL}; }
 
 void dalle_model_free(dalle_model *m) {
     if (!m) return;
@@ -103,6 +103,8 @@ int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *
     prior_sample_opts so = prior_sample_default_opts();
     so.temperature = gp.temperature, so.top_k = gp.top_k, so.top_p = gp.top_p, so.seed = gp.seed;
     so.progress = gp.progress;
+    so.on_step = gp.on_progress;
+    so.user = gp.user;
     if (prior_sample(m->prior, text, gp.n, &so, codes)) goto done;
     for (int k = 0; k < gp.n; k++) {
         if (dvae_decode(m->dvae, codes + (size_t)k * N, 1, x)) goto done;

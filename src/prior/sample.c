@@ -18,7 +18,9 @@
 #include "prior/model.h"
 #include "prior/sample.h"
 
-prior_sample_opts prior_sample_default_opts(void) { return (prior_sample_opts){1.0f, 0, 1.0f, 0, 0, NULL}; }
+prior_sample_opts prior_sample_default_opts(void) {
+    return (prior_sample_opts){1.0f, 0, 1.0f, 0, 0, NULL, NULL, NULL};
+}
 
 // Image positions a layer of type TYPE keeps in its ring.
 int prior_cache_window(const prior_config *c, prior_layer_type type) {
@@ -281,6 +283,7 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
                 prior_sample_logits(c.logits + (int64_t)k * m->Vi, m->Vi, &opts, (uint64_t)k, (uint64_t)j, work);
         if (opts.step_seconds) opts.step_seconds[j] = dalle_time() - t0;
         if (opts.progress) progress_update(&pr, j + 1, (int64_t)(j + 1) * n_cand, NULL);
+        if (opts.on_step) opts.on_step(opts.user, j + 1, m->N);
     }
     if (opts.progress) progress_end(&pr);
     dalle_free(work);

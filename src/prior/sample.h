@@ -11,6 +11,8 @@ typedef struct {
     uint64_t seed;     // Philox key: candidate c, position j draws from (seed, c, j)
     int progress;      // show a progress line
     double *step_seconds; // if not NULL, (N): the seconds each image position took (benchmarks)
+    void (*on_step)(void *user, int done, int total); // if not NULL: called after each image position
+    void *user;
 } prior_sample_opts;
 
 // temperature 1, top_k 0, top_p 1, seed 0, no progress line.

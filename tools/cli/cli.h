@@ -15,6 +15,7 @@ int data_cmd_shapes_check(int argc, char **argv); // cmd_data_shapes.c
 int data_cmd_emoji(int argc, char **argv);        // cmd_data_sources.c
 int data_cmd_clipart(int argc, char **argv);      // cmd_data_sources.c
 int cmd_generate(int argc, char **argv); // cmd_generate.c
+int cmd_serve(int argc, char **argv);    // cmd_serve.c
 int cmd_train(int argc, char **argv);  // cmd_train.c
 int cmd_sample(int argc, char **argv); // cmd_train.c
 int cmd_export(int argc, char **argv); // cmd_train.c

@@ -16,6 +16,7 @@ static const struct {
     const char *help;
 } COMMANDS[] = {
     {"generate", cmd_generate, "caption -> images with a model directory (tokenizer, prior, dVAE): a PNG grid"},
+    {"serve", cmd_serve, "the local web app and an HTTP API (OpenAI's /v1/images/generations)"},
     {"dvae", cmd_dvae, "stage 1: train the discrete VAE, encode images to tokens, decode, reconstruct"},
     {"bpe", cmd_bpe, "the text tokenizer: train a BPE vocabulary, encode captions to ids, decode"},
     {"data", cmd_data, "datasets: build from folders (the paper's filters), emoji, clip art, shapes, tokenize"},
