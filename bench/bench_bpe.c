@@ -53,14 +53,6 @@ static double time_encode(const char *path, const char *text, size_t n, int repe
     return best;
 }
 
-// The number after "KEY": in the JSON line s, or -1.
-static double json_num(const char *s, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *at = s ? strstr(s, pat) : NULL;
-    return at ? atof(at + strlen(pat)) : -1;
-}
-
 int main(int argc, char **argv) {
     int repeats = argc > 1 ? atoi(argv[1]) : 3;
     int train = !(argc > 2 && !strcmp(argv[2], "notrain"));
@@ -103,14 +95,14 @@ int main(int argc, char **argv) {
             if (strstr(line, "tiktoken_mbps")) have_ref = 1;
         have_ref &= pclose(p) == 0;
     }
-    double tk = have_ref ? json_num(line, "tiktoken_mbps") : -1, hf = have_ref ? json_num(line, "tokenizers_mbps") : -1;
+    double tk = have_ref ? bench_json_num(line, "tiktoken_mbps") : -1, hf = have_ref ? bench_json_num(line, "tokenizers_mbps") : -1;
 
     printf("bench_bpe: encode %s (%.1f MB, every line), one thread, best of %d\n", CORPUS, mb, repeats);
     printf("  dalle.c   vocab 16384 (dalle)  %7.1f MB/s   %.2f bytes/token\n", mb / t_ours, (double)n / (double)n_ids);
     printf("  dalle.c   vocab 49408 (CLIP)   %7.1f MB/s   %.2f bytes/token\n", mb / t_clip, (double)n / (double)n_clip);
     if (have_ref) {
         printf("  tiktoken  vocab 16384          %7.1f MB/s   (same ids: %s)   dalle.c / tiktoken   = %.2fx\n", tk,
-               json_num(line, "tiktoken_same_ids") == 1 ? "yes" : "NO", mb / t_ours / tk);
+               bench_json_num(line, "tiktoken_same_ids") == 1 ? "yes" : "NO", mb / t_ours / tk);
         printf("  tokenizers vocab 16384         %7.1f MB/s                      dalle.c / tokenizers = %.2fx\n", hf,
                mb / t_ours / hf);
     } else {
@@ -118,7 +110,7 @@ int main(int argc, char **argv) {
     }
     if (train) {
         printf("bench_bpe: train 16384 tokens on %s: %.1f s (goal < 60 s)", BIG, t_train);
-        double ht = have_ref ? json_num(line, "tokenizers_train_s") : -1;
+        double ht = have_ref ? bench_json_num(line, "tokenizers_train_s") : -1;
         if (ht > 0) printf("; tokenizers' BpeTrainer %.1f s, ratio %.2fx", ht, ht / t_train);
         printf("\n");
     }

@@ -41,3 +41,11 @@ static inline double bench_run_json(const char *cmd, const char *key) {
     if (pclose(p) != 0) return -1;
     return v;
 }
+
+// The number after "KEY": in the JSON text s, or -1 when absent.
+static inline double bench_json_num(const char *s, const char *key) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = s ? strstr(s, pat) : NULL;
+    return at ? atof(at + strlen(pat)) : -1;
+}

@@ -23,14 +23,6 @@ static void die(const char *what) {
     exit(1);
 }
 
-// The number after "KEY": in s, or -1.
-static double json_num(const char *s, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *at = strstr(s, pat);
-    return at ? atof(at + strlen(pat)) : -1;
-}
-
 int main(int argc, char **argv) {
     const char *preset = argc > 1 ? argv[1] : "small";
     int B = argc > 2 ? atoi(argv[2]) : 4, steps = argc > 3 ? atoi(argv[3]) : 5;
@@ -94,11 +86,11 @@ int main(int argc, char **argv) {
     printf("bench_prior: preset %s (%lld parameters, T = %d), batch %d, %d threads\n", preset, (long long)m->n_params,
            m->T, B, threads);
     printf("  train   dalle.c %8.0f tok/s  (%.1f ms/step)", tok_s, best * 1e3);
-    if (have) printf("   PyTorch %8.0f tok/s   ratio %.2fx", json_num(line, "train_tok_s"), tok_s / json_num(line, "train_tok_s"));
+    if (have) printf("   PyTorch %8.0f tok/s   ratio %.2fx", bench_json_num(line, "train_tok_s"), tok_s / bench_json_num(line, "train_tok_s"));
     printf("\n  train   %.1f GFLOP/s sparse-model FLOPs (%.1f dense-equivalent); sgemm peak %.1f GFLOP/s: %.0f%% of peak\n",
            gflops, gflops_dense, peak, 100 * gflops / peak);
     printf("  sample  dalle.c %8.0f tok/s", sample_tok_s);
-    if (have) printf("   PyTorch %8.0f tok/s   ratio %.2fx", json_num(line, "sample_tok_s"), sample_tok_s / json_num(line, "sample_tok_s"));
+    if (have) printf("   PyTorch %8.0f tok/s   ratio %.2fx", bench_json_num(line, "sample_tok_s"), sample_tok_s / bench_json_num(line, "sample_tok_s"));
     printf("\n  sample  ms per token by eighth of the image, dalle.c:");
     for (int e = 0; e < 8; e++) {
         double s = 0;

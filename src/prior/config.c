@@ -13,6 +13,7 @@
 #include "core/common.h"
 #include "dalle/dalle.h"
 #include "dalle/prior.h"
+#include "prior/model.h"
 
 int prior_config_preset(const char *name, prior_config *cfg) {
     static const struct {
@@ -249,28 +250,14 @@ int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_co
     c.bytes_adam = 8 * c.params;
     c.bytes_adam16 = 4 * c.params;
 
-    // The activations: the pieces of prior_acts_new's size table (src/prior/model.c), each
+    // The activations: prior_acts_new's size table (src/prior/model.c), each piece
     // rounded up to 16 floats as it does. Bounded in double first so the int64 sums cannot overflow.
     double att_d = 0, big = (double)BT * (double)(nl + 1) * (double)(6 * d + 2 * f + 4) * 2.0 +
                             (double)B * (double)((L - 1) * Vt + N * Vi);
     for (int l = 0; l < nl; l++) att_d += (double)B * cfg->n_head * (double)c.nnz[prior_layer_type_of(cfg, l)];
     if (big + att_d > 0x1p58) return dalle_seterr("prior costs: the activations of batch %d exceed 2^60 bytes", batch);
-    int64_t att = 0;
-    for (int l = 0; l < nl; l++) att += B * cfg->n_head * c.nnz[prior_layer_type_of(cfg, l)];
-    const int64_t sizes[] = {
-        (nl + 1) * BT * d,                          // x
-        nl * BT * d, nl * BT * d,                   // ln1, ln2
-        nl * BT, nl * BT, nl * BT, nl * BT,         // mu1 rs1 mu2 rs2
-        nl * BT * 3 * d,                            // qkv
-        att,                                        // att
-        nl * BT * d, nl * BT * d,                   // atty, xmid
-        nl * BT * f, nl * BT * f,                   // fch, fcg
-        BT * d, BT, BT,                             // lnf, muf, rsf
-        B * (L - 1) * Vt,                           // logit_text
-        B * N * Vi,                                 // logit_img
-        B * (L - 1), B * N,                         // targets
-        BT * d, BT * d, BT * 3 * d, BT * d, BT * f, BT * f, B * cfg->n_head * T, // backward scratch
-    };
+    int64_t sizes[PRIOR_ACT_PIECES];
+    prior_act_sizes(cfg, c.nnz, (int)B, sizes);
     int64_t floats = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) floats += round16(sizes[i]);
     c.batch = batch;

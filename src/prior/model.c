@@ -164,39 +164,48 @@ void prior_init(prior_model *m, uint64_t seed) {
     }
 }
 
+void prior_act_sizes(const prior_config *c, const int64_t nnz[3], int B, int64_t sizes[PRIOR_ACT_PIECES]) {
+    int nl = c->n_layer, NH = c->n_head, L = c->text_len, G = c->grid;
+    int64_t d = (int64_t)NH * c->d_head, f = d * c->mlp_mult, N = (int64_t)G * G, T = L + N, BT = B * T;
+    int64_t Vt = (int64_t)c->text_vocab + L, Vi = c->image_vocab, att = 0;
+    for (int l = 0; l < nl; l++) att += (int64_t)B * NH * nnz[prior_layer_type_of(c, l)];
+    // In the order of prior_acts' pointers; the int32 targets get float-sized slots.
+    const int64_t s[PRIOR_ACT_PIECES] = {
+        (nl + 1) * BT * d,                  // x
+        nl * BT * d, nl * BT * d,           // ln1, ln2
+        nl * BT, nl * BT, nl * BT, nl * BT, // mu1 rs1 mu2 rs2
+        nl * BT * 3 * d,                    // qkv
+        att,                                // att
+        nl * BT * d, nl * BT * d,           // atty, xmid
+        nl * BT * f, nl * BT * f,           // fch, fcg
+        BT * d, BT, BT,                     // lnf, muf, rsf
+        B * (L - 1) * Vt,                   // logit_text
+        B * N * Vi,                         // logit_img
+        B * (L - 1), B * N,                 // targets
+        BT * d, BT * d, BT * 3 * d, BT * d, BT * f, BT * f, B * NH * T, // backward scratch
+    };
+    memcpy(sizes, s, sizeof s);
+}
+
 prior_acts *prior_acts_new(const prior_model *m, int B) {
     prior_acts *a = dalle_calloc(1, sizeof *a);
     if (!a) return NULL;
     int nl = m->cfg.n_layer;
-    int64_t BT = (int64_t)B * m->T, d = m->d, f = m->f;
     a->B = B;
     a->att_off = dalle_malloc(sizeof(int64_t) * (size_t)nl);
     if (!a->att_off) goto fail;
-    int64_t att = 0;
-    for (int l = 0; l < nl; l++) {
-        a->att_off[l] = att;
-        att += (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
+    for (int l = 0, off = 0; l < nl; l++) {
+        a->att_off[l] = off;
+        off += (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
     }
-    // Sizes in floats; the int32 arrays get float-sized slots.
-    int64_t sizes[] = {
-        (nl + 1) * BT * d,                      // x
-        nl * BT * d, nl * BT * d,               // ln1, ln2
-        nl * BT, nl * BT, nl * BT, nl * BT,     // mu1 rs1 mu2 rs2
-        nl * BT * 3 * d,                        // qkv
-        att,                                    // att
-        nl * BT * d, nl * BT * d,               // atty, xmid
-        nl * BT * f, nl * BT * f,               // fch, fcg
-        BT * d, BT, BT,                         // lnf, muf, rsf
-        (int64_t)B * (m->L - 1) * m->Vt,        // logit_text
-        (int64_t)B * m->N * m->Vi,              // logit_img
-        (int64_t)B * (m->L - 1), (int64_t)B * m->N, // targets
-        BT * d, BT * d, BT * 3 * d, BT * d, BT * f, BT * f, (int64_t)B * m->NH * m->T, // backward scratch
-    };
+    int64_t sizes[PRIOR_ACT_PIECES];
+    const int64_t nnz[3] = {m->keys[0].nnz, m->keys[1].nnz, m->keys[2].nnz};
+    prior_act_sizes(&m->cfg, nnz, B, sizes);
     float **ptrs[] = {&a->x, &a->ln1, &a->ln2, &a->mu1, &a->rs1, &a->mu2, &a->rs2, &a->qkv, &a->att,
                       &a->atty, &a->xmid, &a->fch, &a->fcg, &a->lnf, &a->muf, &a->rsf, &a->logit_text,
                       &a->logit_img, (float **)&a->tgt_text, (float **)&a->tgt_img, &a->dx, &a->dln,
                       &a->dqkv, &a->datty, &a->dfc, &a->dfc2, &a->dscratch};
-    int n = (int)(sizeof sizes / sizeof *sizes);
+    int n = PRIOR_ACT_PIECES;
     DALLE_ASSERT(n == (int)(sizeof ptrs / sizeof *ptrs));
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += (sizes[i] + 15) & ~(int64_t)15; // 64-byte aligned pieces

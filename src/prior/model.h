@@ -96,6 +96,12 @@ int prior_read_tensors(const prior_model *m, const st_file *f, const char *prefi
 int prior_config_from_file(const st_file *f, prior_config *cfg);
 int prior_save_as(const prior_model *m, const char *path, st_dtype dtype);
 
+// The pieces of a training batch's activation arena, in floats, in the order
+// of prior_acts' pointers (the single size table; prior_costs_compute uses
+// it too). nnz: the key count of each prior_layer_type.
+enum { PRIOR_ACT_PIECES = 27 };
+void prior_act_sizes(const prior_config *c, const int64_t nnz[3], int B, int64_t sizes[PRIOR_ACT_PIECES]);
+
 // Activations for batches of up to B sequences. NULL on OOM.
 prior_acts *prior_acts_new(const prior_model *m, int B);
 void prior_acts_free(prior_acts *a);
