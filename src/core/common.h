@@ -56,6 +56,11 @@ char *dalle_read_file(const char *path, size_t *len);
 // partial file is left on failure.
 int dalle_write_file_atomic(const char *path, const void *data, size_t len);
 
+// FNV-1a 64 of data[0..n), continued from h (start with DALLE_FNV_START):
+// the checksum of the dataset and shard files.
+#define DALLE_FNV_START 0xCBF29CE484222325ull
+uint64_t dalle_fnv1a(uint64_t h, const void *data, size_t n);
+
 // Seconds since an arbitrary fixed point (monotonic clock).
 double dalle_time(void);
 

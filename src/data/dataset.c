@@ -17,19 +17,7 @@
 enum { HDR = 64, ENTRY = 32, MAX_CAPTIONS = 65535 };
 static const char MAGIC[8] = {'D', 'A', 'L', 'L', 'E', 'D', 'S', 'T'};
 
-uint64_t dset_fnv(const void *data, size_t n) {
-    const uint8_t *p = data;
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
-}
-
-// FNV-1a continued from h (for streaming).
-static uint64_t fnv_more(uint64_t h, const void *data, size_t n) {
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
-}
+uint64_t dset_fnv(const void *data, size_t n) { return dalle_fnv1a(DALLE_FNV_START, data, n); }
 
 int dset_split_of(const char *name, int val_permille) {
     return (int)(dset_fnv(name, strlen(name)) % 1000) < val_permille ? DSET_VAL : DSET_TRAIN;
@@ -241,7 +229,7 @@ dset_writer *dset_writer_open(const char *path, int image_size) {
     }
     static const uint8_t zero[HDR] = {0};
     if (fwrite(zero, 1, HDR, w->f) != HDR) goto io;
-    w->sum = 0xCBF29CE484222325ull;
+    w->sum = DALLE_FNV_START;
     return w;
 io:
     dalle_seterr("%s: write error", w->tmp);
@@ -303,7 +291,7 @@ int dset_writer_add(dset_writer *w, const uint8_t *pixels, const char *const *ca
     if (need > UINT32_MAX) return dalle_seterr("%s: the captions of %s are too long", w->path, source);
     size_t img = (size_t)w->S * w->S * 3;
     if (fwrite(pixels, 1, img, w->f) != img) return dalle_seterr("%s: write error", w->tmp);
-    w->sum = fnv_more(w->sum, pixels, img);
+    w->sum = dalle_fnv1a(w->sum, pixels, img);
     if ((size_t)(w->n + 1) * ENTRY > w->index_cap) {
         size_t cap = w->index_cap ? w->index_cap * 2 : 1024 * ENTRY;
         uint8_t *p = dalle_realloc(w->index, cap);
@@ -351,7 +339,7 @@ int dset_writer_finish(dset_writer *w) {
     if (fwrite(w->index, 1, (size_t)w->n * ENTRY, w->f) != (size_t)w->n * ENTRY ||
         fwrite(w->caps, 1, w->caps_n, w->f) != w->caps_n)
         goto io;
-    uint64_t sum = fnv_more(fnv_more(w->sum, w->index, (size_t)w->n * ENTRY), w->caps, w->caps_n);
+    uint64_t sum = dalle_fnv1a(dalle_fnv1a(w->sum, w->index, (size_t)w->n * ENTRY), w->caps, w->caps_n);
     uint8_t h[HDR] = {0};
     memcpy(h, MAGIC, 8);
     wr32(h + 8, 1);

@@ -118,12 +118,6 @@ static uint32_t load_id(const uint8_t *p, int64_t i, int id_bytes) {
     return v;
 }
 
-// FNV-1a 64 of p[0..n), continued from h.
-static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
-}
-
 // ---------------------------------------------------------------- reader
 
 // Validates s->data[0..len) and fills s->info and s->id_bytes.
@@ -165,7 +159,7 @@ static int parse(shard *s) {
         return dalle_seterr("%s: trailing bytes: the file has %zu bytes, %" PRIu64 " more than the %" PRIu64
                             " that %" PRIu64 " records of %" PRIu64 " bytes need",
                             path, s->len, s->len - size, size, n, rec);
-    uint64_t sum = fnv1a(0xCBF29CE484222325ull, b + SHARD_HEADER_BYTES, (size_t)(n * rec));
+    uint64_t sum = dalle_fnv1a(DALLE_FNV_START, b + SHARD_HEADER_BYTES, (size_t)(n * rec));
     if (sum != rd64(b + 48))
         return dalle_seterr("%s: checksum mismatch: the records hash to %016" PRIx64 ", the header says %016" PRIx64
                             " (corrupt file)",
@@ -304,7 +298,7 @@ typedef struct {
 } wbuf;
 
 static void wb_flush(wbuf *w) {
-    w->sum = fnv1a(w->sum, w->buf, w->n);
+    w->sum = dalle_fnv1a(w->sum, w->buf, w->n);
     if (w->ok && w->n && fwrite(w->buf, 1, w->n, w->f) != w->n) w->ok = 0;
     w->n = 0;
 }
@@ -360,7 +354,7 @@ int shard_write(const char *path, const shard_info *info, const int32_t *text, c
         return dalle_seterr("%s: cannot create: %s", path, strerror(errno));
     }
     w.ok = fwrite(h, 1, sizeof h, w.f) == sizeof h;
-    w.sum = 0xCBF29CE484222325ull;
+    w.sum = DALLE_FNV_START;
     for (int64_t r = 0; r < n && w.ok; r++) {
         wb_ids(&w, text + r * L, L, id_bytes);
         wb_ids(&w, image + r * N, N, id_bytes);
