@@ -74,6 +74,21 @@ static void test_rng_distributions(void) {
     free(z);
 }
 
+// rng_gumbel_at gives any slice of what rng_gumbel draws (the dVAE's ranks
+// draw their samples' noise this way), whatever its alignment to the blocks.
+static void test_rng_gumbel_slices(void) {
+    enum { n = 1000 };
+    float all[n], part[n];
+    rng_t r = {7, 123}, r0 = r;
+    rng_gumbel(&r, all, n);
+    const int64_t cuts[][2] = {{0, n}, {0, 1}, {1, 3}, {3, 5}, {4, 8}, {250, 250}, {997, 3}, {513, 0}};
+    for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+        rng_gumbel_at(&r0, cuts[k][0], part, cuts[k][1]);
+        CHECK(!memcmp(part, all + cuts[k][0], sizeof(float) * (size_t)cuts[k][1]));
+    }
+    CHECK(r0.counter == 123);
+}
+
 static void test_allocator(void) {
     size_t before = dalle_mem_current();
     char *a = dalle_malloc(1000), *b = dalle_calloc(10, 100);
@@ -125,6 +140,7 @@ static void test_schedules(void) {
 int main(void) {
     RUN(test_philox_kat);
     RUN(test_rng_distributions);
+    RUN(test_rng_gumbel_slices);
     RUN(test_allocator);
     RUN(test_files);
     RUN(test_folder);

@@ -75,6 +75,19 @@ void rng_gumbel(rng_t *r, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = -logf(-logf(out[i]));
 }
 
+void rng_gumbel_at(const rng_t *r, int64_t first, float *out, int64_t n) {
+    int64_t b0 = first / 4, b1 = (first + n + 3) / 4;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t j = b0; j < b1; j++) {
+        uint32_t w[4];
+        philox4x32(r->seed, 0, r->counter + (uint64_t)j, w);
+        for (int q = 0; q < 4; q++) {
+            int64_t i = 4 * j + q - first;
+            if (i >= 0 && i < n) out[i] = -logf(-logf(u01(w[q])));
+        }
+    }
+}
+
 uint32_t rng_u32(rng_t *r) {
     uint32_t w[4];
     philox4x32(r->seed, 0, r->counter++, w);

@@ -23,5 +23,9 @@ void rng_uniform(rng_t *r, float *out, int64_t n);
 void rng_normal(rng_t *r, float *out, int64_t n, float mean, float std);
 // Fills out[0..n) with standard Gumbel noise -ln(-ln U), advances by ceil(n/4).
 void rng_gumbel(rng_t *r, float *out, int64_t n);
+// out[0..n) = the draws first .. first+n-1 that rng_gumbel would give from
+// r's state (out[first..first+n) of a larger request), without advancing r:
+// a slice of a batch's noise, the same whichever process draws it.
+void rng_gumbel_at(const rng_t *r, int64_t first, float *out, int64_t n);
 // One uniform 32-bit integer.
 uint32_t rng_u32(rng_t *r);
