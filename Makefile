@@ -2,7 +2,7 @@
 #   make            build/libdalle.a and build/dalle (CPU; optional parts reported ✓/✗)
 #   make test       setup, build, every test, then the same tests under ASan+UBSan
 #   make demo       setup, build, and the demo (see README)
-#   make bench      the benchmark programs (print ratios against PyTorch)
+#   make bench      the benchmark programs (print ratios against PyTorch), and bench/bench-dp
 #   make fuzz       libFuzzer targets in build-fuzz/ (clang); FUZZ_SECONDS=600 make fuzz-run
 #   make SAN=1      the sanitizer build in build-san/
 # BLAS=openmp|pthread picks Debian's OpenBLAS variant (openmp measured faster
@@ -34,9 +34,17 @@ LDFLAGS := $(OPT)
 
 # Optional parts: found or not, the CPU build never needs them.
 HAVE_NVCC  := $(shell command -v nvcc >/dev/null 2>&1 && echo 1)
-HAVE_MPICC := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
+# OpenMPI (Debian's libopenmpi-dev): data-parallel training under mpirun
+# (src/train/comm.c); without it a run has one rank.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+HAVE_MPI   := $(if $(MPI_LIBS),1)
 ifneq ($(MAKECMDGOALS),clean)
-$(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPICC),✓ (mpicc found),✗ (no mpicc)))
+$(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPI),✓ (OpenMPI: mpirun -np K dalle train),✗ (no libopenmpi-dev: one rank)))
+endif
+ifeq ($(HAVE_MPI),1)
+LDLIBS += $(MPI_LIBS)
+$(BUILD)/src/train/comm.o: CFLAGS += -DDALLE_MPI $(MPI_CFLAGS)
 endif
 
 LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c src/serve/*.c)
@@ -95,6 +103,7 @@ demo: setup
 
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@echo "== bench/bench-dp"; if command -v mpirun >/dev/null; then bench/bench-dp $(BUILD)/dalle; else echo "skipped: no mpirun"; fi
 
 FUZZ_TARGETS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_LIB_SRC := $(filter-out src/backend/cpu/%,$(wildcard src/core/*.c src/text/*.c)) src/data/shard.c src/data/dataset.c src/data/build.c

@@ -5,7 +5,7 @@
 // Every random choice is a pure function of (seed, step, index): the data
 // order (one permutation per epoch), the augmentation and the Gumbel noise.
 // So a checkpoint only needs the step, and --resume continues the very same
-// run.
+// run; and a sample draws the same numbers whichever rank computes it.
 #include "train.h"
 
 #include <cJSON.h>
@@ -259,20 +259,26 @@ done:
 
 // ---------------------------------------------------------------- checkpoints
 
-typedef struct {
-    float *ema, *m, *v; // (n_params,) each: one block for the optimizer state and the EMA
-} train_state;
+static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays of dp_state, in order
 
-static int save_checkpoint(const char *path, const dvae_model *m, const train_state *s, const dvae_train_opts *o, int64_t step) {
+// Collective: rank 0 writes the checkpoint, the shards of the state gathered
+// into whole tensors (the same file whatever the number of ranks).
+static int save_checkpoint(const char *path, const dvae_model *m, dp_t *d, const dp_state *s, const dvae_train_opts *o,
+                           int64_t step, int64_t skipped) {
+    const float *full[3];
+    float *tmp = NULL;
+    if (dp_state_full(d, s, full, &tmp)) return DALLE_ERR;
+    if (d->rank != 0) return DALLE_OK;
     st_writer *w = st_writer_new();
-    if (!w) return DALLE_ERR;
     char buf[64];
     int rc = DALLE_ERR;
-    if (dvae_write_meta(&m->cfg, w)) goto done;
+    if (!w || dvae_write_meta(&m->cfg, w)) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)step);
     if (st_writer_meta(w, "train.step", buf)) goto done;
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
     if (st_writer_meta(w, "train.seed", buf)) goto done;
+    snprintf(buf, sizeof buf, "%lld", (long long)skipped);
+    if (skipped && st_writer_meta(w, "train.skipped", buf)) goto done; // steps without an update (not finite)
     if (st_writer_meta(w, "train.rng", "philox4x32-10, streams keyed by seed, counters by step")) goto done;
     char js[1024];
     snprintf(js, sizeof js,
@@ -282,12 +288,13 @@ static int save_checkpoint(const char *path, const dvae_model *m, const train_st
              o->batch, o->lr, o->lr_end, (long long)o->lr_steps, o->tau, o->tau_end, (long long)o->tau_steps, o->kl,
              o->kl_end, (long long)o->kl_steps, o->weight_decay, o->ema_decay, o->augment, (long long)o->max_images);
     if (st_writer_meta(w, "train.opts", js)) goto done;
-    if (dvae_add_tensors(m, w, "", m->params, ST_F32) || dvae_add_tensors(m, w, "ema.", s->ema, ST_F32) ||
-        dvae_add_tensors(m, w, "adam.m.", s->m, ST_F32) || dvae_add_tensors(m, w, "adam.v.", s->v, ST_F32))
-        goto done;
+    if (dvae_add_tensors(m, w, "", m->params, ST_F32)) goto done;
+    for (int i = 0; i < 3; i++)
+        if (dvae_add_tensors(m, w, STATE[i], full[i], ST_F32)) goto done;
     rc = st_writer_save(w, path);
 done:
     st_writer_free(w);
+    dalle_free(tmp);
     return rc;
 }
 
@@ -319,55 +326,93 @@ static int read_opts(const st_file *f, dvae_train_opts *o) {
     return rc;
 }
 
-// Loads a checkpoint into a new model and state; sets *step, o's seed and
-// the settings kept across --resume.
-static dvae_model *load_checkpoint(const char *path, train_state *s, int64_t *step, dvae_train_opts *o) {
+// A new model with the parameters of checkpoint f (whose tensors must be
+// the parameters, EMA and moments of its config); sets *step, *skipped, o's
+// seed and the settings kept across --resume.
+static dvae_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, dvae_train_opts *o) {
     static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
     dvae_model *m = NULL;
-    st_file *f = st_open(path);
-    if (!f) return NULL;
     dvae_config cfg;
-    long long st = 0, sd = 0;
+    long long st = 0, sd = 0, sk = 0;
     if (dvae_config_from_file(f, &cfg) || st_meta_int(f, "train.step", &st) || st_meta_int(f, "train.seed", &sd) ||
         read_opts(f, o))
-        goto fail;
-    if (!(m = dvae_new(&cfg, 0))) goto fail;
-    if (dvae_check_names(m, f, prefixes, 4)) goto fail;
-    s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
-    if (!s->ema) goto fail;
-    s->m = s->ema + m->n_params;
-    s->v = s->m + m->n_params;
-    if (dvae_read_tensors(m, f, "", m->params) || dvae_read_tensors(m, f, "ema.", s->ema) ||
-        dvae_read_tensors(m, f, "adam.m.", s->m) || dvae_read_tensors(m, f, "adam.v.", s->v))
-        goto fail;
+        return NULL;
+    if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
+    if (!(m = dvae_new(&cfg, 0))) return NULL;
+    if (dvae_check_names(m, f, prefixes, 4) || dvae_read_tensors(m, f, "", m->params)) {
+        dvae_free(m);
+        return NULL;
+    }
     *step = st;
+    *skipped = sk;
     o->seed = (uint64_t)sd;
     o->cfg = cfg;
-    st_close(f);
     return m;
-fail:
-    st_close(f);
-    dvae_free(m);
-    dalle_free(s->ema);
-    s->ema = NULL;
-    return NULL;
+}
+
+// This rank's part of the EMA and Adam moments of checkpoint f (the whole
+// tensors pass through d->grad).
+static int load_state(const st_file *f, const dvae_model *m, dp_t *d, dp_state *s) {
+    float *part[3] = {s->ema, s->m, s->v};
+    for (int i = 0; i < 3; i++) {
+        if (dvae_read_tensors(m, f, STATE[i], d->grad)) return DALLE_ERR;
+        dp_take(d, d->grad, part[i]);
+    }
+    memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
+    return DALLE_OK;
 }
 
 // ---------------------------------------------------------------- the loop
 
+// This rank's gradient (n_params) of the images first .. first + pieces*mb - 1
+// of step's global batch of B: their mean over `pieces` passes of t (made for
+// mb images; a piece's gradient goes to `piece`, then into grad), each image
+// with the augmentation and the Gumbel noise of its place; their mean losses.
+static int rank_gradient(dvae_trainer *t, dataset *d, const dvae_train_opts *o, int64_t step, int B, int64_t first,
+                         int pieces, float tau, float beta, float *x, float *grad, float *piece, dvae_loss *L) {
+    const dvae_config *c = &t->m->cfg;
+    int mb = t->B, S = c->image_size;
+    int64_t n = t->m->n_params, VP = (int64_t)c->vocab_size * dvae_grid(c) * dvae_grid(c);
+    *L = (dvae_loss){0, 0, 0};
+    for (int p = 0; p < pieces; p++) {
+        int64_t at = first + (int64_t)p * mb; // in the batch
+        for (int j = 0; j < mb; j++)
+            if (dataset_sample(d, step * B + at + j, o->augment, x + (size_t)j * 3 * S * S)) return DALLE_ERR;
+        dvae_map_pixels(x, (int64_t)mb * 3 * S * S);
+        // the batch's noise is one stream per step, of which these images take their slice
+        rng_t rng = {stream_key(o->seed, STREAM_GUMBEL), (uint64_t)step << 32};
+        rng_gumbel_at(&rng, at * VP, t->g, mb * VP);
+        t->grads = p ? piece : grad;
+        dvae_loss l = dvae_trainer_step(t, x, tau, beta);
+        if (p)
+            for (int64_t i = 0; i < n; i++) grad[i] += piece[i];
+        L->loss += l.loss, L->rec += l.rec, L->kl += l.kl;
+    }
+    t->grads = grad;
+    if (pieces > 1) {
+        const float inv = 1.0f / (float)pieces;
+        for (int64_t i = 0; i < n; i++) grad[i] *= inv;
+        L->loss /= pieces, L->rec /= pieces, L->kl /= pieces;
+    }
+    return DALLE_OK;
+}
+
 int dvae_train(const dvae_train_opts *opts) {
     dvae_train_opts run = *opts, *o = &run; // a resume replaces the kept settings
     dvae_model *m = NULL;
-    train_state s = {0};
+    st_file *ck = NULL;
+    dp_t dp = {0};
+    dp_state s = {0};
     dataset data = {0};
     dvae_trainer t = {0};
-    float *x = NULL;
+    float *x = NULL, *piece = NULL; // piece (n_params): a piece's gradient, when a rank's part is in several
     int64_t step = 0;
-    int rc = DALLE_ERR;
+    dp_skips skips = {0};
+    int rc = DALLE_ERR, K = comm_size(o->comm), rank = comm_rank(o->comm), lead = rank == 0;
 
     if (o->batch < 1) return dalle_seterr("--batch must be at least 1");
     if (o->resume) {
-        if (!(m = load_checkpoint(o->resume, &s, &step, o))) return DALLE_ERR;
+        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, o))) goto done;
         dalle_log("resuming %s at step %lld (seed %llu; its batch, schedules and optimizer settings)", o->resume,
                   (long long)step, (unsigned long long)o->seed);
     } else {
@@ -376,16 +421,30 @@ int dvae_train(const dvae_train_opts *opts) {
         if (o->tau_steps < 0) o->tau_steps = o->steps / 20;
         if (o->kl_steps < 0) o->kl_steps = o->steps / 600;
         if (!(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
-        s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
-        if (!s.ema) goto done;
-        s.m = s.ema + m->n_params;
-        s.v = s.m + m->n_params;
-        memcpy(s.ema, m->params, sizeof(float) * (size_t)m->n_params);
     }
+    if (o->batch % K) {
+        if (o->resume)
+            dalle_seterr("%s: its batch of %d images is not divisible by %d ranks: resume on a number of ranks "
+                         "that divides %d", o->resume, o->batch, K, o->batch);
+        else dalle_seterr("--batch %d is not divisible by %d ranks (each rank takes batch/ranks)", o->batch, K);
+        goto done;
+    }
+    if (dp_init(&dp, o->comm, o->dp, m->n_params) || dp_state_alloc(&dp, &s)) goto done;
+    if (ck) {
+        if (load_state(ck, m, &dp, &s)) goto done;
+    } else {
+        memcpy(s.ema, m->params + dp.lo, sizeof(float) * (size_t)dp.len); // the EMA starts at the initialisation
+    }
+    st_close(ck);
+    ck = NULL;
     const dvae_config *c = &m->cfg;
-    int B = o->batch, S = c->image_size;
-    uint64_t seed = o->seed;
-    if (dataset_load(&data, o->data_dir, S, o->max_images, seed)) goto done;
+    // the global batch, this rank's part, and the pieces it computes it in
+    int B = o->batch, b = B / K, mb = o->micro_batch > 0 ? o->micro_batch : b, pieces = b / mb, S = c->image_size;
+    if (b % mb) {
+        dalle_seterr("--micro-batch %d does not divide the %d images of each rank", mb, b);
+        goto done;
+    }
+    if (dataset_load(&data, o->data_dir, S, o->max_images, o->seed)) goto done;
     char cfgjs[256];
     dvae_config_to_json(c, cfgjs, sizeof cfgjs);
     dalle_log("dvae train: %d images from %s, config %s, %lld parameters, batch %d, steps %lld",
@@ -393,68 +452,84 @@ int dvae_train(const dvae_train_opts *opts) {
     dalle_log("schedules (cosine): lr %g -> %g over %lld, tau %g -> %g over %lld, beta %g -> %g over %lld",
               o->lr, o->lr_end, (long long)o->lr_steps, o->tau, o->tau_end, (long long)o->tau_steps, o->kl,
               o->kl_end, (long long)o->kl_steps);
-    if (dvae_trainer_init(&t, m, B)) goto done;
-    x = dalle_malloc(sizeof(float) * (size_t)B * 3 * S * S); // (B, 3, S, S)
+    if (K > 1)
+        dalle_log("data parallel: %d ranks (%s) of %d images each, --dp %s: each rank updates %lld parameters", K,
+                  comm_backend(o->comm), b, dp_mode_name(o->dp), (long long)dp.len);
+    if (pieces > 1) dalle_log("each rank's %d images in %d pieces of %d (gradient accumulated)", b, pieces, mb);
+    if (dvae_trainer_init(&t, m, mb)) goto done;
+    dalle_free(t.grads); // the step's gradient goes where dp reduces it
+    t.grads = dp.grad;
+    x = dalle_malloc(sizeof(float) * (size_t)mb * 3 * S * S); // (mb, 3, S, S)
     if (!x) goto done;
+    if (pieces > 1 && !(piece = dalle_malloc(sizeof(float) * (size_t)m->n_params))) goto done;
 
     progress_t prog;
     progress_start(&prog, "dvae", step, o->steps, step * B);
-    int V = c->vocab_size, P = dvae_grid(c) * dvae_grid(c);
     double acc_loss = 0, acc_rec = 0, acc_kl = 0;
-    int acc_n = 0;
+    int acc_n = 0; // updates since the last log line
     int64_t stop = o->stop_after > 0 ? DALLE_MIN(o->steps, step + o->stop_after) : o->steps;
     while (step < stop) {
-        for (int b = 0; b < B; b++)
-            if (dataset_sample(&data, step * B + b, o->augment, x + (size_t)b * 3 * S * S)) goto done;
-        dvae_map_pixels(x, (int64_t)B * 3 * S * S);
-        rng_t rng = {stream_key(seed, STREAM_GUMBEL), (uint64_t)step << 32};
-        rng_gumbel(&rng, t.g, (int64_t)B * V * P);
-
         float tau = (float)cosine_schedule(step, o->tau_steps, o->tau, o->tau_end);
         float beta = (float)cosine_schedule(step, o->kl_steps, o->kl, o->kl_end);
         float lr = (float)cosine_schedule(step, o->lr_steps, o->lr, o->lr_end);
-        dvae_loss L = dvae_trainer_step(&t, x, tau, beta);
-        if (!isfinite(L.loss)) {
-            dalle_seterr("step %lld: the loss is not finite (%g); lower --lr", (long long)step, L.loss);
+        dvae_loss L;
+        if (rank_gradient(&t, &data, o, step, B, (int64_t)rank * b, pieces, tau, beta, x, dp.grad, piece, &L))
             goto done;
-        }
+        double st[3] = {L.loss, L.rec, L.kl}, sumsq;
+        if (dp_reduce(&dp, st, 3, &sumsq)) goto done;
+        L = (dvae_loss){st[0], st[1], st[2]};
         step++;
-        adamw_params h = {lr, 0.9f, 0.999f, 1e-8f, (float)o->weight_decay};
-        for (int i = 0; i < m->n_tensors; i++) {
-            const dvae_tensor *tt = &m->tensors[i];
-            adamw_update(m->params + tt->offset, s.m + tt->offset, s.v + tt->offset, t.grads + tt->offset,
-                         tt->numel, &h, step, tt->is_weight);
+        int skip = dp_skip_check(&dp, &skips, &prog, step, L.loss, sumsq);
+        if (skip < 0) goto done;
+        if (!skip) {
+            adamw_params h = {lr, 0.9f, 0.999f, 1e-8f, (float)o->weight_decay};
+            for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
+                const dvae_tensor *tt = &m->tensors[i];
+                int64_t at, n = dp_overlap(&dp, tt->offset, tt->numel, &at), r = at - dp.lo;
+                if (n)
+                    adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &h, step - skips.total, tt->is_weight);
+            }
+            if (dp_gather_params(&dp, m->params)) goto done;
+            acc_loss += L.loss;
+            acc_rec += L.rec;
+            acc_kl += L.kl;
+            acc_n++;
         }
-        ema_update(s.ema, m->params, m->n_params, (float)o->ema_decay);
+        ema_update(s.ema, m->params + dp.lo, dp.len, (float)o->ema_decay);
 
-        acc_loss += L.loss;
-        acc_rec += L.rec;
-        acc_kl += L.kl;
-        acc_n++;
         char extra[160];
         snprintf(extra, sizeof extra, "loss %.5f rec %.5f kl %.4f tau %.3f beta %.3f lr %.2e", L.loss, L.rec, L.kl,
                  tau, beta, lr);
         progress_update(&prog, step, step * B, extra);
         if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
-            if (prog.tty) progress_end(&prog);
-            printf("step %lld loss %.6f rec %.6f kl %.6f tau %.4f beta %.4f lr %.3e\n", (long long)step,
-                   acc_loss / acc_n, acc_rec / acc_n, acc_kl / acc_n, tau, beta, lr);
-            fflush(stdout);
+            char note[48];
+            dp_skips_note(&skips, note);
+            if (lead && acc_n) {
+                if (prog.tty) progress_end(&prog);
+                printf("step %lld loss %.6f rec %.6f kl %.6f tau %.4f beta %.4f lr %.3e%s\n", (long long)step,
+                       acc_loss / acc_n, acc_rec / acc_n, acc_kl / acc_n, tau, beta, lr, note);
+                fflush(stdout);
+            }
             acc_loss = acc_rec = acc_kl = 0;
             acc_n = 0;
         }
         if (o->save_every > 0 && step % o->save_every == 0 && step < stop)
-            if (save_checkpoint(o->out, m, &s, o, step)) goto done;
+            if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total)) goto done;
     }
     progress_end(&prog);
-    if (save_checkpoint(o->out, m, &s, o, step)) goto done;
-    dalle_log("dvae train: done at step %lld, checkpoint %s", (long long)step, o->out);
+    if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total)) goto done;
+    dalle_log("dvae train: done at step %lld, checkpoint %s%s", (long long)step, o->out,
+              skips.total ? " (some updates skipped, see the log)" : "");
     rc = DALLE_OK;
 done:
+    st_close(ck);
     dalle_free(x);
+    dalle_free(piece);
+    if (t.grads == dp.grad) t.grads = NULL; // lent, freed by dp_free
     dvae_trainer_free(&t);
     dataset_free(&data);
-    dalle_free(s.ema);
+    dp_state_free(&s);
+    dp_free(&dp);
     dvae_free(m);
     return rc;
 }

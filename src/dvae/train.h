@@ -6,13 +6,15 @@
 
 #include "dalle/dvae.h"
 #include "model.h"
+#include "train/dp.h"
 
 typedef struct {
     const char *data_dir;  // folder of PNG/JPEG images
     const char *out;       // checkpoint written every save_every steps and at the end
     const char *resume;    // checkpoint to continue, or NULL
     dvae_config cfg;       // ignored when resuming (the checkpoint's is used)
-    int batch;             // images per step
+    int batch;             // images per step (the global batch: all ranks together)
+    int micro_batch;       // images per forward/backward pass (0: a rank's whole part), the gradient accumulated
     int64_t steps;         // total steps (a resumed run continues to this)
     uint64_t seed;
     double lr, lr_end;     // step size, cosine 1e-4 -> 1.25e-6 ...
@@ -28,6 +30,8 @@ typedef struct {
     int64_t log_every;     // plain log line every this many steps
     int64_t max_images;    // use at most this many images of the folder (0: all)
     int64_t stop_after;    // stop (with a checkpoint) after this many steps of this run (0: never)
+    comm *comm;            // the ranks of a data-parallel run (train/dp.h); NULL: this process alone
+    dp_mode dp;            // DP_SHARD (default) or DP_ALLREDUCE
 } dvae_train_opts;
 
 // Default options for a run of `steps` steps. The schedule horizons are -1:
@@ -38,8 +42,15 @@ void dvae_train_defaults(dvae_train_opts *o, int64_t steps);
 // Trains (or resumes) as o says, writing o->out. A resumed run takes the
 // checkpoint's config, seed, batch, schedules, optimizer and augmentation
 // settings (stored in its metadata) and only steps, out, save_every,
-// log_every and stop_after from o. DALLE_ERR with a message on bad data, a
-// bad checkpoint or I/O failure.
+// log_every, stop_after, micro_batch, comm and dp from o. With K ranks every rank calls it
+// with the same options and computes B/K images of each global batch of B
+// (positions step*B + rank*B/K + j, each with the augmentation and Gumbel
+// noise it has in a one-process run); rank 0 alone prints and writes the
+// checkpoint, which is the same file whatever K. A step whose loss or
+// gradient is not finite on any rank is skipped by all (and logged); 100 in
+// a row end the run. DALLE_ERR with a message on bad data, a bad checkpoint,
+// a batch K does not divide, divergence or I/O failure; with K > 1 the caller
+// then ends the job (comm_abort), as other ranks may wait in a collective.
 int dvae_train(const dvae_train_opts *o);
 
 // The loss of one batch, as the trainer computes it; the pieces are also
@@ -59,7 +70,7 @@ typedef struct {
     float *g;       // (B, V, G, G) Gumbel noise
     float *z;       // (B, V, G, G) relaxed sample, the decoder's input
     float *dlogits; // (B, V, G, G)
-    float *grads;   // (n_params,)
+    float *grads;   // (n_params,) (dvae_train lends its own, padded for the ranks)
 } dvae_trainer;
 
 int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B);

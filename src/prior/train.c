@@ -1,8 +1,9 @@
 // train.c: the prior's training loop (train.h). Data order: the records of
 // all training shards, concatenated, visited epoch by epoch in a permutation
 // drawn from Philox keyed by (seed, epoch); batch b of step t takes records
-// at positions t*B .. t*B + B - 1 of that sequence. Nothing else is random,
-// so the step counter is the whole data cursor.
+// at positions t*B .. t*B + B - 1 of that sequence (rank r of K computes
+// t*B + r*B/K .. t*B + (r+1)*B/K - 1). Nothing else is random, so the step
+// counter is the whole data cursor.
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -98,20 +99,22 @@ static int records_shuffled(records *r, int64_t pos, int32_t *text, int32_t *ima
 
 // ---------------------------------------------------------------- checkpoints
 
-typedef struct {
-    float *ema, *m, *v; // (n_params) each, one block
-} train_state;
-
 static const char *const KEPT[] = {"batch", "lr", "warmup", "lr_end", "beta1", "beta2", "eps",
                                    "weight_decay", "clip", "ema_decay", "ema_every"};
+static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays of dp_state, in order
 
-static int save_checkpoint(const char *path, const prior_model *m, const train_state *s, const prior_train_opts *o,
-                           int64_t step, int64_t records) {
+// Collective: rank 0 writes the checkpoint, the shards of the state gathered
+// into whole tensors (the same file whatever the number of ranks).
+static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, const dp_state *s,
+                           const prior_train_opts *o, int64_t step, int64_t skipped, int64_t records) {
+    const float *full[3];
+    float *tmp = NULL;
+    if (dp_state_full(d, s, full, &tmp)) return DALLE_ERR;
+    if (d->rank != 0) return DALLE_OK;
     st_writer *w = st_writer_new();
-    if (!w) return DALLE_ERR;
     int rc = DALLE_ERR;
     char buf[64], js[1024];
-    if (prior_write_meta(&m->cfg, w, "prior-checkpoint")) goto done;
+    if (!w || prior_write_meta(&m->cfg, w, "prior-checkpoint")) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)step);
     if (st_writer_meta(w, "train.step", buf)) goto done;
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
@@ -120,6 +123,8 @@ static int save_checkpoint(const char *path, const prior_model *m, const train_s
     if (st_writer_meta(w, "train.records", buf)) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)(step * o->batch));
     if (st_writer_meta(w, "train.cursor", buf)) goto done; // the loader's next sample position
+    snprintf(buf, sizeof buf, "%lld", (long long)skipped);
+    if (skipped && st_writer_meta(w, "train.skipped", buf)) goto done; // steps without an update (not finite)
     // The EMA accumulates from zero: after k updates its weights sum to
     // 1 - decay^k, so readers scale it by the inverse (as Adam debiases its
     // moments). 0 while there has been no update (readers then take the
@@ -133,12 +138,13 @@ static int save_checkpoint(const char *path, const prior_model *m, const train_s
              o->batch, o->lr, (long long)o->warmup, o->lr_end, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip,
              o->ema_decay, (long long)o->ema_every);
     if (st_writer_meta(w, "train.opts", js)) goto done;
-    if (prior_add_tensors(m, w, "", m->params, ST_F32) || prior_add_tensors(m, w, "ema.", s->ema, ST_F32) ||
-        prior_add_tensors(m, w, "adam.m.", s->m, ST_F32) || prior_add_tensors(m, w, "adam.v.", s->v, ST_F32))
-        goto done;
+    if (prior_add_tensors(m, w, "", m->params, ST_F32)) goto done;
+    for (int i = 0; i < 3; i++)
+        if (prior_add_tensors(m, w, STATE[i], full[i], ST_F32)) goto done;
     rc = st_writer_save(w, path);
 done:
     st_writer_free(w);
+    dalle_free(tmp);
     return rc;
 }
 
@@ -164,54 +170,89 @@ static int read_kept(const st_file *f, prior_train_opts *o) {
     return DALLE_OK;
 }
 
-static prior_model *load_checkpoint(const char *path, train_state *s, int64_t *step, int64_t *records,
+// A new model with the parameters of checkpoint f; sets the step, the
+// skipped steps, the record count and the settings kept across --resume.
+static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, int64_t *records,
                                     prior_train_opts *o) {
-    st_file *f = st_open(path);
-    if (!f) return NULL;
     prior_model *m = NULL;
     prior_config cfg;
-    long long st = 0, sd = 0, rec = 0;
+    long long st = 0, sd = 0, rec = 0, sk = 0;
     if (prior_config_from_file(f, &cfg) || st_meta_int(f, "train.step", &st) || st_meta_int(f, "train.seed", &sd) ||
         st_meta_int(f, "train.records", &rec) || read_kept(f, o))
-        goto fail;
-    if (!(m = prior_model_new(&cfg))) goto fail;
-    s->ema = dalle_malloc(sizeof(float) * 3 * (size_t)m->n_params);
-    if (!s->ema) goto fail;
-    s->m = s->ema + m->n_params;
-    s->v = s->m + m->n_params;
-    if (prior_read_tensors(m, f, "", m->params) || prior_read_tensors(m, f, "ema.", s->ema) ||
-        prior_read_tensors(m, f, "adam.m.", s->m) || prior_read_tensors(m, f, "adam.v.", s->v))
-        goto fail;
+        return NULL;
+    if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
+    if (!(m = prior_model_new(&cfg))) return NULL;
+    if (prior_read_tensors(m, f, "", m->params)) {
+        prior_model_free(m);
+        return NULL;
+    }
     *step = st;
+    *skipped = sk;
     *records = rec;
     o->seed = (uint64_t)sd;
     o->cfg = cfg;
-    st_close(f);
     return m;
-fail:
-    st_close(f);
-    prior_model_free(m);
-    dalle_free(s->ema);
-    s->ema = NULL;
-    return NULL;
+}
+
+// This rank's part of the EMA and Adam moments of checkpoint f (the whole
+// tensors pass through d->grad).
+static int load_state(const st_file *f, const prior_model *m, dp_t *d, dp_state *s) {
+    float *part[3] = {s->ema, s->m, s->v};
+    for (int i = 0; i < 3; i++) {
+        if (prior_read_tensors(m, f, STATE[i], d->grad)) return DALLE_ERR;
+        dp_take(d, d->grad, part[i]);
+    }
+    memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
+    return DALLE_OK;
 }
 
 // ---------------------------------------------------------------- the loop
 
-// Mean losses over the first n_batches batches of the held-out records.
-static int evaluate(prior_model *m, prior_acts *a, records *val, int B, int64_t n_batches, int32_t *text,
-                    int32_t *image, prior_loss *out) {
-    *out = (prior_loss){0, 0, 0};
-    int64_t n = DALLE_MIN(val->total, n_batches * B), done = 0;
-    for (int64_t i = 0; i < n; i += B) {
-        int b = (int)DALLE_MIN((int64_t)B, n - i);
-        for (int k = 0; k < b; k++) records_read(val, i + k, text + (int64_t)k * m->L, image + (int64_t)k * m->N);
+// Mean losses over the first n_batches global batches (B) of the held-out
+// records, in pieces of b records shared round-robin by the ranks.
+static int evaluate(prior_model *m, prior_acts *a, records *val, int B, int b, int64_t n_batches, dp_t *d,
+                    int32_t *text, int32_t *image, prior_loss *out) {
+    double sum[4] = {0, 0, 0, 0}; // loss, text, image (each times the records), records
+    int64_t n = DALLE_MIN(val->total, n_batches * B);
+    for (int64_t i = 0, piece = 0; i < n; i += b, piece++) {
+        if (piece % d->K != d->rank) continue;
+        int nb = (int)DALLE_MIN((int64_t)b, n - i);
+        for (int k = 0; k < nb; k++) records_read(val, i + k, text + (int64_t)k * m->L, image + (int64_t)k * m->N);
         prior_loss l;
-        if (prior_forward(m, a, text, image, b, &l)) return DALLE_ERR;
-        out->loss += l.loss * b, out->text += l.text * b, out->image += l.image * b;
-        done += b;
+        if (prior_forward(m, a, text, image, nb, &l)) return DALLE_ERR;
+        sum[0] += l.loss * nb, sum[1] += l.text * nb, sum[2] += l.image * nb;
+        sum[3] += nb;
     }
-    if (done) out->loss /= done, out->text /= done, out->image /= done;
+    if (d->K > 1 && comm_allreduce_sum_f64(d->c, sum, 4)) return DALLE_ERR;
+    *out = (prior_loss){0, 0, 0};
+    if (sum[3] > 0) *out = (prior_loss){sum[0] / sum[3], sum[1] / sum[3], sum[2] / sum[3]};
+    return DALLE_OK;
+}
+
+// This rank's gradient (n_params) of the sequences at positions pos ..
+// pos + pieces*mb - 1: their mean over `pieces` passes of mb sequences (a
+// piece's gradient goes to `piece`, then into grad), and their mean losses.
+static int rank_gradient(prior_model *m, prior_acts *a, records *data, int64_t pos, int mb, int pieces,
+                         int32_t *text, int32_t *image, float *grad, float *piece, prior_loss *L) {
+    *L = (prior_loss){0, 0, 0};
+    memset(grad, 0, sizeof(float) * (size_t)m->n_params);
+    for (int p = 0; p < pieces; p++) {
+        for (int j = 0; j < mb; j++)
+            if (records_shuffled(data, pos + (int64_t)p * mb + j, text + (int64_t)j * m->L, image + (int64_t)j * m->N))
+                return DALLE_ERR;
+        prior_loss l;
+        if (prior_forward(m, a, text, image, mb, &l)) return DALLE_ERR;
+        if (p) memset(piece, 0, sizeof(float) * (size_t)m->n_params);
+        prior_backward(m, a, text, image, mb, p ? piece : grad);
+        if (p)
+            for (int64_t i = 0; i < m->n_params; i++) grad[i] += piece[i];
+        L->loss += l.loss, L->text += l.text, L->image += l.image;
+    }
+    if (pieces > 1) {
+        const float inv = 1.0f / (float)pieces;
+        for (int64_t i = 0; i < m->n_params; i++) grad[i] *= inv;
+        L->loss /= pieces, L->text /= pieces, L->image /= pieces;
+    }
     return DALLE_OK;
 }
 
@@ -219,29 +260,39 @@ int prior_train(const prior_train_opts *opts) {
     prior_train_opts run = *opts, *o = &run;
     prior_model *m = NULL;
     prior_acts *a = NULL;
-    train_state s = {0};
+    st_file *ck = NULL;
+    dp_t dp = {0};
+    dp_state s = {0};
     records data = {0}, val = {0};
-    float *grads = NULL;
     int32_t *text = NULL, *image = NULL;
+    float *piece = NULL; // (n_params) a piece's gradient, when a rank's part is computed in several
     int64_t step = 0, kept_records = -1;
-    int rc = DALLE_ERR;
+    dp_skips skips = {0};
+    int rc = DALLE_ERR, K = comm_size(o->comm), rank = comm_rank(o->comm), lead = rank == 0;
     if (o->resume) {
-        if (!(m = load_checkpoint(o->resume, &s, &step, &kept_records, o))) return DALLE_ERR;
+        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, &kept_records, o))) goto done;
         dalle_log("resuming %s at step %lld (seed %llu; its batch, schedule and optimizer settings)", o->resume,
                   (long long)step, (unsigned long long)o->seed);
     } else {
         if (!(m = prior_model_new(&o->cfg))) return DALLE_ERR;
         prior_init(m, o->seed);
-        // The EMA starts at zero and is read debiased (see save_checkpoint).
-        s.ema = dalle_calloc(3 * (size_t)m->n_params, sizeof(float));
-        if (!s.ema) goto done;
-        s.m = s.ema + m->n_params;
-        s.v = s.m + m->n_params;
     }
     if (o->batch < 1 || o->n_shards < 1) {
         dalle_seterr("prior train: needs a batch of at least 1 and at least one shard");
         goto done;
     }
+    if (o->batch % K) {
+        if (o->resume)
+            dalle_seterr("%s: its batch of %d sequences is not divisible by %d ranks: resume on a number of ranks "
+                         "that divides %d", o->resume, o->batch, K, o->batch);
+        else dalle_seterr("--batch %d is not divisible by %d ranks (each rank takes batch/ranks)", o->batch, K);
+        goto done;
+    }
+    // The EMA starts at zero and is read debiased (see save_checkpoint).
+    if (dp_init(&dp, o->comm, o->dp, m->n_params) || dp_state_alloc(&dp, &s)) goto done;
+    if (ck && load_state(ck, m, &dp, &s)) goto done;
+    st_close(ck);
+    ck = NULL;
     const prior_config *c = &m->cfg;
     if (records_open(&data, o->shards, o->n_shards, c, o->seed)) goto done;
     if (data.total == 0) {
@@ -254,87 +305,106 @@ int prior_train(const prior_train_opts *opts) {
         goto done;
     }
     if (o->n_val && records_open(&val, o->val_shards, o->n_val, c, 0)) goto done;
-    int B = o->batch;
-    if (!(a = prior_acts_new(m, B))) goto done;
-    grads = dalle_malloc(sizeof(float) * (size_t)m->n_params);
-    text = dalle_malloc(sizeof(int32_t) * (size_t)B * m->L);
-    image = dalle_malloc(sizeof(int32_t) * (size_t)B * m->N);
-    if (!grads || !text || !image) goto done;
+    // the global batch, this rank's part, and the pieces it computes it in
+    int B = o->batch, b = B / K, mb = o->micro_batch > 0 ? o->micro_batch : b, pieces = b / mb;
+    if (b % mb) {
+        dalle_seterr("--micro-batch %d does not divide the %d sequences of each rank", mb, b);
+        goto done;
+    }
+    if (!(a = prior_acts_new(m, mb))) goto done;
+    text = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->L);
+    image = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->N);
+    if (!text || !image) goto done;
+    if (pieces > 1 && !(piece = dalle_malloc(sizeof(float) * (size_t)m->n_params))) goto done;
     char *cjs = prior_config_to_json(c);
     dalle_log("prior train: %lld records in %d shards (%lld held out), config %s, %lld parameters, batch %d, "
               "steps %lld, lr %g warm-up %lld -> %g",
               (long long)data.total, o->n_shards, (long long)val.total, cjs ? cjs : "?", (long long)m->n_params, B,
               (long long)o->steps, o->lr, (long long)o->warmup, o->lr_end);
     dalle_free(cjs);
+    if (K > 1)
+        dalle_log("data parallel: %d ranks (%s) of %d sequences each, --dp %s: each rank updates %lld parameters",
+                  K, comm_backend(o->comm), b, dp_mode_name(o->dp), (long long)dp.len);
+    if (pieces > 1) dalle_log("each rank's %d sequences in %d pieces of %d (gradient accumulated)", b, pieces, mb);
 
     progress_t prog;
     progress_start(&prog, "prior", step, o->steps, step * B * m->T);
     double acc[3] = {0, 0, 0};
-    int acc_n = 0;
+    int acc_n = 0; // updates since the last log line
     int64_t stop = o->stop_after > 0 ? DALLE_MIN(o->steps, step + o->stop_after) : o->steps;
     while (step < stop) {
-        for (int b = 0; b < B; b++)
-            if (records_shuffled(&data, step * B + b, text + (int64_t)b * m->L, image + (int64_t)b * m->N))
-                goto done;
         prior_loss L;
-        if (prior_forward(m, a, text, image, B, &L)) goto done;
-        if (!isfinite(L.loss)) {
-            dalle_seterr("step %lld: the loss is not finite (%g); lower --lr", (long long)step, L.loss);
+        if (rank_gradient(m, a, &data, step * B + (int64_t)rank * b, mb, pieces, text, image, dp.grad, piece, &L))
             goto done;
-        }
-        memset(grads, 0, sizeof(float) * (size_t)m->n_params);
-        prior_backward(m, a, text, image, B, grads);
-        double norm = grad_norm(grads, m->n_params);
-        if (o->clip > 0 && norm > o->clip) {
-            float k = (float)(o->clip / norm);
-            for (int64_t i = 0; i < m->n_params; i++) grads[i] *= k;
-        }
-        double lr = prior_lr_at(o, step);
+        double st[3] = {L.loss, L.text, L.image}, sumsq;
+        if (dp_reduce(&dp, st, 3, &sumsq)) goto done;
+        L = (prior_loss){st[0], st[1], st[2]};
+        double norm = sqrt(sumsq), lr = prior_lr_at(o, step);
         step++;
-        adamw_params h = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
-        for (int i = 0; i < m->n_tensors; i++) {
-            const prior_tensor *t = &m->tensors[i];
-            int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
-            adamw_update(m->params + t->offset, s.m + t->offset, s.v + t->offset, grads + t->offset, t->numel, &h,
-                         step, decay);
+        int skip = dp_skip_check(&dp, &skips, &prog, step, L.loss, sumsq);
+        if (skip < 0) goto done;
+        if (!skip) {
+            if (o->clip > 0 && norm > o->clip) {
+                float k = (float)(o->clip / norm);
+                for (int64_t i = 0; i < dp.len; i++) dp.own[i] *= k;
+            }
+            adamw_params h = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
+            for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
+                const prior_tensor *t = &m->tensors[i];
+                int64_t at, n = dp_overlap(&dp, t->offset, t->numel, &at), r = at - dp.lo;
+                if (n)
+                    adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &h, step - skips.total,
+                                 t->kind == PT_MATRIX || t->kind == PT_HEAD);
+            }
+            if (dp_gather_params(&dp, m->params)) goto done;
+            acc[0] += L.loss, acc[1] += L.text, acc[2] += L.image;
+            acc_n++;
         }
-        if (o->ema_every > 0 && step % o->ema_every == 0) ema_update(s.ema, m->params, m->n_params, (float)o->ema_decay);
-        acc[0] += L.loss, acc[1] += L.text, acc[2] += L.image;
-        acc_n++;
+        if (o->ema_every > 0 && step % o->ema_every == 0)
+            ema_update(s.ema, m->params + dp.lo, dp.len, (float)o->ema_decay);
         char extra[160];
         snprintf(extra, sizeof extra, "loss %.4f text %.4f image %.4f |g| %.2f lr %.2e", L.loss, L.text, L.image, norm,
                  lr);
         progress_update(&prog, step, step * B * m->T, extra);
         if (o->log_every > 0 && (step % o->log_every == 0 || step == stop)) {
-            if (prog.tty) progress_end(&prog);
-            printf("step %lld loss %.6f text %.6f image %.6f lr %.3e\n", (long long)step, acc[0] / acc_n,
-                   acc[1] / acc_n, acc[2] / acc_n, lr);
-            fflush(stdout);
+            char note[48];
+            dp_skips_note(&skips, note);
+            if (lead && acc_n) {
+                if (prog.tty) progress_end(&prog);
+                printf("step %lld loss %.6f text %.6f image %.6f lr %.3e%s\n", (long long)step, acc[0] / acc_n,
+                       acc[1] / acc_n, acc[2] / acc_n, lr, note);
+                fflush(stdout);
+            }
             acc[0] = acc[1] = acc[2] = 0;
             acc_n = 0;
         }
         if (val.total && o->eval_every > 0 && (step % o->eval_every == 0 || step == o->steps)) {
             prior_loss V;
-            if (evaluate(m, a, &val, B, o->eval_batches, text, image, &V)) goto done;
-            if (prog.tty) progress_end(&prog);
-            printf("step %lld held-out loss %.6f text %.6f image %.6f\n", (long long)step, V.loss, V.text, V.image);
-            fflush(stdout);
+            if (evaluate(m, a, &val, B, mb, o->eval_batches, &dp, text, image, &V)) goto done;
+            if (lead) {
+                if (prog.tty) progress_end(&prog);
+                printf("step %lld held-out loss %.6f text %.6f image %.6f\n", (long long)step, V.loss, V.text, V.image);
+                fflush(stdout);
+            }
         }
         if (o->save_every > 0 && step % o->save_every == 0 && step < stop)
-            if (save_checkpoint(o->out, m, &s, o, step, data.total)) goto done;
+            if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total, data.total)) goto done;
     }
     progress_end(&prog);
-    if (save_checkpoint(o->out, m, &s, o, step, data.total)) goto done;
-    dalle_log("prior train: done at step %lld, checkpoint %s", (long long)step, o->out);
+    if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total, data.total)) goto done;
+    dalle_log("prior train: done at step %lld, checkpoint %s%s", (long long)step, o->out,
+              skips.total ? " (some updates skipped, see the log)" : "");
     rc = DALLE_OK;
 done:
-    dalle_free(grads);
+    st_close(ck);
+    dalle_free(piece);
     dalle_free(text);
     dalle_free(image);
     prior_acts_free(a);
     records_free(&data);
     records_free(&val);
-    dalle_free(s.ema);
+    dp_state_free(&s);
+    dp_free(&dp);
     prior_model_free(m);
     return rc;
 }

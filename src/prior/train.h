@@ -4,11 +4,13 @@
 // pre-tokenized shards (src/data/shard.h). Checkpoints hold the parameters,
 // EMA, both Adam moments, the step and the settings; the data order and every
 // random draw are functions of (seed, step), so --resume continues exactly as
-// the uninterrupted run would have.
+// the uninterrupted run would have. Under mpirun the K ranks share each
+// global batch (train/dp.h); a checkpoint is the same file whatever K.
 #pragma once
 #include <stdint.h>
 
 #include "dalle/prior.h"
+#include "train/dp.h"
 
 typedef struct {
     const char **shards;     // training shards
@@ -18,7 +20,9 @@ typedef struct {
     const char *out;         // checkpoint, written every save_every steps and at the end
     const char *resume;      // checkpoint to continue, or NULL
     prior_config cfg;        // ignored when resuming
-    int batch;               // sequences per step
+    int batch;               // sequences per step (the global batch: all ranks together)
+    int micro_batch;         // sequences per forward/backward pass (0: a rank's whole part); the gradient
+                             // is accumulated over the pieces (activation memory follows micro_batch)
     int64_t steps;           // total steps (a resumed run continues to this)
     uint64_t seed;
     double lr;               // peak step size (paper 4.5e-4)
@@ -30,12 +34,21 @@ typedef struct {
     double ema_decay;        // 0.99 ...
     int64_t ema_every;       // ... applied every this many steps (paper: 25)
     int64_t save_every, log_every, eval_every, eval_batches, stop_after;
+    comm *comm;              // the ranks of a data-parallel run; NULL: this process alone
+    dp_mode dp;              // DP_SHARD (default) or DP_ALLREDUCE
 } prior_train_opts;
 
 // The paper's settings for a run of `steps` steps.
 void prior_train_defaults(prior_train_opts *o, int64_t steps);
-// Trains (or resumes) as o says, writing o->out. DALLE_ERR with a message on
-// bad shards (or shards of another config), a bad checkpoint or I/O failure.
+// Trains (or resumes) as o says, writing o->out. With K ranks (o->comm) every
+// rank must call it with the same options: each computes B/K sequences of
+// each global batch of B (positions step*B + rank*B/K + j of the data order),
+// rank 0 alone prints and writes. A step whose loss or gradient is not finite
+// on any rank is skipped by all (and logged); 100 in a row end the run.
+// DALLE_ERR with a message on bad shards (or shards of another config), a
+// bad checkpoint, a batch K does not divide, divergence or I/O failure; with
+// K > 1 the other ranks may then be blocked in a collective: the caller ends
+// the job (comm_abort).
 int prior_train(const prior_train_opts *o);
 // The step size at step t (0-based): linear warm-up to lr over `warmup`
 // steps, then cosine to lr_end at `steps`.

@@ -31,8 +31,8 @@ double cosine_schedule(int64_t step, int64_t horizon, double start, double end) 
     return end + (start - end) * 0.5 * (1.0 + cos(M_PI * (double)step / (double)horizon));
 }
 
-double grad_norm(const float *g, int64_t n) {
+double grad_sumsq(const float *g, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-    return sqrt(s);
+    return s;
 }

@@ -23,5 +23,5 @@ void ema_update(float *ema, const float *p, int64_t n, float decay);
 // horizon <= 0 gives `end`.
 double cosine_schedule(int64_t step, int64_t horizon, double start, double end);
 
-// The global L2 norm of g (n,), accumulated in double.
-double grad_norm(const float *g, int64_t n);
+// The squared L2 norm of g (n,), accumulated in double in index order.
+double grad_sumsq(const float *g, int64_t n);

@@ -19,6 +19,17 @@ int cmd_serve(int argc, char **argv);    // cmd_serve.c
 int cmd_train(int argc, char **argv);  // cmd_train.c
 int cmd_sample(int argc, char **argv); // cmd_train.c
 int cmd_export(int argc, char **argv); // cmd_train.c
+int cmd_diff(int argc, char **argv);   // cmd_diff.c
 
 // Prints "dalle: <the library's last error>" to stderr and returns 1.
 int cli_fail(void);
+
+// The trainers' ranks (train/comm.h): opens the job's communicator, with the
+// ranks other than 0 quiet (errors only). NULL after printing the error.
+typedef struct comm comm;
+comm *cli_comm_open(void);
+// Ends a trainer's command: when it failed, prints the error (naming the rank
+// when there are several) and, with several ranks, ends the whole job
+// (comm_abort) so that no rank waits forever on this one; closes c. Returns
+// the exit status (0 or 1).
+int cli_comm_finish(comm *c, int failed);

@@ -69,7 +69,7 @@ static void numbered_path(char *buf, size_t len, const char *path, int k, int n)
 
 static int dvae_cmd_train(int argc, char **argv) {
     dvae_train_opts o;
-    const char *preset = "small";
+    const char *preset = "small", *dp = "shard";
     int n_hid = 0, n_blk = 0, vocab = 0, n_init = 0, image_size = 0, n_pool = -1, no_augment = 0;
     dvae_train_defaults(&o, 10000);
     o.out = "dvae.safetensors";
@@ -85,7 +85,9 @@ static int dvae_cmd_train(int argc, char **argv) {
         {"--n-init", OPT_INT, &n_init, "override n_init (0: keep)"},
         {"--image-size", OPT_INT, &image_size, "override image_size (0: keep)"},
         {"--n-pool", OPT_INT, &n_pool, "override n_pool (-1: keep)"},
-        {"--batch", OPT_INT, &o.batch, "images per step (paper: 512 over 64 GPUs)"},
+        {"--batch", OPT_INT, &o.batch, "images per step, all ranks together (paper: 512 over 64 GPUs)"},
+        {"--micro-batch", OPT_INT, &o.micro_batch, "images per forward/backward pass, the gradient accumulated "
+                                                   "(0: each rank's whole part of the batch)"},
         {"--steps", OPT_I64, &o.steps, "total steps (paper: 3,000,000)"},
         {"--seed", OPT_I64, &seed, "seed of the initialisation, data order, augmentation and noise"},
         {"--lr", OPT_DOUBLE, &o.lr, "initial step size"},
@@ -104,11 +106,16 @@ static int dvae_cmd_train(int argc, char **argv) {
         {"--log-every", OPT_I64, &o.log_every, "print the mean losses every this many steps"},
         {"--max-images", OPT_I64, &o.max_images, "use at most this many images of the folder (0: all)"},
         {"--stop-after", OPT_I64, &o.stop_after, "stop after this many steps of this run, with a checkpoint (0: never)"},
+        {"--dp", OPT_STR, &dp, "under mpirun: shard (gradients reduce-scattered, each rank updates its shard) "
+                               "or allreduce (every rank updates everything)"},
         {NULL, 0, NULL, NULL},
     };
     char *pos[OPTS_MAX_POS];
     int npos;
-    int rc = opts_parse(argc, argv, "usage: dalle dvae train --data DIR [-o dvae.safetensors] [options]", opts, pos, &npos);
+    int rc = opts_parse(argc, argv,
+                        "usage: dalle dvae train --data DIR [-o dvae.safetensors] [options]\n"
+                        "       mpirun -np K dalle dvae train ...   (K ranks share each batch)",
+                        opts, pos, &npos);
     if (rc) return rc == 1 ? 0 : 2;
     if (npos) {
         fprintf(stderr, "dalle: dvae train: unexpected argument '%s'\n", pos[0]);
@@ -128,7 +135,9 @@ static int dvae_cmd_train(int argc, char **argv) {
     if (dvae_config_check(&o.cfg)) return cli_fail();
     o.seed = (uint64_t)seed;
     o.augment = !no_augment;
-    return dvae_train(&o) ? cli_fail() : 0;
+    if (dp_mode_parse(dp, &o.dp)) return cli_fail();
+    if (!(o.comm = cli_comm_open())) return 1;
+    return cli_comm_finish(o.comm, dvae_train(&o) != DALLE_OK);
 }
 
 // ---------------------------------------------------------------- encode

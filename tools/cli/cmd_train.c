@@ -11,6 +11,7 @@
 #include "prior/model.h"
 #include "prior/sample.h"
 #include "prior/train.h"
+#include "train/comm.h"
 
 // Splits a comma-separated list in place into out (at most max); returns the count.
 static int split_list(char *s, const char **out, int max) {
@@ -27,14 +28,16 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_train(int argc, char **argv) {
     prior_train_opts o;
     prior_train_defaults(&o, 10000);
-    const char *config = "small", *val = NULL;
+    const char *config = "small", *val = NULL, *dp = "shard";
     int64_t seed = 0;
     opt_t opts[] = {
         {"--config", OPT_STR, &config, "preset (paper, small, tiny) or a config JSON file"},
         {"--out,-o", OPT_STR, &o.out, "checkpoint to write (required)"},
         {"--resume", OPT_STR, &o.resume, "continue this checkpoint (its config, seed and optimizer settings)"},
         {"--val", OPT_STR, &val, "held-out shards, comma-separated"},
-        {"--batch", OPT_INT, &o.batch, "sequences per step"},
+        {"--batch", OPT_INT, &o.batch, "sequences per step (all ranks together)"},
+        {"--micro-batch", OPT_INT, &o.micro_batch, "sequences per forward/backward pass, the gradient accumulated "
+                                                   "(0: each rank's whole part of the batch)"},
         {"--steps", OPT_I64, &o.steps, "total steps"},
         {"--seed", OPT_I64, &seed, "initialisation and data order"},
         {"--lr", OPT_DOUBLE, &o.lr, "peak step size (paper 4.5e-4)"},
@@ -50,11 +53,14 @@ int cmd_train(int argc, char **argv) {
         {"--eval-every", OPT_I64, &o.eval_every, "held-out losses every this many steps"},
         {"--eval-batches", OPT_I64, &o.eval_batches, "held-out batches per evaluation"},
         {"--stop-after", OPT_I64, &o.stop_after, "stop (with a checkpoint) after this many steps of this run"},
+        {"--dp", OPT_STR, &dp, "under mpirun: shard (gradients reduce-scattered, each rank updates its shard) "
+                               "or allreduce (every rank updates everything)"},
         {NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
     int prc = opts_parse(argc, argv,
                          "usage: dalle train [options] -o CHECKPOINT SHARD...\n"
+                         "       mpirun -np K dalle train [options] -o CHECKPOINT SHARD...   (K ranks share each batch)\n"
                          "Trains the transformer prior on pre-tokenized shards (dalle shard pack).",
                          opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
@@ -63,14 +69,15 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     o.seed = (uint64_t)seed;
-    if (!o.resume && prior_config_resolve(config, &o.cfg)) return cli_fail();
+    if (dp_mode_parse(dp, &o.dp) || (!o.resume && prior_config_resolve(config, &o.cfg))) return cli_fail();
     o.shards = (const char **)pos;
     o.n_shards = npos;
     const char *vals[256];
     char *vcopy = val ? dalle_strdup(val) : NULL;
     o.val_shards = vals;
     o.n_val = vcopy ? split_list(vcopy, vals, 256) : 0;
-    int rc = prior_train(&o) == DALLE_OK ? 0 : cli_fail();
+    int rc = 1;
+    if ((o.comm = cli_comm_open())) rc = cli_comm_finish(o.comm, prior_train(&o) != DALLE_OK);
     dalle_free(vcopy);
     return rc;
 }

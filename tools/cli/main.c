@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "core/common.h"
+#include "train/comm.h"
 
 static const struct {
     const char *name;
@@ -26,6 +27,7 @@ static const struct {
     {"export", cmd_export, "prior checkpoint -> model file (EMA weights; f32, f16 or bf16)"},
     {"info", cmd_info, "a prior config: parameters, FLOPs per token, memory for training and sampling"},
     {"masks", cmd_masks, "print or draw the attention masks of a prior config (paper Fig. 11)"},
+    {"diff", cmd_diff, "compare two safetensors files (checkpoints) tensor by tensor, relative to each one's scale"},
 };
 
 static void usage(void) {
@@ -46,6 +48,28 @@ static void usage(void) {
 int cli_fail(void) {
     fprintf(stderr, "dalle: %s\n", dalle_last_error());
     return 1;
+}
+
+comm *cli_comm_open(void) {
+    comm *c = comm_open();
+    if (!c) {
+        cli_fail();
+        return NULL;
+    }
+    if (comm_rank(c) != 0) dalle_log_level = 0;
+    return c;
+}
+
+int cli_comm_finish(comm *c, int failed) {
+    if (failed) {
+        if (comm_size(c) > 1) {
+            fprintf(stderr, "dalle: rank %d of %d: %s\n", comm_rank(c), comm_size(c), dalle_last_error());
+            comm_abort(c, 1);
+        }
+        cli_fail();
+    }
+    comm_close(c);
+    return failed ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
