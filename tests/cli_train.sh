@@ -1,25 +1,14 @@
 #!/usr/bin/env bash
 # cli_train.sh: the prior end to end on the `tiny` preset. A synthetic
-# dataset where the image is a function of the caption (record r: text ids
-# a, 10 + a%3, then padding; image code j = (3a + j) mod 24, a = r mod 10) is
-# packed into shards; `dalle train` must learn it (the held-out loss falls far
+# dataset where the image is a function of the caption (tiny_prior_shard in
+# lib_cli.sh) is packed into shards; `dalle train` must learn it (the held-out loss falls far
 # below chance) and `dalle sample` with top-k 1 must then draw exactly the
 # image of a caption; train 2 x 40 steps with --resume gives the checkpoint of
 # 80 straight steps byte for byte; bad input is refused with a clear message.
 # Run by tests/run with $DALLE set.
 . "$(dirname "$0")/lib_cli.sh"
 
-# tiny: L 6, Vt 40 (padding ids 40 + i), G 4 (N 16), Vi 24
-make_data() { # $1 records, $2 offset -> $T/$3.txt, $T/$3.codes
-    awk -v n="$1" -v off="$2" 'BEGIN { for (r = off; r < off + n; r++) { a = r % 10;
-        printf "%d %d 42 43 44 45\n", a, 10 + a % 3 } }' > "$T/$3.txt"
-    awk -v n="$1" -v off="$2" 'BEGIN { for (r = off; r < off + n; r++) { a = r % 10;
-        for (j = 0; j < 16; j++) printf "%d%s", (3 * a + j) % 24, j == 15 ? "\n" : " " } }' > "$T/$3.codes"
-}
-make_data 200 0 train
-make_data 40 1000 val
-pack() { $DALLE shard pack --text-len 6 --grid 4 --text-vocab 40 --image-vocab 24 --text "$T/$1.txt" --image "$T/$1.codes" -o "$T/$1.dshard"; }
-pack train && pack val && ok "shard pack" || bad "shard pack"
+tiny_prior_shard 200 0 "$T/train.dshard" && tiny_prior_shard 40 1000 "$T/val.dshard" && ok "shard pack" || bad "shard pack"
 
 common=(--config tiny --batch 8 --lr 3e-3 --warmup 20 --lr-end 3e-4 --seed 5 --log-every 40 --eval-every 40 --val "$T/val.dshard")
 $DALLE -q train "${common[@]}" --steps 300 -o "$T/ck.safetensors" "$T/train.dshard" > "$T/log.txt" 2>&1 \

@@ -18,10 +18,22 @@ expect_fail() {
     msg=$("$@" 2>&1 >/dev/null); rc=$?
     if [[ " ${WANT_RC:-1} " == *" $rc "* ]] && [[ "$msg" == *"$want"* ]] && [ ! -e "$out" ] \
         && ! ls "$out".tmp.* >/dev/null 2>&1; then
-        ok "$name: $(echo "$msg" | tail -1)"
+        ok "$name: $(echo "$msg" | grep -F -- "$want" | tail -1)"
     else
         bad "$name (rc $rc, message '$msg', output ${out} $( [ -e "$out" ] && echo exists || echo absent))"
     fi
+}
+
+# tiny_prior_shard RECORDS OFFSET PATH: a shard for the `tiny` prior (L 6,
+# Vt 40 with padding ids 40 + i, G 4 so N 16, Vi 24) where the image is a
+# function of the caption: record r (from OFFSET) has text ids a, 10 + a%3,
+# then padding, and image codes j -> (3a + j) mod 24, a = r mod 10.
+tiny_prior_shard() {
+    awk -v n="$1" -v off="$2" 'BEGIN { for (r = off; r < off + n; r++) { a = r % 10;
+        printf "%d %d 42 43 44 45\n", a, 10 + a % 3 } }' > "$3.txt"
+    awk -v n="$1" -v off="$2" 'BEGIN { for (r = off; r < off + n; r++) { a = r % 10;
+        for (j = 0; j < 16; j++) printf "%d%s", (3 * a + j) % 24, j == 15 ? "\n" : " " } }' > "$3.codes"
+    $DALLE shard pack --text-len 6 --grid 4 --text-vocab 40 --image-vocab 24 --text "$3.txt" --image "$3.codes" -o "$3"
 }
 
 # make_tiny_model DIR: a small model directory for the generation tests: a
