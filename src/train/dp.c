@@ -102,16 +102,18 @@ int dp_state_full(dp_t *d, const dp_state *s, const float *full[3], float **tmp)
         full[0] = s->ema, full[1] = s->m, full[2] = s->v;
         return DALLE_OK;
     }
+    // the EMA goes to grad (free between steps), the moments to two more blocks
     full[0] = full[1] = full[2] = NULL;
     float *t = NULL;
-    if (d->rank == 0 && !(t = dalle_malloc(sizeof(float) * 3 * (size_t)d->n_grad))) return DALLE_ERR;
+    if (d->rank == 0 && !(t = dalle_malloc(sizeof(float) * 2 * (size_t)d->n_grad))) return DALLE_ERR;
+    float *to[3] = {d->grad, t, t ? t + d->n_grad : NULL};
     const float *part[3] = {s->ema, s->m, s->v};
     for (int k = 0; k < 3; k++)
-        if (comm_gather(d->c, part[k], t ? t + k * d->n_grad : NULL, d->shard, 0)) {
+        if (comm_gather(d->c, part[k], d->rank == 0 ? to[k] : NULL, d->shard, 0)) {
             dalle_free(t);
             return DALLE_ERR;
         }
-    if (t) full[0] = t, full[1] = t + d->n_grad, full[2] = t + 2 * d->n_grad;
+    if (t) full[0] = to[0], full[1] = to[1], full[2] = to[2];
     *tmp = t;
     return DALLE_OK;
 }

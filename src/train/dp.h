@@ -68,10 +68,10 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq);
 // Collective, after each rank updated params[lo, lo+len): every rank gets all
 // of params (n). A no-op unless parameters are sharded.
 int dp_gather_params(dp_t *d, float *params);
-// Collective: the whole arrays of s for a checkpoint, on rank 0: full[0..2] =
-// ema, m, v (n each), borrowed from s when this rank holds everything, else
-// gathered into *tmp (rank 0 only; free it with dalle_free). Other ranks get
-// NULLs.
+// Collective, between steps: the whole arrays of s for a checkpoint, on rank
+// 0: full[0..2] = ema, m, v (n each), borrowed from s when this rank holds
+// everything, else gathered into grad and *tmp (rank 0 only; free it with
+// dalle_free). Other ranks get NULLs.
 int dp_state_full(dp_t *d, const dp_state *s, const float *full[3], float **tmp);
 // This rank's part of a whole per-parameter array read from a checkpoint:
 // part (cap) = full[lo, lo+len), zero beyond.

@@ -25,7 +25,8 @@ int cmd_diff(int argc, char **argv);   // cmd_diff.c
 int cli_fail(void);
 
 // The trainers' ranks (train/comm.h): opens the job's communicator, with the
-// ranks other than 0 quiet (errors only). NULL after printing the error.
+// ranks other than 0 quiet (errors only, and with --verbose their peak
+// memory). NULL after printing the error.
 typedef struct comm comm;
 comm *cli_comm_open(void);
 // Ends a trainer's command: when it failed, prints the error (naming the rank

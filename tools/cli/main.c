@@ -50,17 +50,25 @@ int cli_fail(void) {
     return 1;
 }
 
+static int rank_verbose; // --verbose on a quiet rank: its peak memory is still printed
+
 comm *cli_comm_open(void) {
     comm *c = comm_open();
     if (!c) {
         cli_fail();
         return NULL;
     }
-    if (comm_rank(c) != 0) dalle_log_level = 0;
+    if (comm_rank(c) != 0) {
+        rank_verbose = dalle_log_level >= 2;
+        dalle_log_level = 0;
+    }
     return c;
 }
 
 int cli_comm_finish(comm *c, int failed) {
+    if (rank_verbose)
+        fprintf(stderr, "dalle: rank %d: peak memory %.1f MiB (library allocations)\n", comm_rank(c),
+                (double)dalle_mem_peak() / (1 << 20));
     if (failed) {
         if (comm_size(c) > 1) {
             fprintf(stderr, "dalle: rank %d of %d: %s\n", comm_rank(c), comm_size(c), dalle_last_error());
