@@ -136,7 +136,7 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout, con
 
 #define GELU_K 0.7978845608028654f // sqrt(2/pi)
 
-// exp(x) for x in about [-87, 88], relative error ~1e-7: Cody-Waite reduction
+// exp(x) for x in about [-87, 88] (NaN gives NaN), relative error ~1e-7: Cody-Waite reduction
 // x = n ln2 + r and Cephes' polynomial for e^r. Branch-free, so the GELU
 // loops vectorise (libm's tanhf is a third of a training step otherwise).
 static inline float exp_fast(float x) {
@@ -150,7 +150,8 @@ static inline float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    // A NaN x stays NaN through p; its exponent part must not convert a NaN.
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float scale;
     __builtin_memcpy(&scale, &bits, 4);
     return p * scale;
