@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/half.h" // the F16 and BF16 conversions
+
 typedef enum { ST_F32 = 0, ST_F16, ST_BF16 } st_dtype;
 
 #define ST_MAX_DIMS 8
@@ -79,8 +81,3 @@ int st_writer_save(st_writer *w, const char *path);
 // Frees the writer (not the borrowed data); NULL is a no-op.
 void st_writer_free(st_writer *w);
 
-// Float conversions used by the reader and writer (round to nearest even).
-uint16_t f32_to_f16(float x);
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float x);
-float bf16_to_f32(uint16_t h);

@@ -3,20 +3,45 @@
 
 #include <math.h>
 
+#include "core/half.h"
+
+// The scalars of step t, in double as torch computes them in Python.
+typedef struct {
+    float b1, b2, step_size, bc2_sqrt, shrink, eps;
+} adam_consts;
+
+static adam_consts adam_consts_at(const adamw_params *h, int64_t t, int decay) {
+    adam_consts c = {h->beta1, h->beta2, 0, 0, 1.0f, h->eps};
+    c.step_size = (float)((double)h->lr / (1.0 - pow((double)c.b1, (double)t)));
+    c.bc2_sqrt = (float)sqrt(1.0 - pow((double)c.b2, (double)t));
+    if (decay) c.shrink = 1.0f - h->lr * h->weight_decay;
+    return c;
+}
+
+// One parameter's step: the arithmetic of both moment storages.
+static inline void adam_step(float *p, float *m, float *v, float g, const adam_consts *c) {
+    *m += (1.0f - c->b1) * (g - *m); // torch's lerp
+    *v = c->b2 * *v + (1.0f - c->b2) * g * g;
+    float denom = sqrtf(*v) / c->bc2_sqrt + c->eps;
+    *p = *p * c->shrink - c->step_size * *m / denom;
+}
+
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, const adamw_params *h,
                   int64_t t, int decay) {
-    const float b1 = h->beta1, b2 = h->beta2;
-    // the scalars in double, as torch computes them in Python
-    const float step_size = (float)((double)h->lr / (1.0 - pow((double)b1, (double)t)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)b2, (double)t));
-    const float shrink = decay ? 1.0f - h->lr * h->weight_decay : 1.0f;
+    const adam_consts c = adam_consts_at(h, t, decay);
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) adam_step(&p[i], &m[i], &v[i], g[i], &c);
+}
+
+void adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, const adamw_params *h,
+                    int64_t t, int decay) {
+    const adam_consts c = adam_consts_at(h, t, decay);
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        m[i] += (1.0f - b1) * (gi - m[i]); // torch's lerp
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        float denom = sqrtf(v[i]) / bc2_sqrt + h->eps;
-        p[i] = p[i] * shrink - step_size * m[i] / denom;
+        float mi = e6m9_to_f32(m[i]), vi = ue6m10_to_f32(v[i]);
+        adam_step(&p[i], &mi, &vi, g[i], &c);
+        m[i] = f32_to_e6m9(mi);
+        v[i] = f32_to_ue6m10(vi);
     }
 }
 

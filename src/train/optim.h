@@ -14,6 +14,11 @@ typedef struct {
 //   p, m, v, g (n,)
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, const adamw_params *h,
                   int64_t t, int decay);
+// The same step with the moments stored in the paper's 16-bit formats
+// (core/half.h: m in e6m9, v in ue6m10): each is decoded, updated in float32
+// exactly as above, and rounded back. p (n,) float32 (the master weights).
+void adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, const adamw_params *h,
+                    int64_t t, int decay);
 
 // ema (n) = decay * ema + (1 - decay) * p
 void ema_update(float *ema, const float *p, int64_t n, float decay);
