@@ -30,10 +30,10 @@ int main(int argc, char **argv) {
     int threads = omp_get_max_threads();
     prior_config c;
     if (prior_config_preset(preset, &c)) die("preset");
-    prior_model *m = prior_model_new(&c);
+    prior_model *m = prior_model_new(&c, PRIOR_FP32);
     if (!m) die("model");
-    prior_init(m, 1);
-    prior_acts *a = prior_acts_new(m, B);
+    prior_init(m, 1, m->params);
+    prior_acts *a = prior_acts_new(m, B, 0);
     float *g = dalle_calloc((size_t)m->n_params, sizeof(float)), *am = dalle_calloc((size_t)m->n_params, sizeof(float)),
           *av = dalle_calloc((size_t)m->n_params, sizeof(float));
     int32_t *text = dalle_malloc(sizeof(int32_t) * (size_t)B * m->L), *image = dalle_malloc(sizeof(int32_t) * (size_t)B * m->N);

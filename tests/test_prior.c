@@ -74,7 +74,7 @@ static void compare(const char *name, const float *got, int64_t n) {
 static prior_model *tiny_model(void) {
     prior_config c;
     DALLE_ASSERT(prior_config_preset("tiny", &c) == DALLE_OK);
-    prior_model *m = prior_model_new(&c);
+    prior_model *m = prior_model_new(&c, PRIOR_FP32);
     DALLE_ASSERT(m);
     fill_params(m);
     return m;
@@ -116,7 +116,7 @@ static void test_masks(void) {
 static void test_parity_tiny(void) {
     prior_model *m = tiny_model();
     const int B = 2;
-    prior_acts *a = prior_acts_new(m, B);
+    prior_acts *a = prior_acts_new(m, B, 0);
     int32_t text[64], image[64];
     fill_inputs(m, B, text, image);
     int64_t n;
@@ -136,7 +136,7 @@ static void test_parity_tiny(void) {
     printf("    loss %.6f (text %.6f, image %.6f)\n", loss.loss, loss.text, loss.image);
     // The logits were turned into probabilities: recompute them with a second
     // forward into fresh activations and compare before the softmax.
-    prior_acts *a2 = prior_acts_new(m, B);
+    prior_acts *a2 = prior_acts_new(m, B, 0);
     float *lt = malloc(sizeof(float) * (size_t)B * (m->L - 1) * m->Vt), *li = malloc(sizeof(float) * (size_t)B * m->N * m->Vi);
     {
         // logits = lnf . head^T
@@ -172,13 +172,13 @@ static void test_sparse_equals_dense(void) {
     CHECK(prior_config_preset("small", &c) == DALLE_OK);
     c.n_layer = 4; // row, column, row, conv
     c.text_vocab = 64;
-    prior_model *m = prior_model_new(&c);
+    prior_model *m = prior_model_new(&c, PRIOR_FP32);
     CHECK(m != NULL);
     if (!m) return;
-    prior_init(m, 3);
+    prior_init(m, 3, m->params);
     // non-zero heads and a larger scale, so attention is far from uniform
     for (int64_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * (float)(fill_u(77, (uint64_t)i) - 0.5);
-    prior_acts *a = prior_acts_new(m, 1);
+    prior_acts *a = prior_acts_new(m, 1, 0);
     int32_t *text = malloc(sizeof(int32_t) * (size_t)m->L), *image = malloc(sizeof(int32_t) * (size_t)m->N);
     fill_inputs(m, 1, text, image);
     prior_loss ls, ld;
@@ -208,7 +208,7 @@ static void test_sparse_equals_dense(void) {
 static void test_finite_differences(void) {
     prior_model *m = tiny_model();
     const int B = 2;
-    prior_acts *a = prior_acts_new(m, B);
+    prior_acts *a = prior_acts_new(m, B, 0);
     int32_t text[64], image[64];
     fill_inputs(m, B, text, image);
     text[3] = m->Vt - 2; // a padding id too
@@ -257,7 +257,7 @@ static void sample_check(prior_model *m, const prior_sample_opts *o, int K) {
     for (int t = 0; t < m->L; t++) text[t] = (int32_t)floor(fill_u(12000, (uint64_t)t) * m->Vt);
     for (int k = 0; k < K; k++) memcpy(txt + k * m->L, text, sizeof(int32_t) * (size_t)m->L);
     CHECK(prior_sample(m, text, K, o, cache) == DALLE_OK);
-    prior_acts *a = prior_acts_new(m, K);
+    prior_acts *a = prior_acts_new(m, K, 0);
     float *logits = malloc(sizeof(float) * (size_t)m->Vi);
     void *work = malloc(sizeof(float) * 2 * (size_t)m->Vi);
     for (int j = 0; j < N; j++) {
@@ -300,8 +300,8 @@ static void test_sample_cache(void) {
     c.n_layer = 4;
     c.text_vocab = 64;
     c.grid = 8;
-    m = prior_model_new(&c);
-    prior_init(m, 9);
+    m = prior_model_new(&c, PRIOR_FP32);
+    prior_init(m, 9, m->params);
     for (int64_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * (float)(fill_u(78, (uint64_t)i) - 0.5);
     o = prior_sample_default_opts();
     o.seed = 11;
@@ -311,7 +311,7 @@ static void test_sample_cache(void) {
 
 static void test_bad_input(void) {
     prior_model *m = tiny_model();
-    prior_acts *a = prior_acts_new(m, 1);
+    prior_acts *a = prior_acts_new(m, 1, 0);
     int32_t text[8] = {0}, image[16] = {0};
     text[2] = m->Vt;
     CHECK(prior_forward(m, a, text, image, 1, NULL) == DALLE_ERR && strstr(dalle_last_error(), "outside"));
@@ -320,7 +320,7 @@ static void test_bad_input(void) {
     CHECK(prior_forward(m, a, text, image, 1, NULL) == DALLE_ERR && strstr(dalle_last_error(), "image code"));
     prior_config c = m->cfg;
     c.conv_kernel = 4;
-    CHECK(prior_model_new(&c) == NULL && strstr(dalle_last_error(), "conv_kernel"));
+    CHECK(prior_model_new(&c, PRIOR_FP32) == NULL && strstr(dalle_last_error(), "conv_kernel"));
     prior_acts_free(a);
     prior_model_free(m);
 }

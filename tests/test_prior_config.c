@@ -133,7 +133,7 @@ static void test_costs_key_counts(void) {
         }
         CHECK(k.n_layers[0] + k.n_layers[1] + k.n_layers[2] == cs[i].n_layer && k.n_layers[2] == 1);
         if (i < 2) { // against the model's key lists
-            prior_model *m = prior_model_new(&cs[i]);
+            prior_model *m = prior_model_new(&cs[i], PRIOR_FP32);
             CHECK(m != NULL);
             for (int t = 0; m && t < 3; t++) CHECK(k.nnz[t] == m->keys[t].nnz);
             prior_model_free(m);
@@ -152,13 +152,13 @@ static void test_costs_activations(void) {
     for (int p = 1; p < 3; p++) {
         prior_config c;
         prior_config_preset(PRESETS[p], &c);
-        prior_model *m = prior_model_new(&c);
+        prior_model *m = prior_model_new(&c, PRIOR_FP32);
         CHECK(m != NULL);
         if (!m) continue;
         for (int B = 1; B <= 3; B += 2) {
             prior_costs k;
             CHECK(prior_costs_compute(&c, B, 7, &k) == DALLE_OK);
-            prior_acts *a = prior_acts_new(m, B);
+            prior_acts *a = prior_acts_new(m, B, 0);
             CHECK(a != NULL);
             if (a) {
                 printf("    %-6s B=%d activations %lld bytes, prior_acts_new %lld\n", PRESETS[p], B,

@@ -54,6 +54,16 @@ int prior_mask(const prior_config *cfg, prior_layer_type type, int q, int k);
 // Parameters in the model (embeddings and heads included).
 int64_t prior_param_count(const prior_config *cfg);
 
+// How a training run stores the prior (SPEC §3 "Mixed precision",
+// docs/training.md): fp32 throughout, or the resblocks' weight matrices,
+// saved activations and internal gradients in bf16 or fp16 and Adam's
+// moments in the paper's 16-bit formats. Arithmetic is fp32 either way.
+typedef enum { PRIOR_FP32 = 0, PRIOR_BF16 = 1, PRIOR_FP16 = 2 } prior_precision;
+// "fp32", "bf16" or "fp16" -> *p; DALLE_ERR naming the value otherwise.
+int prior_precision_parse(const char *s, prior_precision *p);
+// "fp32", "bf16" or "fp16".
+const char *prior_precision_name(prior_precision p);
+
 // Loads a prior model file, or a training checkpoint (its EMA weights when
 // use_ema and present). A file of another architecture, missing, extra or
 // mis-shaped tensors are errors naming the file and the tensor. NULL on error.
@@ -107,9 +117,14 @@ typedef struct {
     int64_t bytes_grads;      // gradients in fp32: 4 * params
     int64_t bytes_adam;       // Adam's two moments in fp32: 8 * params
     int64_t bytes_adam16;     // the two moments in 16 bits (the paper's): 4 * params
+    int64_t params16;         // parameters that mixed precision stores in 16 bits: the blocks'
+                              // matrices (qkv, proj, fc, fc2)
     int batch;                // B of bytes_acts
     int64_t bytes_acts;       // activations of a training batch of B sequences: exactly the
-                              // arena of prior_acts_new(model, B) (same pieces, same rounding)
+                              // arena of prior_acts_new(model, B, 0) (same pieces, same rounding)
+    int64_t bytes_acts16;     // the same for a bf16 or fp16 model (16-bit saved activations)
+    int64_t bytes_acts_ckpt;  // with activation checkpointing (prior_acts_new(model, B, 1)), fp32
+    int64_t bytes_acts_ckpt16; // with checkpointing, bf16 or fp16
     int n_cand;               // K of the sampling figures
     int64_t bytes_kv;         // fp32 key/value cache for K candidates of one caption: over the
                               // layers, 2*d*(L + K*W) floats, W the image positions a layer
@@ -121,6 +136,32 @@ typedef struct {
 // candidates (both in [1, 2^20]). DALLE_ERR (the message names the field) on
 // a bad config or count, or when a figure would not fit in 64 bits.
 int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_costs *out);
+
+// The training memory of each of K ranks with the parameters sharded
+// (`--dp shard`, docs/training.md) at precision PREC, and what each sends per
+// step (computed, not allocated). s = ceil(params / K), the parameters a rank
+// updates; n = params.
+typedef struct {
+    int ranks;                // K
+    prior_precision prec;
+    int64_t shard;            // s
+    int64_t bytes_weights;    // the weights the passes read, whole on every rank: 4n in fp32; else
+                              // 2 bytes for each of params16, 4 for the rest
+    int64_t bytes_master;     // bf16/fp16: the fp32 master weights of the shard, 4s (fp32: 0, the
+                              // weights are their own master)
+    int64_t bytes_grads;      // the fp32 gradient, whole on every rank (padded to K s), plus the
+                              // reduced shard when K > 1
+    int64_t bytes_adam;       // Adam's two moments of the shard: 8s in fp32, 4s in 16 bits
+    int64_t bytes_ema;        // the EMA of the shard, 4s
+    int64_t bytes_acts_seq;   // activations of one sequence (batch 1) at PREC ...
+    int64_t bytes_acts_seq_ckpt; // ... and with activation checkpointing
+    int64_t bytes_sent;       // uncompressed, per step: a reduce-scatter of the gradient and an
+                              // all-gather of the fp32 master, (K-1) s floats each in a ring: 8 (K-1) s
+} prior_rank_costs;
+
+// Fills *out for CFG on RANKS ranks (in [1, 2^20]) at PREC. DALLE_ERR (the
+// message names the field) on a bad config or rank count.
+int prior_rank_costs_compute(const prior_config *cfg, int ranks, prior_precision prec, prior_rank_costs *out);
 
 #ifdef __cplusplus
 }

@@ -217,6 +217,33 @@ static int64_t cache_window(const prior_config *cfg, prior_layer_type type) {
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
+// The bytes of prior_acts_new's arena (same pieces, same rounding) for a
+// model at PREC (bf16 and fp16 take the same room).
+static int64_t act_bytes(const prior_config *cfg, const int64_t nnz[3], int B, prior_precision prec, int ckpt) {
+    int64_t sizes[PRIOR_ACT_PIECES], floats = 0;
+    prior_act_sizes(cfg, nnz, B, prec, ckpt, sizes);
+    for (int i = 0; i < PRIOR_ACT_PIECES; i++) floats += round16(sizes[i]);
+    return 4 * floats;
+}
+
+// The parameters a 16-bit model keeps in 16 bits: the blocks' matrices.
+static int64_t params16(const prior_config *c) {
+    int64_t d = (int64_t)c->n_head * c->d_head, f = d * c->mlp_mult;
+    return c->n_layer * (3 * d * d + d * d + 2 * f * d);
+}
+
+int prior_precision_parse(const char *s, prior_precision *p) {
+    if (!strcmp(s, "fp32")) *p = PRIOR_FP32;
+    else if (!strcmp(s, "bf16")) *p = PRIOR_BF16;
+    else if (!strcmp(s, "fp16")) *p = PRIOR_FP16;
+    else return dalle_seterr("precision '%s': expected fp32, bf16 or fp16", s);
+    return DALLE_OK;
+}
+
+const char *prior_precision_name(prior_precision p) {
+    return p == PRIOR_FP32 ? "fp32" : p == PRIOR_BF16 ? "bf16" : "fp16";
+}
+
 int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_costs *out) {
     if (prior_config_check(cfg) != DALLE_OK) return DALLE_ERR;
     if (batch < 1 || batch > 1 << 20) return dalle_seterr("prior costs: batch = %d is outside [1, 2^20]", batch);
@@ -256,12 +283,12 @@ int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_co
                             (double)B * (double)((L - 1) * Vt + N * Vi);
     for (int l = 0; l < nl; l++) att_d += (double)B * cfg->n_head * (double)c.nnz[prior_layer_type_of(cfg, l)];
     if (big + att_d > 0x1p58) return dalle_seterr("prior costs: the activations of batch %d exceed 2^60 bytes", batch);
-    int64_t sizes[PRIOR_ACT_PIECES];
-    prior_act_sizes(cfg, c.nnz, (int)B, sizes);
-    int64_t floats = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) floats += round16(sizes[i]);
     c.batch = batch;
-    c.bytes_acts = 4 * floats;
+    c.bytes_acts = act_bytes(cfg, c.nnz, batch, PRIOR_FP32, 0);
+    c.bytes_acts16 = act_bytes(cfg, c.nnz, batch, PRIOR_FP16, 0);
+    c.bytes_acts_ckpt = act_bytes(cfg, c.nnz, batch, PRIOR_FP32, 1);
+    c.bytes_acts_ckpt16 = act_bytes(cfg, c.nnz, batch, PRIOR_FP16, 1);
+    c.params16 = params16(cfg);
 
     double kv_d = 0;
     for (int l = 0; l < nl; l++)
@@ -273,5 +300,26 @@ int prior_costs_compute(const prior_config *cfg, int batch, int n_cand, prior_co
     c.bytes_kv = 4 * kv;
     c.bytes_sample = c.bytes_kv + c.bytes_weights;
     *out = c;
+    return DALLE_OK;
+}
+
+int prior_rank_costs_compute(const prior_config *cfg, int ranks, prior_precision prec, prior_rank_costs *out) {
+    prior_costs c;
+    if (ranks < 1 || ranks > 1 << 20) return dalle_seterr("prior costs: ranks = %d is outside [1, 2^20]", ranks);
+    if (prior_costs_compute(cfg, 1, 1, &c)) return DALLE_ERR;
+    prior_rank_costs r = {0};
+    int64_t n = c.params, K = ranks, s = (n + K - 1) / K, half = prec != PRIOR_FP32;
+    r.ranks = ranks;
+    r.prec = prec;
+    r.shard = s;
+    r.bytes_weights = half ? 2 * c.params16 + 4 * (n - c.params16) : 4 * n;
+    r.bytes_master = half ? 4 * s : 0;
+    r.bytes_grads = K > 1 ? 4 * (K * s + s) : 4 * n;
+    r.bytes_adam = half ? 4 * s : 8 * s;
+    r.bytes_ema = 4 * s;
+    r.bytes_acts_seq = half ? c.bytes_acts16 : c.bytes_acts;
+    r.bytes_acts_seq_ckpt = half ? c.bytes_acts_ckpt16 : c.bytes_acts_ckpt;
+    r.bytes_sent = 8 * (K - 1) * s;
+    *out = r;
     return DALLE_OK;
 }

@@ -1,6 +1,10 @@
 // forward.c: the prior's forward and backward passes over a batch (see
 // model.h for the activations and docs/prior.md for the model). Every op is
-// a call into the backend (backend/ops.h); this file only wires them.
+// a call into the backend (backend/ops.h); this file only wires them. A
+// bf16/fp16 model (mixed precision, docs/training.md) computes in fp32 too:
+// its 16-bit matrices are converted for each product, and what it stores in
+// 16 bits (a resblock's saved activations, its gradients) is rounded where it
+// is produced, so that the computation goes on with the stored values.
 #include <math.h>
 #include <string.h>
 
@@ -40,9 +44,80 @@ static void attention_dense_forward(float *out, const float *qkv, const prior_mo
     dalle_free(s);
 }
 
+// ---------------------------------------------------------------- pieces
+
+// The matrix at flat offset off (n floats) as fp32: in the parameters, or
+// converted from 16 bits into a->wbuf (so: one at a time).
+static const float *matrix(const prior_model *m, prior_acts *a, int64_t off, int64_t n) {
+    if (m->prec == PRIOR_FP32) return m->params + off;
+    half_to_f32(a->wbuf, m->w16 + (off - m->n32), n, m->fmt);
+    return a->wbuf;
+}
+
+// Layer l's internals as fp32 buffers: its slices of the arrays when they
+// keep every layer, else the one-layer arrays (prior_acts).
+typedef struct {
+    float *ln1, *ln2, *qkv, *att, *atty, *fch, *fcg, *mu1, *rs1, *mu2, *rs2;
+} layer_bufs;
+
+static layer_bufs layer_at(const prior_model *m, const prior_acts *a, int l, int B) {
+    const int64_t BT = (int64_t)B * m->T, d = m->d, f = m->f, k = a->all32 ? l : 0, s = a->checkpoint ? 0 : l;
+    return (layer_bufs){a->ln1 + k * BT * d, a->ln2 + k * BT * d, a->qkv + k * BT * 3 * d,
+                        a->all32 ? a->att + a->att_off[l] : a->att, a->atty + k * BT * d, a->fch + k * BT * f,
+                        a->fcg + k * BT * f, a->mu1 + s * BT, a->rs1 + s * BT, a->mu2 + s * BT, a->rs2 + s * BT};
+}
+
+// An internal x (n) just computed by a 16-bit model: stored in 16 bits at h
+// (NULL: recomputed, not stored), and x becomes the stored values. Nothing
+// in an fp32 model.
+static void keep(const prior_model *m, uint16_t *h, float *x, int64_t n) {
+    if (m->prec == PRIOR_FP32) return;
+    if (h) half_store(h, x, n, m->fmt);
+    else half_round(x, n, m->fmt, 0);
+}
+
+// The attention resblock of layer l up to its output projection: ln_1(x),
+// qkv, the attention probabilities and output, into v. store: the forward
+// pass (a 16-bit model keeps them in 16 bits), else a recomputation.
+static void attn_internals(prior_model *m, prior_acts *a, int l, int B, const layer_bufs *v, int store) {
+    const prior_block *w = &m->blocks[l];
+    const prior_layer_type type = prior_layer_type_of(&m->cfg, l);
+    const prior_keys *k = &m->keys[type];
+    const int64_t BT = (int64_t)B * m->T, d = m->d;
+    const float *P = m->params;
+    const int h = store && a->h_ln1;
+    layernorm_forward(v->ln1, v->mu1, v->rs1, a->x + l * BT * d, P + w->ln1_w, P + w->ln1_b, BT, (int)d);
+    keep(m, h ? a->h_ln1 + l * BT * d : NULL, v->ln1, BT * d);
+    linear_forward(v->qkv, v->ln1, matrix(m, a, w->qkv_w, 3 * d * d), P + w->qkv_b, BT, (int)d, (int)(3 * d), 0);
+    keep(m, h ? a->h_qkv + l * BT * 3 * d : NULL, v->qkv, BT * 3 * d);
+    if (m->dense) {
+        attention_dense_forward(v->atty, v->qkv, m, type, B);
+    } else {
+        attention_forward(v->atty, v->att, v->qkv, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS);
+        keep(m, h ? a->h_att + a->att_off[l] : NULL, v->att, (int64_t)B * m->NH * k->nnz);
+    }
+    keep(m, h ? a->h_atty + l * BT * d : NULL, v->atty, BT * d);
+}
+
+// The MLP resblock of layer l up to its second matrix: ln_2(xmid), fc, and
+// GELU, into v. A 16-bit model stores ln_2 and fc and recomputes GELU.
+static void mlp_internals(prior_model *m, prior_acts *a, int l, int B, const layer_bufs *v, int store) {
+    const prior_block *w = &m->blocks[l];
+    const int64_t BT = (int64_t)B * m->T, d = m->d, f = m->f;
+    const float *P = m->params;
+    const int h = store && a->h_ln2;
+    layernorm_forward(v->ln2, v->mu2, v->rs2, a->xmid + l * BT * d, P + w->ln2_w, P + w->ln2_b, BT, (int)d);
+    keep(m, h ? a->h_ln2 + l * BT * d : NULL, v->ln2, BT * d);
+    linear_forward(v->fch, v->ln2, matrix(m, a, w->fc_w, f * d), P + w->fc_b, BT, (int)d, (int)f, 0);
+    keep(m, h ? a->h_fch + l * BT * f : NULL, v->fch, BT * f);
+    gelu_forward(v->fcg, v->fch, BT * f);
+    keep(m, NULL, v->fcg, BT * f);
+}
+
 int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int32_t *image, int B,
                   prior_loss *loss) {
     DALLE_ASSERT(B >= 1 && B <= a->B);
+    DALLE_ASSERT(!m->dense || a->all32);
     const int L = m->L, N = m->N, T = m->T, G = m->G, d = m->d, f = m->f, nl = m->cfg.n_layer;
     const int64_t BT = (int64_t)B * T;
     for (int64_t i = 0; i < (int64_t)B * L; i++)
@@ -70,29 +145,17 @@ int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int3
             for (int c = 0; c < d; c++) o[c] = e[c] + rw[c] + cl[c];
         }
     }
-    // Blocks.
+    // Blocks: two resblocks each, their outputs added to the identity path.
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
-        prior_layer_type type = prior_layer_type_of(&m->cfg, l);
-        const prior_keys *k = &m->keys[type];
-        float *x = a->x + (int64_t)l * BT * d, *xn = x + BT * d;
-        float *ln1 = a->ln1 + (int64_t)l * BT * d, *ln2 = a->ln2 + (int64_t)l * BT * d;
-        float *qkv = a->qkv + (int64_t)l * BT * 3 * d, *atty = a->atty + (int64_t)l * BT * d;
-        float *xmid = a->xmid + (int64_t)l * BT * d;
-        float *fch = a->fch + (int64_t)l * BT * f, *fcg = a->fcg + (int64_t)l * BT * f;
-        layernorm_forward(ln1, a->mu1 + l * BT, a->rs1 + l * BT, x, P + w->ln1_w, P + w->ln1_b, BT, d);
-        linear_forward(qkv, ln1, P + w->qkv_w, P + w->qkv_b, BT, d, 3 * d, 0);
-        if (m->dense)
-            attention_dense_forward(atty, qkv, m, type, B);
-        else
-            attention_forward(atty, a->att + a->att_off[l], qkv, k->off, k->keys, k->nnz, B, T, m->NH, m->HS);
+        const layer_bufs v = layer_at(m, a, l, B);
+        float *x = a->x + (int64_t)l * BT * d, *xn = x + BT * d, *xmid = a->xmid + (int64_t)l * BT * d;
+        attn_internals(m, a, l, B, &v, 1);
         memcpy(xmid, x, sizeof(float) * (size_t)(BT * d));
-        linear_forward(xmid, atty, P + w->proj_w, P + w->proj_b, BT, d, d, 1);
-        layernorm_forward(ln2, a->mu2 + l * BT, a->rs2 + l * BT, xmid, P + w->ln2_w, P + w->ln2_b, BT, d);
-        linear_forward(fch, ln2, P + w->fc_w, P + w->fc_b, BT, d, f, 0);
-        gelu_forward(fcg, fch, BT * f);
+        linear_forward(xmid, v.atty, matrix(m, a, w->proj_w, (int64_t)d * d), P + w->proj_b, BT, d, d, 1);
+        mlp_internals(m, a, l, B, &v, 1);
         memcpy(xn, xmid, sizeof(float) * (size_t)(BT * d));
-        linear_forward(xn, fcg, P + w->fc2_w, P + w->fc2_b, BT, f, d, 1);
+        linear_forward(xn, v.fcg, matrix(m, a, w->fc2_w, (int64_t)d * f), P + w->fc2_b, BT, f, d, 1);
     }
     // Heads and loss.
     layernorm_forward(a->lnf, a->muf, a->rsf, a->x + (int64_t)nl * BT * d, P + m->lnf_w, P + m->lnf_b, BT, d);
@@ -108,6 +171,125 @@ int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int3
     double li = softmax_xent_forward(a->logit_img, a->tgt_img, (int64_t)B * N, m->Vi) / ((double)B * N);
     if (loss) *loss = (prior_loss){lt / 8 + 7 * li / 8, lt, li};
     return DALLE_OK;
+}
+
+// ---------------------------------------------------------------- backward
+
+// g (n) += src (n) / s: a resblock's gradient leaving it, unscaled.
+static void add_unscaled(float *g, const float *src, int64_t n, float s) { axpy(g, 1.0f / s, src, n); }
+
+// A 16-bit model's resblock r: the gradient dx entering it from the identity
+// path, times its multiplier, into in (n), in 16 bits (filtered). Returns
+// the non-finite count.
+static int64_t scaled_in(const prior_model *m, float *in, const float *dx, int64_t n, float s) {
+    memset(in, 0, sizeof(float) * (size_t)n);
+    axpy(in, s, dx, n);
+    return half_round(in, n, m->fmt, 1);
+}
+
+// A 16-bit model's resblock r: the gradients of one of its products (or its
+// LayerNorm), a weight of nw floats then a bias of nb in a->pgrad, rounded to
+// 16 bits, filtered (nothing non-finite reaches the fp32 gradient), and
+// unscaled into grads at offsets ow and ob. Returns the non-finite count.
+static int64_t flush_params(const prior_model *m, prior_acts *a, int r, float *grads, int64_t ow, int64_t nw,
+                            int64_t ob, int64_t nb) {
+    int64_t bad = half_round(a->pgrad, nw + nb, m->fmt, 1);
+    add_unscaled(grads + ow, a->pgrad, nw, a->grad_mult[r]);
+    add_unscaled(grads + ob, a->pgrad + nw, nb, a->grad_mult[r]);
+    return bad;
+}
+
+// Zeroes the first n floats of a->pgrad and returns it.
+static float *pgrad(prior_acts *a, int64_t n) {
+    memset(a->pgrad, 0, sizeof(float) * (size_t)n);
+    return a->pgrad;
+}
+
+// A 16-bit model's resblock r: the backward pass of its product with the
+// weight at ow (n_out, n_in) and the bias at ob: din (M, n_in) = dout . W in
+// 16 bits, the parameter gradients into grads. Returns the non-finite count.
+static int64_t linear_backward16(const prior_model *m, prior_acts *a, int r, float *grads, float *din,
+                                 const float *dout, const float *in, int64_t ow, int64_t ob, int64_t M, int n_in,
+                                 int n_out) {
+    const int64_t nw = (int64_t)n_in * n_out;
+    memset(din, 0, sizeof(float) * (size_t)(M * n_in));
+    float *pg = pgrad(a, nw + n_out);
+    linear_backward(din, pg, pg + nw, dout, in, matrix(m, a, ow, nw), M, n_in, n_out);
+    int64_t bad = flush_params(m, a, r, grads, ow, nw, ob, n_out);
+    return bad + half_round(din, M * n_in, m->fmt, 1);
+}
+
+// A 16-bit model's resblock r, last: the backward pass of its LayerNorm
+// (gain at ow, bias at ob; in (M, d) its input, mean and rstd its
+// statistics) from a->dln, and the gradient that leaves the resblock,
+// unscaled, added to a->dx; bad: r's non-finite count so far.
+static void leave16(const prior_model *m, prior_acts *a, int r, float *grads, const float *in, int64_t ow, int64_t ob,
+                    const float *mean, const float *rstd, int64_t M, int64_t bad) {
+    const int64_t d = m->d;
+    memset(a->datty, 0, sizeof(float) * (size_t)(M * d));
+    float *pg = pgrad(a, 2 * d);
+    layernorm_backward(a->datty, pg, pg + d, a->dln, in, m->params + ow, mean, rstd, M, (int)d);
+    bad += flush_params(m, a, r, grads, ow, d, ob, d);
+    bad += half_round(a->datty, M * d, m->fmt, 1);
+    add_unscaled(a->dx, a->datty, M * d, a->grad_mult[r]);
+    a->nonfinite[r] += bad;
+}
+
+// The MLP resblock of layer l: dx is d(x_{l+1}) on entry, d(xmid) on return;
+// its parameter gradients are added to gr. v holds its internals.
+static void mlp_backward(prior_model *m, prior_acts *a, int l, int B, const layer_bufs *v, float *gr) {
+    const prior_block *w = &m->blocks[l];
+    const int64_t BT = (int64_t)B * m->T, d = m->d, f = m->f;
+    const float *P = m->params;
+    float *xmid = a->xmid + l * BT * d, *dx = a->dx, *dln = a->dln;
+    if (m->prec == PRIOR_FP32) {
+        // dx reaches xmid through the identity path too: the LayerNorm adds to it.
+        memset(a->dfc, 0, sizeof(float) * (size_t)(BT * f));
+        linear_backward(a->dfc, gr + w->fc2_w, gr + w->fc2_b, dx, v->fcg, P + w->fc2_w, BT, (int)f, (int)d);
+        memset(a->dfc2, 0, sizeof(float) * (size_t)(BT * f));
+        gelu_backward(a->dfc2, a->dfc, v->fch, BT * f);
+        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
+        linear_backward(dln, gr + w->fc_w, gr + w->fc_b, a->dfc2, v->ln2, P + w->fc_w, BT, (int)d, (int)f);
+        layernorm_backward(dx, gr + w->ln2_w, gr + w->ln2_b, dln, xmid, P + w->ln2_w, v->mu2, v->rs2, BT, (int)d);
+        return;
+    }
+    const int r = 2 * l + 1;
+    int64_t bad = scaled_in(m, dln, dx, BT * d, a->grad_mult[r]);
+    bad += linear_backward16(m, a, r, gr, a->dfc, dln, v->fcg, w->fc2_w, w->fc2_b, BT, (int)f, (int)d);
+    memset(a->dfc2, 0, sizeof(float) * (size_t)(BT * f));
+    gelu_backward(a->dfc2, a->dfc, v->fch, BT * f);
+    bad += half_round(a->dfc2, BT * f, m->fmt, 1);
+    bad += linear_backward16(m, a, r, gr, dln, a->dfc2, v->ln2, w->fc_w, w->fc_b, BT, (int)d, (int)f);
+    leave16(m, a, r, gr, xmid, w->ln2_w, w->ln2_b, v->mu2, v->rs2, BT, bad);
+}
+
+// The attention resblock of layer l: dx is d(xmid) on entry, d(x_l) on return.
+static void attn_backward(prior_model *m, prior_acts *a, int l, int B, const layer_bufs *v, float *gr) {
+    const prior_block *w = &m->blocks[l];
+    const prior_keys *k = &m->keys[prior_layer_type_of(&m->cfg, l)];
+    const int64_t BT = (int64_t)B * m->T, d = m->d;
+    const float *P = m->params;
+    float *x = a->x + l * BT * d, *dx = a->dx, *dln = a->dln;
+    if (m->prec == PRIOR_FP32) {
+        memset(a->datty, 0, sizeof(float) * (size_t)(BT * d));
+        linear_backward(a->datty, gr + w->proj_w, gr + w->proj_b, dx, v->atty, P + w->proj_w, BT, (int)d, (int)d);
+        memset(a->dqkv, 0, sizeof(float) * (size_t)(BT * 3 * d));
+        attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
+                           a->dscratch);
+        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
+        linear_backward(dln, gr + w->qkv_w, gr + w->qkv_b, a->dqkv, v->ln1, P + w->qkv_w, BT, (int)d, (int)(3 * d));
+        layernorm_backward(dx, gr + w->ln1_w, gr + w->ln1_b, dln, x, P + w->ln1_w, v->mu1, v->rs1, BT, (int)d);
+        return;
+    }
+    const int r = 2 * l;
+    int64_t bad = scaled_in(m, dln, dx, BT * d, a->grad_mult[r]);
+    bad += linear_backward16(m, a, r, gr, a->datty, dln, v->atty, w->proj_w, w->proj_b, BT, (int)d, (int)d);
+    memset(a->dqkv, 0, sizeof(float) * (size_t)(BT * 3 * d));
+    attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
+                       a->dscratch);
+    bad += half_round(a->dqkv, BT * 3 * d, m->fmt, 1);
+    bad += linear_backward16(m, a, r, gr, dln, a->dqkv, v->ln1, w->qkv_w, w->qkv_b, BT, (int)d, (int)(3 * d));
+    leave16(m, a, r, gr, x, w->ln1_w, w->ln1_b, v->mu1, v->rs1, BT, bad);
 }
 
 void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const int32_t *image, int B,
@@ -133,32 +315,29 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
     layernorm_backward(dx, gr + m->lnf_w, gr + m->lnf_b, dln, a->x + (int64_t)nl * BT * d, P + m->lnf_w, a->muf,
                        a->rsf, BT, d);
     for (int l = nl - 1; l >= 0; l--) {
-        const prior_block *w = &m->blocks[l];
-        const prior_keys *k = &m->keys[prior_layer_type_of(&m->cfg, l)];
-        float *x = a->x + (int64_t)l * BT * d;
-        float *ln1 = a->ln1 + (int64_t)l * BT * d, *ln2 = a->ln2 + (int64_t)l * BT * d;
-        float *qkv = a->qkv + (int64_t)l * BT * 3 * d, *atty = a->atty + (int64_t)l * BT * d;
-        float *xmid = a->xmid + (int64_t)l * BT * d;
-        float *fch = a->fch + (int64_t)l * BT * f, *fcg = a->fcg + (int64_t)l * BT * f;
-        // MLP: dx is d(x_{l+1}), which reaches xmid through the identity path too.
-        memset(a->dfc, 0, sizeof(float) * (size_t)(BT * f));
-        linear_backward(a->dfc, gr + w->fc2_w, gr + w->fc2_b, dx, fcg, P + w->fc2_w, BT, f, d);
-        memset(a->dfc2, 0, sizeof(float) * (size_t)(BT * f));
-        gelu_backward(a->dfc2, a->dfc, fch, BT * f);
-        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
-        linear_backward(dln, gr + w->fc_w, gr + w->fc_b, a->dfc2, ln2, P + w->fc_w, BT, d, f);
-        layernorm_backward(dx, gr + w->ln2_w, gr + w->ln2_b, dln, xmid, P + w->ln2_w, a->mu2 + l * BT,
-                           a->rs2 + l * BT, BT, d);
-        // Attention: dx is now d(xmid).
-        memset(a->datty, 0, sizeof(float) * (size_t)(BT * d));
-        linear_backward(a->datty, gr + w->proj_w, gr + w->proj_b, dx, atty, P + w->proj_w, BT, d, d);
-        memset(a->dqkv, 0, sizeof(float) * (size_t)(BT * 3 * d));
-        attention_backward(a->dqkv, a->datty, qkv, a->att + a->att_off[l], k->off, k->keys, k->nnz, B, T, m->NH,
-                           m->HS, a->dscratch);
-        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
-        linear_backward(dln, gr + w->qkv_w, gr + w->qkv_b, a->dqkv, ln1, P + w->qkv_w, BT, d, 3 * d);
-        layernorm_backward(dx, gr + w->ln1_w, gr + w->ln1_b, dln, x, P + w->ln1_w, a->mu1 + l * BT, a->rs1 + l * BT,
-                           BT, d);
+        const layer_bufs v = layer_at(m, a, l, B);
+        const int64_t dd = (int64_t)BT * d, ff = (int64_t)BT * f;
+        // Each resblock's internals: kept in fp32, reloaded from 16 bits
+        // (GELU recomputed), or recomputed from the identity path.
+        if (a->checkpoint) {
+            mlp_internals(m, a, l, B, &v, 0);
+        } else if (a->h_ln2) {
+            half_to_f32(v.ln2, a->h_ln2 + l * dd, dd, m->fmt);
+            half_to_f32(v.fch, a->h_fch + l * ff, ff, m->fmt);
+            gelu_forward(v.fcg, v.fch, ff);
+            keep(m, NULL, v.fcg, ff);
+        }
+        mlp_backward(m, a, l, B, &v, gr);
+        if (a->checkpoint) {
+            attn_internals(m, a, l, B, &v, 0);
+        } else if (a->h_ln1) {
+            int64_t na = (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
+            half_to_f32(v.ln1, a->h_ln1 + l * dd, dd, m->fmt);
+            half_to_f32(v.qkv, a->h_qkv + l * 3 * dd, 3 * dd, m->fmt);
+            half_to_f32(v.att, a->h_att + a->att_off[l], na, m->fmt);
+            half_to_f32(v.atty, a->h_atty + l * dd, dd, m->fmt);
+        }
+        attn_backward(m, a, l, B, &v, gr);
     }
     // Embeddings: scatter-add, split by channels (ids repeat across rows).
 #pragma omp parallel for schedule(static)

@@ -67,7 +67,7 @@ prior_model *prior_load(const char *path, int use_ema) {
     prior_config cfg;
     prior_model *m = NULL;
     if (prior_config_from_file(f, &cfg)) goto fail;
-    if (!(m = prior_model_new(&cfg))) {
+    if (!(m = prior_model_new(&cfg, PRIOR_FP32))) {
         dalle_errprefix("%s", path);
         goto fail;
     }

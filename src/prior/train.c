@@ -18,6 +18,7 @@
 #include "data/shard.h"
 #include "prior/model.h"
 #include "prior/train.h"
+#include "train/mixed.h"
 #include "train/optim.h"
 
 void prior_train_defaults(prior_train_opts *o, int64_t steps) {
@@ -103,17 +104,58 @@ static const char *const KEPT[] = {"batch", "lr", "warmup", "lr_end", "beta1", "
                                    "weight_decay", "clip", "ema_decay", "ema_every"};
 static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays of dp_state, in order
 
+// The training state that 16-bit precision adds, for this rank's range
+// (cap each): the fp32 master weights, which the update changes and the
+// model's weights are made from, and Adam's moments in the paper's 16-bit
+// formats (core/half.h); the EMA stays in dp_state (fp32, its m and v
+// unused). And the gradient scales.
+typedef struct {
+    float *master;
+    uint16_t *m, *v;
+    gscale g;
+} half_state;
+
+static int half_state_alloc(const dp_t *d, dp_state *s, half_state *h) {
+    s->ema = dalle_calloc((size_t)d->cap, sizeof(float)); // dp_state_free frees it
+    h->master = dalle_calloc((size_t)d->cap, sizeof(float));
+    h->m = dalle_calloc(2 * (size_t)d->cap, sizeof(uint16_t));
+    if (!s->ema || !h->master || !h->m) return DALLE_ERR;
+    h->v = h->m + d->cap;
+    return DALLE_OK;
+}
+
+static void half_state_free(half_state *h) {
+    dalle_free(h->master);
+    dalle_free(h->m);
+    gscale_free(&h->g);
+    memset(h, 0, sizeof *h);
+}
+
 // Collective: rank 0 writes the checkpoint, the shards of the state gathered
-// into whole tensors (the same file whatever the number of ranks).
-static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, const dp_state *s,
-                           const prior_train_opts *o, int64_t step, int64_t skipped, int64_t records) {
+// into whole tensors (the same file whatever the number of ranks). params
+// (n_params) the whole parameters; h: 16-bit precision (its moments are
+// written decoded, in F32: exact, and the same file layout for every
+// precision), else NULL.
+static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, const dp_state *s, const float *params,
+                           const half_state *h, const prior_train_opts *o, int64_t step, int64_t skipped,
+                           int64_t records) {
     const float *full[3];
-    float *tmp = NULL;
-    if (dp_state_full(d, s, full, &tmp)) return DALLE_ERR;
-    if (d->rank != 0) return DALLE_OK;
+    float *tmp = NULL, *dec = NULL;
+    dp_state s32 = *s;
+    if (h) {
+        if (!(dec = dalle_calloc(2 * (size_t)d->cap, sizeof(float)))) return DALLE_ERR;
+        for (int64_t i = 0; i < d->len; i++) dec[i] = e6m9_to_f32(h->m[i]), dec[d->cap + i] = ue6m10_to_f32(h->v[i]);
+        s32.m = dec, s32.v = dec + d->cap;
+    }
+    int rc = dp_state_full(d, &s32, full, &tmp);
+    if (rc || d->rank != 0) {
+        dalle_free(dec);
+        dalle_free(tmp);
+        return rc;
+    }
     st_writer *w = st_writer_new();
-    int rc = DALLE_ERR;
-    char buf[64], js[1024];
+    char buf[64], js[1024], *gjs = NULL;
+    rc = DALLE_ERR;
     if (!w || prior_write_meta(&m->cfg, w, "prior-checkpoint")) goto done;
     snprintf(buf, sizeof buf, "%lld", (long long)step);
     if (st_writer_meta(w, "train.step", buf)) goto done;
@@ -138,12 +180,18 @@ static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, cons
              o->batch, o->lr, (long long)o->warmup, o->lr_end, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip,
              o->ema_decay, (long long)o->ema_every);
     if (st_writer_meta(w, "train.opts", js)) goto done;
-    if (prior_add_tensors(m, w, "", m->params, ST_F32)) goto done;
+    // 16-bit precision only, so that an fp32 checkpoint stays what it was
+    if (h && (st_writer_meta(w, "train.precision", prior_precision_name(m->prec)) || !(gjs = gscale_to_json(&h->g)) ||
+              st_writer_meta(w, "train.grad_scale", gjs)))
+        goto done;
+    if (prior_add_tensors(m, w, "", params, ST_F32)) goto done;
     for (int i = 0; i < 3; i++)
         if (prior_add_tensors(m, w, STATE[i], full[i], ST_F32)) goto done;
     rc = st_writer_save(w, path);
 done:
     st_writer_free(w);
+    dalle_free(gjs);
+    dalle_free(dec);
     dalle_free(tmp);
     return rc;
 }
@@ -170,8 +218,9 @@ static int read_kept(const st_file *f, prior_train_opts *o) {
     return DALLE_OK;
 }
 
-// A new model with the parameters of checkpoint f; sets the step, the
-// skipped steps, the record count and the settings kept across --resume.
+// A new model for checkpoint f, at its precision, with its parameters when
+// fp32 (a 16-bit model gets them in load_state); sets the step, the skipped
+// steps, the record count and the settings kept across --resume.
 static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, int64_t *records,
                                     prior_train_opts *o) {
     prior_model *m = NULL;
@@ -181,8 +230,14 @@ static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *sk
         st_meta_int(f, "train.records", &rec) || read_kept(f, o))
         return NULL;
     if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
-    if (!(m = prior_model_new(&cfg))) return NULL;
-    if (prior_read_tensors(m, f, "", m->params)) {
+    const char *prec = st_meta(f, "train.precision");
+    o->precision = PRIOR_FP32;
+    if (prec && prior_precision_parse(prec, &o->precision)) {
+        dalle_errprefix("%s: metadata 'train.precision'", f->path);
+        return NULL;
+    }
+    if (!(m = prior_model_new(&cfg, o->precision))) return NULL;
+    if (o->precision == PRIOR_FP32 && prior_read_tensors(m, f, "", m->params)) {
         prior_model_free(m);
         return NULL;
     }
@@ -195,12 +250,29 @@ static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *sk
 }
 
 // This rank's part of the EMA and Adam moments of checkpoint f (the whole
-// tensors pass through d->grad).
-static int load_state(const st_file *f, const prior_model *m, dp_t *d, dp_state *s) {
+// tensors pass through d->grad); in 16-bit precision (h) also the master
+// weights, the model's weights and the gradient scales.
+static int load_state(const st_file *f, prior_model *m, dp_t *d, dp_state *s, half_state *h) {
+    if (h) {
+        const char *js = st_meta(f, "train.grad_scale");
+        char what[600];
+        snprintf(what, sizeof what, "%s: metadata 'train.grad_scale'", f->path);
+        if (!js) return dalle_seterr("%s missing", what);
+        if (gscale_from_json(&h->g, 2 * m->cfg.n_layer, js, what) || prior_read_tensors(m, f, "", d->grad))
+            return DALLE_ERR;
+        dp_take(d, d->grad, h->master);
+        prior_set_params(m, d->grad);
+    }
     float *part[3] = {s->ema, s->m, s->v};
     for (int i = 0; i < 3; i++) {
         if (prior_read_tensors(m, f, STATE[i], d->grad)) return DALLE_ERR;
-        dp_take(d, d->grad, part[i]);
+        if (!h || i == 0) {
+            dp_take(d, d->grad, part[i]);
+            continue;
+        }
+        uint16_t *q = i == 1 ? h->m : h->v; // exact: the values were decoded from these formats
+        for (int64_t j = 0; j < d->len; j++)
+            q[j] = i == 1 ? f32_to_e6m9(d->grad[d->lo + j]) : f32_to_ue6m10(d->grad[d->lo + j]);
     }
     memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
     return DALLE_OK;
@@ -256,6 +328,52 @@ static int rank_gradient(prior_model *m, prior_acts *a, records *data, int64_t p
     return DALLE_OK;
 }
 
+// Collective: the checkpoint, with the whole parameters (16-bit precision:
+// the master weights, gathered to rank 0 when sharded).
+static int save(const char *path, const prior_model *m, dp_t *d, const dp_state *s, const half_state *h,
+                const prior_train_opts *o, int64_t step, int64_t skipped, int64_t records) {
+    const float *params = h ? h->master : m->params;
+    float *tmp = NULL;
+    if (h && d->sharded) {
+        if (d->rank == 0 && !(tmp = dalle_malloc(sizeof(float) * (size_t)d->n_grad))) return DALLE_ERR;
+        if (comm_gather(d->c, h->master, tmp, d->shard, 0)) {
+            dalle_free(tmp);
+            return DALLE_ERR;
+        }
+        params = tmp;
+    }
+    int rc = save_checkpoint(path, m, d, s, params, h, o, step, skipped, records);
+    dalle_free(tmp);
+    return rc;
+}
+
+// 16-bit precision, after step `step` (1-based): the resblocks' non-finite
+// counts of every rank decide the scales and whether the update is skipped;
+// 1 and the reason in why (for the log) when it is.
+static int overflow_check(half_state *h, prior_acts *a, dp_t *d, int64_t step, char *why, size_t len) {
+    int n = h->g.n;
+    double cnt[2 * 1024], before[2 * 1024]; // n <= 2 * 1024 layers (prior_config_check)
+    for (int r = 0; r < n; r++) cnt[r] = (double)a->nonfinite[r], before[r] = h->g.scale[r];
+    if (d->K > 1 && comm_allreduce_sum_f64(d->c, cnt, n)) return DALLE_ERR;
+    if (!gscale_update(&h->g, cnt, step)) return 0;
+    if (h->g.mode == GSCALE_DYNAMIC) {
+        snprintf(why, len, "gradient overflow: loss scale 2^%.0f -> 2^%.0f", log2(before[0]), log2(h->g.scale[0]));
+        return 1;
+    }
+    size_t k = (size_t)snprintf(why, len, "gradient overflow in resblock");
+    for (int r = 0, shown = 0; r < n; r++) {
+        if (cnt[r] == 0) continue;
+        if (shown++ == 3) {
+            snprintf(why + k, len - k, " ...");
+            break;
+        }
+        k += (size_t)snprintf(why + k, len - k, " %d (layer %d %s, scale 2^%.2f -> 2^%.2f)", r, r / 2,
+                              r % 2 ? "MLP" : "attention", log2(before[r]), log2(h->g.scale[r]));
+        if (k >= len) break;
+    }
+    return 1;
+}
+
 int prior_train(const prior_train_opts *opts) {
     prior_train_opts run = *opts, *o = &run;
     prior_model *m = NULL;
@@ -263,6 +381,7 @@ int prior_train(const prior_train_opts *opts) {
     st_file *ck = NULL;
     dp_t dp = {0};
     dp_state s = {0};
+    half_state hs = {0}, *h = NULL; // h: 16-bit precision
     records data = {0}, val = {0};
     int32_t *text = NULL, *image = NULL;
     float *piece = NULL; // (n_params) a piece's gradient, when a rank's part is computed in several
@@ -271,11 +390,11 @@ int prior_train(const prior_train_opts *opts) {
     int rc = DALLE_ERR, K = comm_size(o->comm), rank = comm_rank(o->comm), lead = rank == 0;
     if (o->resume) {
         if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, &kept_records, o))) goto done;
-        dalle_log("resuming %s at step %lld (seed %llu; its batch, schedule and optimizer settings)", o->resume,
-                  (long long)step, (unsigned long long)o->seed);
+        dalle_log("resuming %s at step %lld (seed %llu; its batch, schedule, optimizer and precision settings)",
+                  o->resume, (long long)step, (unsigned long long)o->seed);
     } else {
-        if (!(m = prior_model_new(&o->cfg))) return DALLE_ERR;
-        prior_init(m, o->seed);
+        if (!(m = prior_model_new(&o->cfg, o->precision))) return DALLE_ERR;
+        if (o->precision == PRIOR_FP32) prior_init(m, o->seed, m->params);
     }
     if (o->batch < 1 || o->n_shards < 1) {
         dalle_seterr("prior train: needs a batch of at least 1 and at least one shard");
@@ -289,8 +408,23 @@ int prior_train(const prior_train_opts *opts) {
         goto done;
     }
     // The EMA starts at zero and is read debiased (see save_checkpoint).
-    if (dp_init(&dp, o->comm, o->dp, m->n_params) || dp_state_alloc(&dp, &s)) goto done;
-    if (ck && load_state(ck, m, &dp, &s)) goto done;
+    if (dp_init(&dp, o->comm, o->dp, m->n_params)) goto done;
+    if (m->prec != PRIOR_FP32) {
+        h = &hs;
+        if (half_state_alloc(&dp, &s, h)) goto done;
+        if (!ck) { // a new run: initialised in the flat vector (grad, free yet), which gives the master and the model
+            prior_init(m, o->seed, dp.grad);
+            dp_take(&dp, dp.grad, h->master);
+            prior_set_params(m, dp.grad);
+            memset(dp.grad, 0, sizeof(float) * (size_t)dp.n_grad);
+            if (gscale_init(&h->g, o->loss_scale, 2 * m->cfg.n_layer, o->loss_scale_window) ||
+                (o->grad_scale_init && gscale_set(&h->g, o->grad_scale_init)))
+                goto done;
+        }
+    } else if (dp_state_alloc(&dp, &s)) {
+        goto done;
+    }
+    if (ck && load_state(ck, m, &dp, &s, h)) goto done;
     st_close(ck);
     ck = NULL;
     const prior_config *c = &m->cfg;
@@ -311,7 +445,7 @@ int prior_train(const prior_train_opts *opts) {
         dalle_seterr("--micro-batch %d does not divide the %d sequences of each rank", mb, b);
         goto done;
     }
-    if (!(a = prior_acts_new(m, mb))) goto done;
+    if (!(a = prior_acts_new(m, mb, o->checkpoint_acts))) goto done;
     text = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->L);
     image = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->N);
     if (!text || !image) goto done;
@@ -326,6 +460,11 @@ int prior_train(const prior_train_opts *opts) {
         dalle_log("data parallel: %d ranks (%s) of %d sequences each, --dp %s: each rank updates %lld parameters",
                   K, comm_backend(o->comm), b, dp_mode_name(o->dp), (long long)dp.len);
     if (pieces > 1) dalle_log("each rank's %d sequences in %d pieces of %d (gradient accumulated)", b, pieces, mb);
+    if (h)
+        dalle_log("mixed precision: %s resblock matrices, activations and gradients, Adam moments in e6m9/ue6m10, "
+                  "fp32 master weights; %s gradient scaling (%d scales)", prior_precision_name(m->prec),
+                  gscale_mode_name(h->g.mode), h->g.n);
+    if (o->checkpoint_acts) dalle_log("activation checkpointing: each resblock's internals recomputed in the backward pass");
 
     progress_t prog;
     progress_start(&prog, "prior", step, o->steps, step * B * m->T);
@@ -334,6 +473,10 @@ int prior_train(const prior_train_opts *opts) {
     int64_t stop = o->stop_after > 0 ? DALLE_MIN(o->steps, step + o->stop_after) : o->steps;
     while (step < stop) {
         prior_loss L;
+        if (h) {
+            for (int r = 0; r < h->g.n; r++) a->grad_mult[r] = (float)h->g.scale[r];
+            memset(a->nonfinite, 0, sizeof(int64_t) * (size_t)h->g.n);
+        }
         if (rank_gradient(m, a, &data, step * B + (int64_t)rank * b, mb, pieces, text, image, dp.grad, piece, &L))
             goto done;
         double st[3] = {L.loss, L.text, L.image}, sumsq;
@@ -341,38 +484,56 @@ int prior_train(const prior_train_opts *opts) {
         L = (prior_loss){st[0], st[1], st[2]};
         double norm = sqrt(sumsq), lr = prior_lr_at(o, step);
         step++;
+        char why[256];
+        int over = h ? overflow_check(h, a, &dp, step, why, sizeof why) : 0;
+        if (over < 0) goto done;
         int skip = dp_skip_check(&dp, &skips, &prog, step, L.loss, sumsq);
+        // an overflow alone: the scales take care of it, so it does not count towards the stop
+        if (!skip && over) skip = dp_skip(&dp, &skips, &prog, step, why);
         if (skip < 0) goto done;
         if (!skip) {
             if (o->clip > 0 && norm > o->clip) {
                 float k = (float)(o->clip / norm);
                 for (int64_t i = 0; i < dp.len; i++) dp.own[i] *= k;
             }
-            adamw_params h = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
+            adamw_params hp = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
             for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
                 const prior_tensor *t = &m->tensors[i];
                 int64_t at, n = dp_overlap(&dp, t->offset, t->numel, &at), r = at - dp.lo;
-                if (n)
-                    adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &h, step - skips.total,
-                                 t->kind == PT_MATRIX || t->kind == PT_HEAD);
+                int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
+                if (!n) continue;
+                if (h) adamw_update16(h->master + r, h->m + r, h->v + r, dp.own + r, n, &hp, step - skips.total, decay);
+                else adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &hp, step - skips.total, decay);
             }
-            if (dp_gather_params(&dp, m->params)) goto done;
+            if (h) {
+                const float *full;
+                if (dp_gather(&dp, h->master, &full)) goto done;
+                prior_set_params(m, full);
+            } else if (dp_gather_params(&dp, m->params)) {
+                goto done;
+            }
             acc[0] += L.loss, acc[1] += L.text, acc[2] += L.image;
             acc_n++;
         }
         if (o->ema_every > 0 && step % o->ema_every == 0)
-            ema_update(s.ema, m->params + dp.lo, dp.len, (float)o->ema_decay);
+            ema_update(s.ema, h ? h->master : m->params + dp.lo, dp.len, (float)o->ema_decay);
         char extra[160];
         snprintf(extra, sizeof extra, "loss %.4f text %.4f image %.4f |g| %.2f lr %.2e", L.loss, L.text, L.image, norm,
                  lr);
         progress_update(&prog, step, step * B * m->T, extra);
         if (o->log_every > 0 && (step % o->log_every == 0 || step == stop)) {
-            char note[48];
+            char note[48], scales[64] = "";
             dp_skips_note(&skips, note);
+            if (h) {
+                double lo, hi;
+                gscale_range(&h->g, &lo, &hi);
+                if (h->g.mode == GSCALE_DYNAMIC) snprintf(scales, sizeof scales, " loss scale 2^%.0f", lo);
+                else snprintf(scales, sizeof scales, " grad scales 2^%.2f..2^%.2f", lo, hi);
+            }
             if (lead && acc_n) {
                 if (prog.tty) progress_end(&prog);
-                printf("step %lld loss %.6f text %.6f image %.6f lr %.3e%s\n", (long long)step, acc[0] / acc_n,
-                       acc[1] / acc_n, acc[2] / acc_n, lr, note);
+                printf("step %lld loss %.6f text %.6f image %.6f lr %.3e%s%s\n", (long long)step, acc[0] / acc_n,
+                       acc[1] / acc_n, acc[2] / acc_n, lr, scales, note);
                 fflush(stdout);
             }
             acc[0] = acc[1] = acc[2] = 0;
@@ -388,10 +549,10 @@ int prior_train(const prior_train_opts *opts) {
             }
         }
         if (o->save_every > 0 && step % o->save_every == 0 && step < stop)
-            if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total, data.total)) goto done;
+            if (save(o->out, m, &dp, &s, h, o, step, skips.total, data.total)) goto done;
     }
     progress_end(&prog);
-    if (save_checkpoint(o->out, m, &dp, &s, o, step, skips.total, data.total)) goto done;
+    if (save(o->out, m, &dp, &s, h, o, step, skips.total, data.total)) goto done;
     dalle_log("prior train: done at step %lld, checkpoint %s%s", (long long)step, o->out,
               skips.total ? " (some updates skipped, see the log)" : "");
     rc = DALLE_OK;
@@ -404,6 +565,7 @@ done:
     records_free(&data);
     records_free(&val);
     dp_state_free(&s);
+    half_state_free(&hs);
     dp_free(&dp);
     prior_model_free(m);
     return rc;

@@ -11,6 +11,7 @@
 
 #include "dalle/prior.h"
 #include "train/dp.h"
+#include "train/mixed.h"
 
 typedef struct {
     const char **shards;     // training shards
@@ -36,6 +37,13 @@ typedef struct {
     int64_t save_every, log_every, eval_every, eval_batches, stop_after;
     comm *comm;              // the ranks of a data-parallel run; NULL: this process alone
     dp_mode dp;              // DP_SHARD (default) or DP_ALLREDUCE
+    // Mixed precision (docs/training.md); precision and scaling are kept across --resume.
+    prior_precision precision;   // PRIOR_FP32 (default), or 16-bit storage in bf16 or fp16
+    gscale_mode loss_scale;      // 16-bit: GSCALE_RESBLOCK (the paper's, default) or GSCALE_DYNAMIC
+    const char *grad_scale_init; // 16-bit: initial scales (gscale_set), NULL: the mode's start value
+    int64_t loss_scale_window;   // GSCALE_DYNAMIC: steps between doublings (0: 2000)
+    int checkpoint_acts;         // activation checkpointing: recompute each resblock's internals in
+                                 // the backward pass (the same bits, less memory)
 } prior_train_opts;
 
 // The paper's settings for a run of `steps` steps.
@@ -44,7 +52,10 @@ void prior_train_defaults(prior_train_opts *o, int64_t steps);
 // rank must call it with the same options: each computes B/K sequences of
 // each global batch of B (positions step*B + rank*B/K + j of the data order),
 // rank 0 alone prints and writes. A step whose loss or gradient is not finite
-// on any rank is skipped by all (and logged); 100 in a row end the run.
+// on any rank is skipped by all (and logged); 100 in a row end the run. In
+// 16-bit precision a step in which a resblock's gradients overflowed on any
+// rank is skipped too (the scales back off; these do not count towards the
+// 100).
 // DALLE_ERR with a message on bad shards (or shards of another config), a
 // bad checkpoint, a batch K does not divide, divergence or I/O failure; with
 // K > 1 the other ranks may then be blocked in a collective: the caller ends

@@ -84,14 +84,23 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq) {
     return DALLE_OK;
 }
 
-int dp_gather_params(dp_t *d, float *params) {
+int dp_gather(dp_t *d, const float *part, const float **full) {
+    *full = part;
     if (!d->sharded) return DALLE_OK;
     // own (the gradient's block, used up) carries this rank's block; grad
     // (free until the next backward pass) receives all of them
-    memcpy(d->own, params + d->lo, sizeof(float) * (size_t)d->len);
+    memcpy(d->own, part, sizeof(float) * (size_t)d->len);
     memset(d->own + d->len, 0, sizeof(float) * (size_t)(d->shard - d->len));
     if (comm_allgather(d->c, d->own, d->grad, d->shard)) return DALLE_ERR;
-    memcpy(params, d->grad, sizeof(float) * (size_t)d->n);
+    *full = d->grad;
+    return DALLE_OK;
+}
+
+int dp_gather_params(dp_t *d, float *params) {
+    const float *full;
+    if (!d->sharded) return DALLE_OK;
+    if (dp_gather(d, params + d->lo, &full)) return DALLE_ERR;
+    memcpy(params, full, sizeof(float) * (size_t)d->n);
     memset(d->grad + d->n, 0, sizeof(float) * (size_t)(d->n_grad - d->n));
     return DALLE_OK;
 }
@@ -128,11 +137,16 @@ int dp_skip_check(const dp_t *d, dp_skips *s, progress_t *prog, int64_t step, do
         s->in_a_row = 0;
         return 0;
     }
+    char why[96];
+    snprintf(why, sizeof why, "loss %g |g| %g not finite", loss, sqrt(sumsq));
+    return dp_skip(d, s, prog, step, why);
+}
+
+int dp_skip(const dp_t *d, dp_skips *s, progress_t *prog, int64_t step, const char *why) {
     s->total++, s->since_log++;
     if (d->rank == 0) {
         if (prog && prog->tty) progress_end(prog);
-        printf("step %lld skipped: loss %g |g| %g not finite (%lld skipped in all)\n", (long long)step, loss,
-               sqrt(sumsq), (long long)s->total);
+        printf("step %lld skipped: %s (%lld skipped in all)\n", (long long)step, why, (long long)s->total);
         fflush(stdout);
     }
     if (++s->in_a_row < DP_MAX_SKIPS) return 1;

@@ -68,6 +68,11 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq);
 // Collective, after each rank updated params[lo, lo+len): every rank gets all
 // of params (n). A no-op unless parameters are sharded.
 int dp_gather_params(dp_t *d, float *params);
+// Collective, after the update: *full (n) = the whole of an array of which
+// each rank holds its range in part (len): part itself unless sharded, else
+// every rank's part gathered into grad (used up until the next backward
+// pass fills it again).
+int dp_gather(dp_t *d, const float *part, const float **full);
 // Collective, between steps: the whole arrays of s for a checkpoint, on rank
 // 0: full[0..2] = ema, m, v (n each), borrowed from s when this rank holds
 // everything, else gathered into grad and *tmp (rank 0 only; free it with
@@ -82,6 +87,10 @@ void dp_take(const dp_t *d, const float *full, float *part);
 // prog's line; prog may be NULL), or DALLE_ERR with the error set when it is
 // the DP_MAX_SKIPS-th in a row.
 int dp_skip_check(const dp_t *d, dp_skips *s, progress_t *prog, int64_t step, double loss, double sumsq);
+// Skips step `step` for the reason WHY (the same on every rank) as
+// dp_skip_check does: counts it, prints "step N skipped: WHY" on rank 0;
+// 1, or DALLE_ERR when it is the DP_MAX_SKIPS-th in a row.
+int dp_skip(const dp_t *d, dp_skips *s, progress_t *prog, int64_t step, const char *why);
 // " (N steps skipped)" for the log line when steps were skipped since the
 // last one, else ""; starts a new count. buf (48).
 const char *dp_skips_note(dp_skips *s, char *buf);

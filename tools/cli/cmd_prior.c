@@ -1,11 +1,13 @@
 // cmd_prior.c: `dalle info` and `dalle masks`, the transformer prior's config
 // seen from the command line (no model is built).
-//   dalle info  --config C [--batch B] [--candidates K]
+//   dalle info  --config C [--batch B] [--candidates K] [--ranks K --precision P]
 //   dalle masks --config C [--grid G] --layer-type row|column|conv [--format txt|png] [-o FILE]
 // C is a preset (paper, small, tiny) or a JSON file of the nine config fields
 // (prior_config_resolve). info prints the parameter count, FLOPs per token
 // and the memory of training and sampling (prior_costs_compute); masks prints
 // or draws the image->image attention mask of a layer type (paper Fig. 11).
+// With --ranks or --precision, info also prints the memory of each rank of a
+// sharded data-parallel run and what it sends (prior_rank_costs_compute).
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,18 +55,52 @@ static const char *bytes_str(int64_t b, char *buf, size_t len) {
     return buf;
 }
 
+// The memory of one of K ranks training with sharded parameters, and its traffic.
+static int print_rank_costs(const prior_config *c, int ranks, prior_precision prec) {
+    prior_rank_costs r;
+    if (prior_rank_costs_compute(c, ranks, prec, &r)) return DALLE_ERR;
+    int half = prec != PRIOR_FP32;
+    char a[64], b[64];
+    printf("\nper rank: %d rank%s, parameters sharded (--dp shard), --precision %s: each rank updates %s "
+           "parameters\n", ranks, ranks > 1 ? "s" : "", prior_precision_name(prec), thousands(r.shard, b, sizeof b));
+    const struct {
+        const char *what;
+        int64_t bytes;
+    } M[] = {
+        {half ? "weights (16-bit matrices, fp32 rest), whole" : "weights fp32, whole", r.bytes_weights},
+        {"master weights fp32, the shard", r.bytes_master},
+        {ranks > 1 ? "gradient fp32, whole, and the reduced shard" : "gradient fp32", r.bytes_grads},
+        {half ? "Adam moments e6m9/ue6m10, the shard" : "Adam moments fp32, the shard", r.bytes_adam},
+        {"EMA fp32, the shard", r.bytes_ema},
+        {"activations per sequence", r.bytes_acts_seq},
+        {"  with activation checkpointing", r.bytes_acts_seq_ckpt},
+    };
+    for (size_t i = 0; i < sizeof M / sizeof *M; i++)
+        if (M[i].bytes || i != 1) printf("  %-42s %12s\n", M[i].what, bytes_str(M[i].bytes, a, sizeof a));
+    int64_t state = r.bytes_weights + r.bytes_master + r.bytes_grads + r.bytes_adam + r.bytes_ema;
+    printf("  %-42s %12s\n", "total, one sequence checkpointed", bytes_str(state + r.bytes_acts_seq_ckpt, a, sizeof a));
+    printf("bytes each rank sends per step\n");
+    printf("  %-42s %12s\n", "reduce-scatter + all-gather (ring), fp32", bytes_str(r.bytes_sent, a, sizeof a));
+    // PowerSGD: its compressed traffic is printed here once it exists.
+    printf("  %-42s %12s\n", "with PowerSGD", "not implemented yet");
+    return DALLE_OK;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *spec = NULL;
-    int batch = 1, cand = 512;
+    const char *spec = NULL, *precision = NULL;
+    int batch = 1, cand = 512, ranks = 0;
     const opt_t opts[] = {
         {"--config,-c", OPT_STR, &spec, "prior config: a preset (paper, small, tiny) or a JSON file (required)"},
         {"--batch", OPT_INT, &batch, "sequences per training batch, for the activation memory"},
         {"--candidates", OPT_INT, &cand, "images sampled per caption, for the sampling cache (paper: 512)"},
+        {"--ranks", OPT_INT, &ranks, "data-parallel ranks: print each rank's memory and traffic (paper: 1024)"},
+        {"--precision", OPT_STR, &precision, "fp32, bf16 or fp16 for the per-rank figures (default fp32)"},
         {NULL, 0, NULL, NULL},
     };
     char *pos[OPTS_MAX_POS];
     int npos;
-    int prc = opts_parse(argc, argv, "usage: dalle info --config C [--batch B] [--candidates K]", opts, pos, &npos);
+    int prc = opts_parse(argc, argv, "usage: dalle info --config C [--batch B] [--candidates K] [--ranks K] "
+                                     "[--precision fp32|bf16|fp16]", opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
     if (npos) {
         fprintf(stderr, "dalle: info: unexpected argument '%s'\n", pos[0]);
@@ -76,7 +112,10 @@ int cmd_info(int argc, char **argv) {
     }
     prior_config c;
     prior_costs k;
-    if (prior_config_resolve(spec, &c) || prior_costs_compute(&c, batch, cand, &k)) return cli_fail();
+    prior_precision prec = PRIOR_FP32;
+    if ((precision && prior_precision_parse(precision, &prec)) || prior_config_resolve(spec, &c) ||
+        prior_costs_compute(&c, batch, cand, &k))
+        return cli_fail();
     char *js = prior_config_to_json(&c);
     if (!js) return cli_fail();
     prior_config preset;
@@ -121,11 +160,15 @@ int cmd_info(int argc, char **argv) {
     char what[96];
     snprintf(what, sizeof what, "activations, training batch of %d", k.batch);
     printf("  %-42s %12s\n", what, bytes_str(k.bytes_acts, a, sizeof a));
+    printf("  %-42s %12s\n", "  with activation checkpointing", bytes_str(k.bytes_acts_ckpt, a, sizeof a));
+    printf("  %-42s %12s\n", "  16-bit storage (bf16, fp16)", bytes_str(k.bytes_acts16, a, sizeof a));
+    printf("  %-42s %12s\n", "  16-bit storage and checkpointing", bytes_str(k.bytes_acts_ckpt16, a, sizeof a));
     printf("  %-42s %12s\n", "training total, all fp32",
            bytes_str(k.bytes_weights + k.bytes_grads + k.bytes_adam + k.bytes_acts, a, sizeof a));
     snprintf(what, sizeof what, "sampling: KV cache (fp32), %d candidates", k.n_cand);
     printf("  %-42s %12s\n", what, bytes_str(k.bytes_kv, a, sizeof a));
     printf("  %-42s %12s\n", "sampling total (cache + fp32 weights)", bytes_str(k.bytes_sample, a, sizeof a));
+    if ((ranks || precision) && print_rank_costs(&c, ranks ? ranks : 1, prec)) return cli_fail();
     return 0;
 }
 

@@ -28,7 +28,7 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_train(int argc, char **argv) {
     prior_train_opts o;
     prior_train_defaults(&o, 10000);
-    const char *config = "small", *val = NULL, *dp = "shard";
+    const char *config = "small", *val = NULL, *dp = "shard", *precision = "fp32", *loss_scale = "resblock";
     int64_t seed = 0;
     opt_t opts[] = {
         {"--config", OPT_STR, &config, "preset (paper, small, tiny) or a config JSON file"},
@@ -55,6 +55,17 @@ int cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_I64, &o.stop_after, "stop (with a checkpoint) after this many steps of this run"},
         {"--dp", OPT_STR, &dp, "under mpirun: shard (gradients reduce-scattered, each rank updates its shard) "
                                "or allreduce (every rank updates everything)"},
+        {"--precision", OPT_STR, &precision, "fp32, or bf16 / fp16: the resblocks' matrices, activations and "
+                                             "gradients in 16 bits, Adam's moments in the paper's 16-bit formats"},
+        {"--loss-scale", OPT_STR, &loss_scale, "bf16/fp16: resblock (the paper's per-resblock gradient scales) or "
+                                               "dynamic (one loss scale)"},
+        {"--grad-scale-init", OPT_STR, &o.grad_scale_init, "bf16/fp16: initial scale(s) per rank (default 2^13 "
+                                                           "resblock, 2^16 dynamic), or r=S,... for resblocks r "
+                                                           "(2l attention, 2l+1 MLP); clamped after the first step"},
+        {"--loss-scale-window", OPT_I64, &o.loss_scale_window, "dynamic: double the scale after this many finite "
+                                                               "steps (0: 2000)"},
+        {"--checkpoint-acts", OPT_FLAG, &o.checkpoint_acts, "recompute each resblock's internals in the backward "
+                                                            "pass (less memory, same results)"},
         {NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
@@ -69,7 +80,9 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     o.seed = (uint64_t)seed;
-    if (dp_mode_parse(dp, &o.dp) || (!o.resume && prior_config_resolve(config, &o.cfg))) return cli_fail();
+    if (dp_mode_parse(dp, &o.dp) || prior_precision_parse(precision, &o.precision) ||
+        gscale_mode_parse(loss_scale, &o.loss_scale) || (!o.resume && prior_config_resolve(config, &o.cfg)))
+        return cli_fail();
     o.shards = (const char **)pos;
     o.n_shards = npos;
     const char *vals[256];
