@@ -163,6 +163,25 @@ typedef struct {
 // message names the field) on a bad config or rank count.
 int prior_rank_costs_compute(const prior_config *cfg, int ranks, prior_precision prec, prior_rank_costs *out);
 
+// What each of K ranks sends per step when the gradient is all-reduced
+// whole (`--dp allreduce`) in a ring (2 (K-1)/K of the bytes reduced), plain
+// and with PowerSGD of rank r on the blocks' matrices (an n x m matrix sends
+// P and Q, (n + m) min(r, n, m) floats, instead of n m; the rest goes as it
+// is, in fp32). Q fixed: nothing else is sent.
+typedef struct {
+    int ranks, rank;          // K, r
+    int64_t floats_plain;     // floats reduced uncompressed: the parameter count n
+    int64_t floats_psgd;      // with PowerSGD: n - params16 + the P's and Q's
+    int64_t floats_pq;        // the P's and Q's alone
+    int64_t bytes_plain;      // sent per rank: fp32, uncompressed
+    int64_t bytes_psgd;       // ... with PowerSGD, P and Q in fp32 (as `dalle train --powersgd` sends them)
+    int64_t bytes_psgd16;     // ... with P and Q in a 16-bit format (the paper's 1-6-9), the rest fp32
+} prior_psgd_costs;
+
+// Fills *out for CFG on RANKS ranks (in [1, 2^20]) at PowerSGD rank r >= 1.
+// DALLE_ERR (the message names the field) on a bad config, rank count or r.
+int prior_psgd_costs_compute(const prior_config *cfg, int ranks, int r, prior_psgd_costs *out);
+
 #ifdef __cplusplus
 }
 #endif

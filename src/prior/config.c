@@ -323,3 +323,25 @@ int prior_rank_costs_compute(const prior_config *cfg, int ranks, prior_precision
     *out = r;
     return DALLE_OK;
 }
+
+int prior_psgd_costs_compute(const prior_config *cfg, int ranks, int r, prior_psgd_costs *out) {
+    prior_costs c;
+    if (ranks < 1 || ranks > 1 << 20) return dalle_seterr("prior costs: ranks = %d is outside [1, 2^20]", ranks);
+    if (r < 1) return dalle_seterr("prior costs: PowerSGD rank %d, expected at least 1", r);
+    if (prior_costs_compute(cfg, 1, 1, &c)) return DALLE_ERR;
+    int64_t d = (int64_t)cfg->n_head * cfg->d_head, f = d * cfg->mlp_mult;
+    // each layer's matrices (rows, columns): qkv, proj, fc, fc2
+    const int64_t shapes[4][2] = {{3 * d, d}, {d, d}, {f, d}, {d, f}};
+    int64_t pq = 0;
+    for (int i = 0; i < 4; i++)
+        pq += (shapes[i][0] + shapes[i][1]) * DALLE_MIN((int64_t)r, DALLE_MIN(shapes[i][0], shapes[i][1]));
+    pq *= cfg->n_layer;
+    prior_psgd_costs o = {ranks, r, c.params, c.params - c.params16 + pq, pq, 0, 0, 0};
+    // a ring all-reduce sends 2 (K-1)/K of the bytes reduced from each rank
+    const double ring = 2.0 * (ranks - 1) / ranks;
+    o.bytes_plain = (int64_t)(ring * 4.0 * (double)o.floats_plain);
+    o.bytes_psgd = (int64_t)(ring * 4.0 * (double)o.floats_psgd);
+    o.bytes_psgd16 = (int64_t)(ring * (4.0 * (double)(c.params - c.params16) + 2.0 * (double)pq));
+    *out = o;
+    return DALLE_OK;
+}

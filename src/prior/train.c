@@ -103,6 +103,7 @@ static int records_shuffled(records *r, int64_t pos, int32_t *text, int32_t *ima
 static const char *const KEPT[] = {"batch", "lr", "warmup", "lr_end", "beta1", "beta2", "eps",
                                    "weight_decay", "clip", "ema_decay", "ema_every"};
 static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays of dp_state, in order
+#define PSGD_ERROR "powersgd.error" // (K, n_err): the error feedback of each of the K ranks
 
 // The training state that 16-bit precision adds, for this rank's range
 // (cap each): the fp32 master weights, which the update changes and the
@@ -137,8 +138,8 @@ static void half_state_free(half_state *h) {
 // written decoded, in F32: exact, and the same file layout for every
 // precision), else NULL.
 static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, const dp_state *s, const float *params,
-                           const half_state *h, const prior_train_opts *o, int64_t step, int64_t skipped,
-                           int64_t records) {
+                           const half_state *h, const float *psgd_err, const prior_train_opts *o, int64_t step,
+                           int64_t skipped, int64_t records) {
     const float *full[3];
     float *tmp = NULL, *dec = NULL;
     dp_state s32 = *s;
@@ -187,6 +188,13 @@ static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, cons
     if (prior_add_tensors(m, w, "", params, ST_F32)) goto done;
     for (int i = 0; i < 3; i++)
         if (prior_add_tensors(m, w, STATE[i], full[i], ST_F32)) goto done;
+    if (d->psgd) { // PowerSGD only: its rank, and each rank's error feedback
+        const int64_t shape[2] = {d->K, d->psgd->n_err};
+        snprintf(buf, sizeof buf, "%d", d->psgd->rank);
+        if (st_writer_meta(w, "train.powersgd", buf) ||
+            st_writer_add(w, PSGD_ERROR, ST_F32, psgd_err, 2, shape))
+            goto done;
+    }
     rc = st_writer_save(w, path);
 done:
     st_writer_free(w);
@@ -230,6 +238,9 @@ static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *sk
         st_meta_int(f, "train.records", &rec) || read_kept(f, o))
         return NULL;
     if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
+    long long ps = 0;
+    if (st_meta(f, "train.powersgd") && st_meta_int(f, "train.powersgd", &ps)) return NULL;
+    o->powersgd = (int)ps;
     const char *prec = st_meta(f, "train.precision");
     o->precision = PRIOR_FP32;
     if (prec && prior_precision_parse(prec, &o->precision)) {
@@ -275,6 +286,55 @@ static int load_state(const st_file *f, prior_model *m, dp_t *d, dp_state *s, ha
             q[j] = i == 1 ? f32_to_e6m9(d->grad[d->lo + j]) : f32_to_ue6m10(d->grad[d->lo + j]);
     }
     memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
+    return DALLE_OK;
+}
+
+// PowerSGD (o->powersgd > 0, docs/training.md): compresses the gradients of
+// the blocks' matrices (embeddings, heads, gains and biases are all-reduced
+// as they are); when resuming checkpoint f, this rank's error feedback is its
+// own row of the checkpoint's when it was written by as many ranks, else the
+// mean of its rows (the same run: the ranks' errors act through their mean).
+static int psgd_setup(powersgd *p, dp_t *d, const prior_model *m, const prior_train_opts *o, const st_file *f) {
+    if (d->sharded)
+        return dalle_seterr("--powersgd needs --dp allreduce: it compresses an all-reduce of whole gradients, and "
+                            "--dp shard reduce-scatters them");
+    int64_t(*mats)[3] = dalle_malloc(sizeof *mats * (size_t)m->n_tensors);
+    if (!mats) return DALLE_ERR;
+    int n_mat = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const prior_tensor *t = &m->tensors[i];
+        if (t->kind != PT_MATRIX) continue;
+        DALLE_ASSERT(t->ndim == 2);
+        mats[n_mat][0] = t->offset, mats[n_mat][1] = t->shape[0], mats[n_mat][2] = t->shape[1];
+        n_mat++;
+    }
+    int rc = powersgd_init(p, o->powersgd, m->n_params, (const int64_t(*)[3])mats, n_mat, o->seed);
+    dalle_free(mats);
+    if (rc) return DALLE_ERR;
+    d->psgd = p;
+    if (!f) return DALLE_OK;
+    const st_tensor *t = st_find(f, PSGD_ERROR);
+    if (!t || t->ndim != 2 || t->shape[1] != p->n_err || t->shape[0] < 1)
+        return dalle_seterr("%s: tensor '%s' missing or not (ranks, %lld)", f->path, PSGD_ERROR, (long long)p->n_err);
+    int64_t K = t->shape[0];
+    float *all = dalle_malloc(sizeof(float) * (size_t)(K * p->n_err));
+    if (!all) return DALLE_ERR;
+    if (st_read_f32(f, PSGD_ERROR, all, 2, t->shape)) {
+        dalle_free(all);
+        return DALLE_ERR;
+    }
+    if (K == d->K) {
+        memcpy(p->err, all + d->rank * p->n_err, sizeof(float) * (size_t)p->n_err);
+    } else {
+        for (int64_t j = 0; j < p->n_err; j++) {
+            double e = 0;
+            for (int64_t k = 0; k < K; k++) e += all[k * p->n_err + j];
+            p->err[j] = (float)(e / (double)K);
+        }
+        if (d->rank == 0)
+            dalle_log("PowerSGD: the checkpoint's error feedback of %lld ranks averaged for %d", (long long)K, d->K);
+    }
+    dalle_free(all);
     return DALLE_OK;
 }
 
@@ -342,8 +402,21 @@ static int save(const char *path, const prior_model *m, dp_t *d, const dp_state 
         }
         params = tmp;
     }
-    int rc = save_checkpoint(path, m, d, s, params, h, o, step, skipped, records);
+    float *err = NULL; // (K, n_err) every rank's PowerSGD error, on rank 0
+    if (d->psgd) {
+        if (d->rank == 0 && !(err = dalle_malloc(sizeof(float) * (size_t)(d->K * d->psgd->n_err)))) {
+            dalle_free(tmp);
+            return DALLE_ERR;
+        }
+        if (comm_gather(d->c, d->psgd->err, err, d->psgd->n_err, 0)) {
+            dalle_free(tmp);
+            dalle_free(err);
+            return DALLE_ERR;
+        }
+    }
+    int rc = save_checkpoint(path, m, d, s, params, h, err, o, step, skipped, records);
     dalle_free(tmp);
+    dalle_free(err);
     return rc;
 }
 
@@ -387,6 +460,7 @@ int prior_train(const prior_train_opts *opts) {
     float *piece = NULL; // (n_params) a piece's gradient, when a rank's part is computed in several
     int64_t step = 0, kept_records = -1;
     dp_skips skips = {0};
+    powersgd psgd = {0};
     int rc = DALLE_ERR, K = comm_size(o->comm), rank = comm_rank(o->comm), lead = rank == 0;
     if (o->resume) {
         if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, &kept_records, o))) goto done;
@@ -425,6 +499,7 @@ int prior_train(const prior_train_opts *opts) {
         goto done;
     }
     if (ck && load_state(ck, m, &dp, &s, h)) goto done;
+    if (o->powersgd > 0 && psgd_setup(&psgd, &dp, m, o, ck)) goto done;
     st_close(ck);
     ck = NULL;
     const prior_config *c = &m->cfg;
@@ -464,6 +539,11 @@ int prior_train(const prior_train_opts *opts) {
         dalle_log("mixed precision: %s resblock matrices, activations and gradients, Adam moments in e6m9/ue6m10, "
                   "fp32 master weights; %s gradient scaling (%d scales)", prior_precision_name(m->prec),
                   gscale_mode_name(h->g.mode), h->g.n);
+    if (dp.psgd)
+        dalle_log("PowerSGD rank %d: %d matrices compressed (%lld floats), error feedback, fixed Gaussian Q; each rank "
+                  "all-reduces %lld floats a step instead of %lld",
+                  psgd.rank, psgd.n_mat, (long long)psgd.n_err, (long long)powersgd_floats(&psgd),
+                  (long long)m->n_params);
     if (o->checkpoint_acts) dalle_log("activation checkpointing: each resblock's internals recomputed in the backward pass");
 
     progress_t prog;
@@ -567,6 +647,7 @@ done:
     dp_state_free(&s);
     half_state_free(&hs);
     dp_free(&dp);
+    powersgd_free(&psgd);
     prior_model_free(m);
     return rc;
 }

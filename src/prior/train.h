@@ -42,6 +42,8 @@ typedef struct {
     gscale_mode loss_scale;      // 16-bit: GSCALE_RESBLOCK (the paper's, default) or GSCALE_DYNAMIC
     const char *grad_scale_init; // 16-bit: initial scales (gscale_set), NULL: the mode's start value
     int64_t loss_scale_window;   // GSCALE_DYNAMIC: steps between doublings (0: 2000)
+    int powersgd;                // rank of PowerSGD compression of the resblocks' matrices' gradients
+                                 // (needs the all-reduce mode; 0: off); kept across --resume
     int checkpoint_acts;         // activation checkpointing: recompute each resblock's internals in
                                  // the backward pass (the same bits, less memory)
 } prior_train_opts;

@@ -70,7 +70,9 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq) {
         for (int64_t i = 0; i < d->len; i++) d->own[i] *= inv;
         buf[n_stats] = grad_sumsq(d->own, d->len);
     } else {
-        if (d->K > 1) {
+        if (d->psgd) {
+            if (powersgd_reduce(d->psgd, d->c, d->grad)) return DALLE_ERR;
+        } else if (d->K > 1) {
             if (comm_allreduce_sum(d->c, d->grad, d->n)) return DALLE_ERR;
             for (int64_t i = 0; i < d->n; i++) d->grad[i] *= inv;
         }

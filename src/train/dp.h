@@ -16,6 +16,7 @@
 
 #include "core/progress.h"
 #include "train/comm.h"
+#include "train/powersgd.h"
 
 typedef enum { DP_SHARD, DP_ALLREDUCE } dp_mode;
 
@@ -31,6 +32,7 @@ typedef struct {
     int64_t cap;      // floats of each per-range array (state, own): shard when sharded, else n
     float *grad;      // (n_grad) this rank's gradient, zero beyond n: the backward pass fills it
     float *own;       // (cap) the mean gradient of [lo, lo+len) after dp_reduce (grad itself unless sharded)
+    powersgd *psgd;   // not sharded: compress the all-reduce with PowerSGD (borrowed; NULL: plain fp32)
 } dp_t;
 
 // The per-parameter training state of this rank's range, one block.
@@ -63,7 +65,8 @@ void dp_state_free(dp_state *s);
 // Collective. Averages grad over the ranks into own (this rank's range), and
 // stats (n_stats, each rank's values, e.g. its losses) over the ranks in
 // place; *sumsq = the squared L2 norm of the whole mean gradient (the same on
-// every rank; NaN or inf when any rank's gradient or stats were).
+// every rank; NaN or inf when any rank's gradient or stats were). With psgd
+// the mean gradient is PowerSGD's approximation of it (powersgd_reduce).
 int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq);
 // Collective, after each rank updated params[lo, lo+len): every rank gets all
 // of params (n). A no-op unless parameters are sharded.

@@ -56,9 +56,11 @@ static const char *bytes_str(int64_t b, char *buf, size_t len) {
 }
 
 // The memory of one of K ranks training with sharded parameters, and its traffic.
-static int print_rank_costs(const prior_config *c, int ranks, prior_precision prec) {
+// With PowerSGD of rank psgd, the all-reduce's traffic (prior_psgd_costs_compute).
+static int print_rank_costs(const prior_config *c, int ranks, prior_precision prec, int psgd) {
     prior_rank_costs r;
-    if (prior_rank_costs_compute(c, ranks, prec, &r)) return DALLE_ERR;
+    prior_psgd_costs p;
+    if (prior_rank_costs_compute(c, ranks, prec, &r) || prior_psgd_costs_compute(c, ranks, psgd, &p)) return DALLE_ERR;
     int half = prec != PRIOR_FP32;
     char a[64], b[64];
     printf("\nper rank: %d rank%s, parameters sharded (--dp shard), --precision %s: each rank updates %s "
@@ -81,26 +83,33 @@ static int print_rank_costs(const prior_config *c, int ranks, prior_precision pr
     printf("  %-42s %12s\n", "total, one sequence checkpointed", bytes_str(state + r.bytes_acts_seq_ckpt, a, sizeof a));
     printf("bytes each rank sends per step\n");
     printf("  %-42s %12s\n", "reduce-scatter + all-gather (ring), fp32", bytes_str(r.bytes_sent, a, sizeof a));
-    // PowerSGD: its compressed traffic is printed here once it exists.
-    printf("  %-42s %12s\n", "with PowerSGD", "not implemented yet");
+    printf("  %-42s %12s\n", "all-reduce (--dp allreduce, ring), fp32", bytes_str(p.bytes_plain, a, sizeof a));
+    char what[64], n[32];
+    snprintf(what, sizeof what, "with PowerSGD rank %d, P and Q fp32", psgd);
+    printf("  %-42s %12s   %.1f%% less (%s floats reduced, not %s)\n", what, bytes_str(p.bytes_psgd, a, sizeof a),
+           100.0 * (1.0 - (double)p.floats_psgd / (double)p.floats_plain), thousands(p.floats_psgd, b, sizeof b),
+           thousands(p.floats_plain, n, sizeof n));
+    printf("  %-42s %12s   %.1f%% less than fp32 uncompressed\n", "  P and Q in 16 bits (the paper's 1-6-9)",
+           bytes_str(p.bytes_psgd16, a, sizeof a), 100.0 * (1.0 - (double)p.bytes_psgd16 / (double)p.bytes_plain));
     return DALLE_OK;
 }
 
 int cmd_info(int argc, char **argv) {
     const char *spec = NULL, *precision = NULL;
-    int batch = 1, cand = 512, ranks = 0;
+    int batch = 1, cand = 512, ranks = 0, psgd = 896;
     const opt_t opts[] = {
         {"--config,-c", OPT_STR, &spec, "prior config: a preset (paper, small, tiny) or a JSON file (required)"},
         {"--batch", OPT_INT, &batch, "sequences per training batch, for the activation memory"},
         {"--candidates", OPT_INT, &cand, "images sampled per caption, for the sampling cache (paper: 512)"},
         {"--ranks", OPT_INT, &ranks, "data-parallel ranks: print each rank's memory and traffic (paper: 1024)"},
         {"--precision", OPT_STR, &precision, "fp32, bf16 or fp16 for the per-rank figures (default fp32)"},
+        {"--powersgd", OPT_INT, &psgd, "PowerSGD rank for the per-rank traffic (paper: 896 for 12B)"},
         {NULL, 0, NULL, NULL},
     };
     char *pos[OPTS_MAX_POS];
     int npos;
     int prc = opts_parse(argc, argv, "usage: dalle info --config C [--batch B] [--candidates K] [--ranks K] "
-                                     "[--precision fp32|bf16|fp16]", opts, pos, &npos);
+                                     "[--precision fp32|bf16|fp16] [--powersgd R]", opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
     if (npos) {
         fprintf(stderr, "dalle: info: unexpected argument '%s'\n", pos[0]);
@@ -168,7 +177,7 @@ int cmd_info(int argc, char **argv) {
     snprintf(what, sizeof what, "sampling: KV cache (fp32), %d candidates", k.n_cand);
     printf("  %-42s %12s\n", what, bytes_str(k.bytes_kv, a, sizeof a));
     printf("  %-42s %12s\n", "sampling total (cache + fp32 weights)", bytes_str(k.bytes_sample, a, sizeof a));
-    if ((ranks || precision) && print_rank_costs(&c, ranks ? ranks : 1, prec)) return cli_fail();
+    if ((ranks || precision) && print_rank_costs(&c, ranks ? ranks : 1, prec, psgd)) return cli_fail();
     return 0;
 }
 

@@ -64,6 +64,8 @@ int cmd_train(int argc, char **argv) {
                                                            "(2l attention, 2l+1 MLP); clamped after the first step"},
         {"--loss-scale-window", OPT_I64, &o.loss_scale_window, "dynamic: double the scale after this many finite "
                                                                "steps (0: 2000)"},
+        {"--powersgd", OPT_INT, &o.powersgd, "with --dp allreduce: compress the resblocks' matrix gradients with "
+                                             "PowerSGD of this rank (error feedback, fixed Q; 0: off)"},
         {"--checkpoint-acts", OPT_FLAG, &o.checkpoint_acts, "recompute each resblock's internals in the backward "
                                                             "pass (less memory, same results)"},
         {NULL}};
