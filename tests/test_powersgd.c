@@ -106,6 +106,8 @@ static void test_fixed_q(void) {
     powersgd_free(&c);
     const int64_t bad[1][3] = {{100, 5, 5}}; // outside the gradient
     CHECK(powersgd_init(&c, 1, NFLAT, bad, 1, 1) == DALLE_ERR);
+    const int64_t overlap[2][3] = {{0, 4, 4}, {10, 2, 2}};
+    CHECK(powersgd_init(&c, 1, NFLAT, overlap, 2, 1) == DALLE_ERR);
     powersgd_free(&a);
     powersgd_free(&b);
 }

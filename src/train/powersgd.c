@@ -37,9 +37,10 @@ int powersgd_init(powersgd *p, int r, int64_t n, const int64_t (*mats)[3], int n
         psgd_matrix *t = &p->mat[i];
         t->off = mats[i][0], t->n = mats[i][1], t->m = mats[i][2];
         if (t->n < 1 || t->m < 1 || t->off < 0 || t->off + t->n * t->m > n || t->n > INT32_MAX || t->m > INT32_MAX) {
-            powersgd_free(p);
-            return dalle_seterr("PowerSGD: matrix %d (%lld x %lld at %lld) outside the gradient of %lld floats", i,
-                                (long long)t->n, (long long)t->m, (long long)t->off, (long long)n);
+            dalle_seterr("PowerSGD: matrix %d (%lld x %lld at %lld) outside the gradient of %lld floats", i,
+                         (long long)t->n, (long long)t->m, (long long)t->off, (long long)n);
+            powersgd_free(p); // after the message, which reads *t
+            return DALLE_ERR;
         }
         t->r = (int)DALLE_MIN((int64_t)r, DALLE_MIN(t->n, t->m));
         t->at_q0 = q0; // Q's place in the order given, so that its draw does not depend on the sort
@@ -49,9 +50,10 @@ int powersgd_init(powersgd *p, int r, int64_t n, const int64_t (*mats)[3], int n
     for (int i = 0; i < n_mat; i++) {
         psgd_matrix *t = &p->mat[i];
         if (i && t->off < p->mat[i - 1].off + p->mat[i - 1].n * p->mat[i - 1].m) {
+            dalle_seterr("PowerSGD: the matrices at %lld and %lld overlap", (long long)p->mat[i - 1].off,
+                         (long long)t->off);
             powersgd_free(p);
-            return dalle_seterr("PowerSGD: the matrices at %lld and %lld overlap", (long long)p->mat[i - 1].off,
-                                (long long)t->off);
+            return DALLE_ERR;
         }
         t->at_e = p->n_err, t->at_p = p->n_p, t->at_q = p->n_q;
         p->n_err += t->n * t->m, p->n_p += t->n * t->r, p->n_q += t->m * t->r;
