@@ -499,6 +499,12 @@ int prior_train(const prior_train_opts *opts) {
         goto done;
     }
     if (ck && load_state(ck, m, &dp, &s, h)) goto done;
+    if (ck && opts->powersgd && opts->powersgd != o->powersgd)
+        dalle_log("--powersgd %d ignored: resuming keeps the checkpoint's (%d; 0: off)", opts->powersgd, o->powersgd);
+    if (o->powersgd < 0) {
+        dalle_seterr("--powersgd %d: expected a rank of at least 1, or 0 (off)", o->powersgd);
+        goto done;
+    }
     if (o->powersgd > 0 && psgd_setup(&psgd, &dp, m, o, ck)) goto done;
     st_close(ck);
     ck = NULL;
