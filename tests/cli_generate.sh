@@ -4,7 +4,9 @@
 # dVAE's codes of the test images): the grid's size, --each, --prompts, and
 # bad input (empty, 10,000-character and invalid UTF-8 captions are defined
 # behaviour; n = 0 or 10,000, a missing or inconsistent model directory and an
-# unwritable output are errors with no output file). Run by tests/run.
+# unwritable output are errors with no output file); then the shipped default
+# model (models/default) draws a shapes caption that shapes-check reads back.
+# Run by tests/run.
 . "$(dirname "$0")/lib_cli.sh"
 WANT_RC="1 2"
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
@@ -34,5 +36,20 @@ mkdir -p "$T/bad" && cp "$T/model"/* "$T/bad/" && $DALLE -q bpe train --vocab 28
 expect_fail "a tokenizer of another vocabulary" "text vocabulary" "$T/o4.png" $DALLE generate --model "$T/bad" -o "$T/o4.png" "x"
 expect_fail "an unwritable output" "cannot" "/nonexistent-dir/o5.png" \
     $DALLE generate --model "$T/model" -n 1 -o /nonexistent-dir/o5.png "x"
+
+# The shipped model: 4 samples of a caption it draws well; the checker must
+# read back the colour, size and place of at least 3 (its shapes are blocky,
+# see models/README.md, so the shape itself is not required).
+root=$(cd "$(dirname "$0")/.." && pwd)
+cap="a large blue square in the center"
+if $DALLE -q generate --model "$root/models/default" -n 4 --seed 1 --each "$T/shipped" -o "$T/shipped.png" "$cap" 2> /dev/null; then
+    for c in 0 1 2 3; do printf '0-%d.png\t%s\n' $c "$cap"; done > "$T/shipped/captions.tsv"
+    $DALLE data shapes-check --dir "$T/shipped" > "$T/shipped.txt" \
+        && awk '/^ *(colour|size|position)/ { sub(/%/, "", $(NF-1)); if ($(NF-1) + 0 < 75) bad = 1 } END { exit bad }' "$T/shipped.txt" \
+        && ok "models/default: '$cap': colour, size and place read back" \
+        || bad "models/default: $(tr -s ' ' < "$T/shipped.txt" | tr '\n' ' ')"
+else
+    bad "models/default: generate failed"
+fi
 
 [ $fails -eq 0 ]
