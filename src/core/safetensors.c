@@ -39,6 +39,14 @@ const char *st_dtype_name(st_dtype dt) {
     return dt == ST_F32 ? "F32" : dt == ST_F16 ? "F16" : "BF16";
 }
 
+int st_dtype_parse(const char *name, st_dtype *dt) {
+    if (!strcmp(name, "f32")) *dt = ST_F32;
+    else if (!strcmp(name, "f16")) *dt = ST_F16;
+    else if (!strcmp(name, "bf16")) *dt = ST_BF16;
+    else return DALLE_ERR;
+    return DALLE_OK;
+}
+
 // ---------------------------------------------------------------- reader
 
 // st_file as allocated: the public part, and the tensors' indices sorted by

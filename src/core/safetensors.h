@@ -42,6 +42,8 @@ typedef struct {
 size_t st_dtype_size(st_dtype dt);
 // "F32", "F16", "BF16".
 const char *st_dtype_name(st_dtype dt);
+// The dtype a command line names ("f32", "f16", "bf16"); DALLE_ERR for anything else.
+int st_dtype_parse(const char *name, st_dtype *dt);
 
 // Opens and fully validates PATH. NULL with the error set (naming PATH and
 // the tensor or field) on any problem. Free with st_close.

@@ -212,8 +212,8 @@ int cmd_export(int argc, char **argv) {
                                      "Writes a prior checkpoint's EMA weights (or raw ones) as a model file.",
                          opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
-    st_dtype dt = !strcmp(dtype, "f32") ? ST_F32 : !strcmp(dtype, "f16") ? ST_F16 : !strcmp(dtype, "bf16") ? ST_BF16 : (st_dtype)-1;
-    if (!model || !out || npos || (int)dt < 0) {
+    st_dtype dt = ST_F32;
+    if (!model || !out || npos || st_dtype_parse(dtype, &dt)) {
         fprintf(stderr, "dalle: export: needs --model, -o and --dtype f32|f16|bf16\n");
         return 2;
     }
