@@ -33,21 +33,31 @@ LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -l
 LDFLAGS := $(OPT)
 
 # Optional parts: found or not, the CPU build never needs them.
-HAVE_NVCC  := $(shell command -v nvcc >/dev/null 2>&1 && echo 1)
+# The CUDA backend (src/backend/cuda/) is a shared library that `--device cuda`
+# loads at run time (dlopen): nothing else links CUDA. Built where nvcc is
+# found, for Hopper (sm_90a) and, as the portable fallback, sm_80 code plus
+# its PTX; not in the sanitizer build.
+NVCC       ?= nvcc
+HAVE_NVCC  := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
+CUDA_ARCH  ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=[sm_80,compute_80]
+NVCCFLAGS  := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -fPIC,-Wall,-Wextra \
+              -Xcudafe --diag_suppress=177 $(EXTRA_NVCCFLAGS)
+CUDA_LIBS  := -lcublasLt -lcublas -lcudnn -lnccl
+CUDA_SO    := $(if $(and $(HAVE_NVCC),$(if $(SAN),,1)),$(BUILD)/libdalle-cuda.so)
 # OpenMPI (Debian's libopenmpi-dev): data-parallel training under mpirun
 # (src/train/comm.c); without it a run has one rank.
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 HAVE_MPI   := $(if $(MPI_LIBS),1)
 ifneq ($(MAKECMDGOALS),clean)
-$(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(HAVE_NVCC),✓ (nvcc found; backend not built yet),✗ (no nvcc)) | MPI $(if $(HAVE_MPI),✓ (OpenMPI: mpirun -np K dalle train),✗ (no libopenmpi-dev: one rank)))
+$(info dalle.c build ($(BUILD)): OpenBLAS $(BLAS) ✓ | CUDA $(if $(CUDA_SO),✓ ($(CUDA_SO): --device cuda),✗ (no nvcc$(if $(SAN), or sanitizer build))) | MPI $(if $(HAVE_MPI),✓ (OpenMPI: mpirun -np K dalle train),✗ (no libopenmpi-dev: one rank)))
 endif
 ifeq ($(HAVE_MPI),1)
 LDLIBS += $(MPI_LIBS)
 $(BUILD)/src/train/comm.o: CFLAGS += -DDALLE_MPI $(MPI_CFLAGS)
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c src/serve/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c src/serve/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)
@@ -59,12 +69,29 @@ BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
 .PHONY: all setup test check check-san demo bench fuzz fuzz-run clean
-all: $(BUILD)/libdalle.a $(BUILD)/dalle
+all: $(BUILD)/libdalle.a $(BUILD)/dalle $(CUDA_SO)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+# The CUDA backend: its .cu files and the host-side C it shares with the CPU
+# build (compiled again, position-independent, into the library).
+CUDA_SRC  := $(wildcard src/backend/cuda/*.cu)
+CUDA_CSRC := $(wildcard src/backend/cuda/*.c src/backend/attn_blocks.c)
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(CUDA_CSRC:%.c=$(BUILD)/%.pic.o)
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	@echo "  NVCC $<"
+	@$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/%.pic.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC (pic) $<"
+	@$(CC) $(CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/libdalle-cuda.so: $(CUDA_OBJ)
+	@echo "  LINK $@"
+	@$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS)
 
 $(BUILD)/libdalle.a: $(LIB_OBJ)
 	@rm -f $@
@@ -122,4 +149,4 @@ fuzz-run: fuzz
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(BENCHES:=.d)
+-include $(CUDA_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(BENCHES:=.d)

@@ -91,3 +91,46 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
 double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V);
 // probs (M, V) (the forward's output) becomes scale * (probs - onehot(targets)).
 void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale);
+
+// ---- The dVAE's relaxation and likelihood (SPEC §2). Shapes: logits and z
+// are (B, V, P) with P = G*G positions (NCHW, channel stride P); stats
+// (B, 6, N) and x (B, 3, N) with N = S*S.
+// z = softmax((logits + g) / tau) over V at each position; g (B, V, P) Gumbel noise.
+void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
+// dlogits += d(sum dz*z)/dlogits, from the forward's output z.
+void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P);
+// Sum over positions of KL(softmax(logits) || uniform(V)) = sum_k q ln q + ln V.
+// With dlogits non-NULL, adds scale * its gradient.
+double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P);
+// Sum of the logit-Laplace negative log-likelihood of x (mapped pixels in
+// (0,1)) under mu = stats[:, 0:3], ln b = stats[:, 3:6]. With dstats non-NULL,
+// writes (=) scale * its gradient into dstats (B, 6, N).
+double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N);
+
+// ---- Sampling: one new position per candidate over a KV cache. Candidate k,
+// head h attends the L caption keys kt, vt (L, C) (shared by the candidates)
+// and n_img image keys of its own: rows (img_keys[e] - L) % W of ki, vi
+// (K, W, C), for e < n_img (img_keys: stream positions >= L, ascending), one
+// softmax over the L + n_img scores q.k / sqrt(HS), C = NH*HS.
+//   out (K, C); qkv (K, 3C), q at [0, C); scratch (K*NH*(L + n_img)).
+void attention_decode(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,
+                      const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
+                      float *scratch);
+
+// ---- Embeddings as sums of table rows: out (M, C) row r = sum over k < K of
+// table[rows[r*K + k] .. + C) (rows: offsets in floats into table; -1 adds
+// nothing). rows (M, K).
+void embed_sum_forward(float *out, const float *table, const int64_t *rows, int64_t M, int K, int C);
+// dtable[rows[r*K + k] .. + C) += dout (M, C) row r, for every r, k (ids repeat).
+void embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, int64_t M, int K, int C);
+
+// ---- The optimizer (SPEC §2-3). One AdamW step at step t (1-based), exactly
+// torch.optim.AdamW's arithmetic: p *= 1 - lr*wd, m = b1 m + (1-b1) g,
+// v = b2 v + (1-b2) g^2, p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
+//   p, m, v, g (n); weight_decay 0 for the tensors that are not decayed.
+void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t t);
+// ema (n) = decay * ema + (1 - decay) * p
+void ema_update(float *ema, const float *p, int64_t n, float decay);
+// The squared L2 norm of g (n), accumulated in double (in index order on the CPU).
+double grad_sumsq(const float *g, int64_t n);
