@@ -1,6 +1,7 @@
 // comm.h: the collectives of data-parallel training (SPEC §3 "Distribution",
-// src/train/dp.h), behind one opaque handle: this CPU build implements them
-// with OpenMPI, a GPU build will with NCCL under the same names. A process
+// src/train/dp.h), behind one opaque handle: implemented with OpenMPI, and
+// with the CUDA backend selected the float collectives with NCCL on the GPU
+// (buffers then come from backend_alloc; see comm.c). A process
 // that OpenMPI's mpirun did not start gets a communicator of one rank that
 // makes no MPI call at all (so `dalle train` alone never touches MPI).
 //
@@ -14,15 +15,18 @@
 typedef struct comm comm;
 
 // Opens the job's communicator: MPI_COMM_WORLD after MPI_Init when started
-// by mpirun (OMPI_COMM_WORLD_SIZE set), else one rank without MPI. NULL with
-// the error set when mpirun started a build without MPI, or MPI_Init failed.
+// by mpirun (OMPI_COMM_WORLD_SIZE set), else one rank without MPI; with the
+// CUDA backend selected (call backend_select first), an NCCL communicator of
+// as many ranks too. NULL with the error set when mpirun started a build
+// without MPI, or MPI_Init or NCCL's set-up failed.
 comm *comm_open(void);
 // MPI_Finalize (if MPI was initialised) and free; NULL is a no-op.
 void comm_close(comm *c);
 
 int comm_rank(const comm *c); // 0 .. K-1; 0 for NULL
 int comm_size(const comm *c); // K; 1 for NULL
-// "OpenMPI" or "none" (one rank, no MPI), for logs.
+// "OpenMPI", "none" (one rank, no MPI), "NCCL (OpenMPI bootstrap)" or
+// "NCCL" (one rank), for logs.
 const char *comm_backend(const comm *c);
 
 // buf (n) = the sum over the ranks of their buf (n), on every rank.
