@@ -1,4 +1,103 @@
-// optim_ops.cu: (stub, being written)
-#include "backend/cuda/cuda.h"
+// optim_ops.cu: the optimizer's ops on the GPU (ops.h; the CPU reference is
+// src/train/optim.c and backend/cpu/elementwise.c): the fused AdamW step,
+// the EMA of the parameters, the squared gradient norm, and axpy. Each is one
+// grid-stride kernel on cuda_stream.
+//
+// AdamW, EMA and axpy round every product and sum on its own (__fmul_rn,
+// __fadd_rn: no fused multiply-add), in the CPU's order, with its scalars
+// computed the CPU's way on the host, so that they give the CPU's bits.
+#include <math.h>
 
-void cuda_register_optim_ops(backend_ops *ops) { (void)ops; }
+#include "backend/cuda/common.cuh"
+
+// ---------------------------------------------------------------- AdamW
+
+// p, m, v, g (n): one step with the step's scalars (see cuda_adamw_update).
+//   m += (1-b1) (g - m);  v = b2 v + (1-b2) g g;  p = p shrink - step_size m / (sqrt(v)/bc2_sqrt + eps)
+static __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, float one_m_b1,
+                                    float b2, float one_m_b2, float step_size, float bc2_sqrt, float shrink,
+                                    float eps) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float gi = g[i];
+        const float mi = __fadd_rn(m[i], __fmul_rn(one_m_b1, __fsub_rn(gi, m[i]))); // torch's lerp
+        const float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(one_m_b2, gi), gi));
+        const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+        p[i] = __fsub_rn(__fmul_rn(p[i], shrink), __fdiv_rn(__fmul_rn(step_size, mi), denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+// The scalars as torch (and optim.c) compute them: the bias corrections in
+// double, rounded to float once; the decay factor 1 - lr*wd in float.
+static void cuda_adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, int64_t t) {
+    if (n <= 0) return;
+    const float step_size = (float)((double)lr / (1.0 - pow((double)beta1, (double)t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)t));
+    const float shrink = 1.0f - lr * weight_decay;
+    adamw_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(p, m, v, g, n, 1.0f - beta1, beta2,
+                                                                    1.0f - beta2, step_size, bc2_sqrt, shrink,
+                                                                    eps);
+    CUDA_LAUNCHED("adamw_kernel");
+}
+
+// ---------------------------------------------------------------- EMA
+
+// ema (n) = decay * ema + (1 - decay) * p
+static __global__ void ema_kernel(float *ema, const float *p, int64_t n, float decay, float one_m_decay) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        ema[i] = __fadd_rn(__fmul_rn(decay, ema[i]), __fmul_rn(one_m_decay, p[i]));
+}
+
+static void cuda_ema_update(float *ema, const float *p, int64_t n, float decay) {
+    if (n <= 0) return;
+    ema_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(ema, p, n, decay, 1.0f - decay);
+    CUDA_LAUNCHED("ema_kernel");
+}
+
+// ---------------------------------------------------------------- squared norm
+
+// At most this many blocks (and partial sums) for the norm.
+#define SUMSQ_BLOCKS 1024
+
+// Each block's sum of g^2 (every square exact in double) to partials[block].
+static __global__ void sumsq_kernel(double *partials, const float *g, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s += (double)g[i] * g[i];
+    s = block_sum_double(s);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+static double cuda_grad_sumsq(const float *g, int64_t n) {
+    if (n <= 0) return 0.0;
+    const unsigned blocks = cuda_grid_1d(n) < SUMSQ_BLOCKS ? cuda_grid_1d(n) : SUMSQ_BLOCKS;
+    double *part = (double *)cuda_workspace(sizeof(double) * (blocks + 1));
+    sumsq_kernel<<<blocks, CUDA_THREADS, 0, cuda_stream>>>(part, g, n);
+    CUDA_LAUNCHED("sumsq_kernel");
+    return cuda_sum_partials(part, (int)blocks);
+}
+
+// ---------------------------------------------------------------- axpy
+
+// y (n) += a * x
+static __global__ void axpy_kernel(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __fadd_rn(y[i], __fmul_rn(a, x[i]));
+}
+
+static void cuda_axpy(float *y, float a, const float *x, int64_t n) {
+    if (n <= 0) return;
+    axpy_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(y, a, x, n);
+    CUDA_LAUNCHED("axpy_kernel");
+}
+
+// ---------------------------------------------------------------- registration
+
+void cuda_register_optim_ops(backend_ops *ops) {
+    ops->adamw_update = cuda_adamw_update;
+    ops->ema_update = cuda_ema_update;
+    ops->grad_sumsq = cuda_grad_sumsq;
+    ops->axpy = cuda_axpy;
+}
