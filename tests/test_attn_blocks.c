@@ -12,6 +12,7 @@
 
 #include "backend/attn_blocks.h"
 #include "backend/backend.h"
+#include "core/half.h"
 #include "dalle/prior.h"
 #include "test.h"
 #include "testfill.h"
@@ -71,6 +72,21 @@ static key_lists lists_random(int T, uint64_t seed) {
     }
     kl.off[T] = (int32_t)n;
     kl.nnz = n;
+    return kl;
+}
+
+// Query q attends the last n positions up to q.
+static key_lists lists_window(int T, int n) {
+    key_lists kl = {.T = T};
+    kl.off = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    kl.keys = malloc(sizeof(int32_t) * (size_t)T * n);
+    int64_t at = 0;
+    for (int q = 0; q < T; q++) {
+        kl.off[q] = (int32_t)at;
+        for (int k = q - n + 1 > 0 ? q - n + 1 : 0; k <= q; k++) kl.keys[at++] = k;
+    }
+    kl.off[T] = (int32_t)at;
+    kl.nnz = at;
     return kl;
 }
 
@@ -300,7 +316,7 @@ static void emu_forward_block(float *out, float *lse, float *D, const float *dou
             D[bh * s->T + t] = dd;
         } else {
             for (int c = 0; c < s->HS; c++) out[((int64_t)b * s->T + t) * C + h * s->HS + c] = O[r][c] * inv;
-            lse[bh * pl->nnz + t] = l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY;
+            attn_lse_store(lse + bh * pl->nnz, attn_lse_split(pl->nnz, s->T), t, l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY);
         }
     }
 }
@@ -324,7 +340,9 @@ static void emu_backward_block(float *dqkv, const float *dout, const float *qkv,
         emu_load_dout(dO, dout, s, b, h, q0, BQ);
         for (int r = 0; r < BQ; r++) {
             const int t = q0 + r;
-            const float lr = t < s->T ? lse[bh * pl->nnz + t] : 0, Dr = t < s->T ? D[bh * s->T + t] : 0;
+            const int split = attn_lse_split(pl->nnz, s->T);
+            const float lr = t < s->T ? attn_lse_load(lse + bh * pl->nnz, split, t) : 0;
+            const float Dr = t < s->T ? D[bh * s->T + t] : 0;
             for (int c = 0; c < BK; c++) {
                 if (!attn_plan_allows(pl, p, r, c)) {
                     P[r][c] = dS[r][c] = 0;
@@ -360,6 +378,16 @@ static void emu_backward_block(float *dqkv, const float *dout, const float *qkv,
         }
 }
 
+// The backward pass: D from a recomputed forward, then every key block.
+static void emu_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *D,
+                         const emu_shape *s) {
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->NH; h++) {
+            for (int qb = 0; qb < s->pl->n_qb; qb++) emu_forward_block(NULL, NULL, D, dout, qkv, s, qb, b, h);
+            for (int kb = 0; kb < s->pl->n_kb; kb++) emu_backward_block(dqkv, dout, qkv, lse, D, s, kb, b, h);
+        }
+}
+
 // Forward and backward of the emulation against the CPU ops on random data.
 static void check_emulation(const key_lists *kl, int B, int NH, int HS, const char *what) {
     CHECK(HS <= EMU_HS);
@@ -386,16 +414,20 @@ static void check_emulation(const key_lists *kl, int B, int NH, int HS, const ch
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int qb = 0; qb < pl.n_qb; qb++) emu_forward_block(out_emu, p_emu, NULL, NULL, qkv, &s, qb, b, h);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            for (int qb = 0; qb < pl.n_qb; qb++) emu_forward_block(NULL, NULL, D, dout, qkv, &s, qb, b, h);
-            for (int kb = 0; kb < pl.n_kb; kb++) emu_backward_block(dqkv_emu, dout, qkv, p_emu, D, &s, kb, b, h);
-        }
+    emu_backward(dqkv_emu, dout, qkv, p_emu, D, &s);
     char name[96];
     snprintf(name, sizeof name, "%s out B%d NH%d HS%d", what, B, NH, HS);
     CHECK_CLOSE(name, out_emu, out_ref, n_out, 1e-5, 1e-4);
     snprintf(name, sizeof name, "%s dqkv", what);
     CHECK_CLOSE(name, dqkv_emu, dqkv_ref, n_qkv, 2e-5, 1e-4);
+    // A 16-bit model rounds p like any activation: the split lse survives it.
+    for (int f = 0; f < 2 && attn_lse_split(kl->nnz, T); f++) {
+        fill_uniform(dqkv_emu, n_qkv, 13, -0.5f, 0.5f);
+        half_round(p_emu, n_p, f ? HALF_F16 : HALF_BF16, 0);
+        emu_backward(dqkv_emu, dout, qkv, p_emu, D, &s);
+        snprintf(name, sizeof name, "%s dqkv, p rounded to %s", what, f ? "fp16" : "bf16");
+        CHECK_CLOSE(name, dqkv_emu, dqkv_ref, n_qkv, 2e-5, 1e-4);
+    }
     // the saved log-sum-exp gives back the CPU's probabilities
     int lse_ok = 1;
     for (int b = 0; b < B && lse_ok; b++)
@@ -407,7 +439,7 @@ static void check_emulation(const key_lists *kl, int B, int NH, int HS, const ch
                     const float *k = qkv + ((int64_t)b * T + kl->keys[i]) * 3 * C + C + h * HS;
                     float dot = 0;
                     for (int c = 0; c < HS; c++) dot += q[c] * k[c];
-                    float pr = expf(dot * s.scale - p_emu[bh * kl->nnz + t]);
+                    float pr = expf(dot * s.scale - attn_lse_load(p_emu + bh * kl->nnz, attn_lse_split(kl->nnz, T), t));
                     lse_ok &= fabsf(pr - p_ref[bh * kl->nnz + i]) <= 1e-5f + 1e-4f * p_ref[bh * kl->nnz + i];
                 }
             }
@@ -444,6 +476,10 @@ static void test_emulation_other_lists(void) {
     lists_free(&kl);
     kl = lists_random(150, 3); // empty lists give zero rows on both sides
     check_emulation(&kl, 1, 2, 5, "random");
+    lists_free(&kl);
+    kl = lists_window(70, 2); // nnz < 3T: lse in one float
+    CHECK(!attn_lse_split(kl.nnz, kl.T));
+    check_emulation(&kl, 2, 3, 16, "window 2");
     lists_free(&kl);
 }
 

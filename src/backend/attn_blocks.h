@@ -13,9 +13,16 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+#ifdef __CUDACC__
+#define ATTN_HD __host__ __device__
+#else
+#define ATTN_HD
 #endif
 
 // The tile sides of the CUDA kernels.
@@ -64,6 +71,51 @@ static inline int attn_plan_allows(const attn_plan *plan, int p, int r, int c) {
 // kernel does, against nnz that it must do.
 static inline int64_t attn_plan_visited(const attn_plan *plan) {
     return (int64_t)plan->n_pairs * plan->BQ * plan->BK;
+}
+
+// ---- The backward state in attention_forward's p (B, NH, nnz): the
+// log-sum-exp of each query's scores, lse = m + ln(sum exp(s - m)), from
+// which the backward recomputes every probability as exp(s - lse). A 16-bit
+// model rounds p to bf16 or fp16 like any activation (prior/forward.c), and
+// an lse of 8 rounded to bf16 would move every probability by up to 3%; so,
+// where nnz >= 3T (the prior's masks: always but in toy configs), lse is
+// kept as three floats, each exactly a bf16 value (and an fp16 value to
+// ~3e-8), whose sum is lse: rounding to 16 bits leaves it unchanged. Else one
+// float per query, at p[t].
+
+// x rounded to bf16 (to nearest, ties to even), as a float; x finite.
+ATTN_HD static inline float attn_round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    u &= 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+// Whether lse is split in three (where p of one (b, h) has room for 3T floats).
+ATTN_HD static inline int attn_lse_split(int64_t nnz, int T) { return nnz >= 3 * (int64_t)T; }
+
+// Stores lse of query t into p_bh, the (nnz) floats of one (b, h).
+ATTN_HD static inline void attn_lse_store(float *p_bh, int split, int t, float lse) {
+    if (!split) {
+        p_bh[t] = lse;
+        return;
+    }
+    float hi = lse, mid = 0, lo = 0;
+    if (lse - lse == 0) { // finite: each difference below is exact (Sterbenz)
+        hi = attn_round_bf16(lse);
+        mid = attn_round_bf16(lse - hi);
+        lo = attn_round_bf16((lse - hi) - mid);
+    }
+    p_bh[3 * t] = hi;
+    p_bh[3 * t + 1] = mid;
+    p_bh[3 * t + 2] = lo;
+}
+
+// The lse of query t stored by attn_lse_store.
+ATTN_HD static inline float attn_lse_load(const float *p_bh, int split, int t) {
+    return split ? (p_bh[3 * t + 2] + p_bh[3 * t + 1]) + p_bh[3 * t] : p_bh[t];
 }
 
 #ifdef __cplusplus
