@@ -170,6 +170,23 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
+// acc[i][j] += sum over the rows r of the tile of S[r, key] X[r, channel]
+// for the keys ty + 16i and channels tx + 16j this thread owns (S^T X).
+//   S (BQ, BK+1) in shared memory, X (BQ, D+1).
+template <int D>
+__device__ __forceinline__ void add_tile_tn(float (&acc)[4][D / 16], const float *S, const float *X) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    #pragma unroll
+    for (int i = 0; i < 4; i++)
+        #pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            float a = 0.0f;
+            #pragma unroll 8
+            for (int r = 0; r < BQ; r++) a += S[r * (BK + 1) + ty + 16 * i] * X[r * (D + 1) + tx + 16 * j];
+            acc[i][j] += a;
+        }
+}
+
 // Backward over the query blocks that attend key block blockIdx.x of (b, h)
 // = blockIdx.y: dk, dv of its keys (this block alone writes them) and dq of
 // those queries (atomics: several key blocks add to one query).
@@ -241,36 +258,15 @@ __global__ void __launch_bounds__(ATT_THREADS)
             }
         }
         __syncthreads();
-        // dv[key] += sum over rows of P[row, key] dO[row]
-        #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int kc = ty + 16 * i;
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++) {
-                float acc = 0.0f;
-                #pragma unroll 8
-                for (int r = 0; r < BQ; r++) acc += Ps[r * (BK + 1) + kc] * dOs[r * (D + 1) + tx + 16 * j];
-                dv[i][j] += acc;
-            }
-        }
+        add_tile_tn<D>(dv, Ps, dOs); // dv[key] += sum over rows of P[row, key] dO[row]
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < 4; i++)
             #pragma unroll
             for (int j = 0; j < 4; j++) Ps[(ty + 16 * i) * (BK + 1) + tx + 16 * j] = s[i][j];
         __syncthreads();
-        // dk[key] += sum over rows of dS[row, key] q[row]; dq[row] += sum over keys of dS[row, key] k[key]
-        #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int kc = ty + 16 * i;
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++) {
-                float acc = 0.0f;
-                #pragma unroll 8
-                for (int r = 0; r < BQ; r++) acc += Ps[r * (BK + 1) + kc] * Qs[r * (D + 1) + tx + 16 * j];
-                dk[i][j] += acc;
-            }
-        }
+        add_tile_tn<D>(dk, Ps, Qs); // dk[key] += sum over rows of dS[row, key] q[row]
+        // dq[row] += sum over keys of dS[row, key] k[key]
         #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int r = ty + 16 * i, t = q0 + r;
