@@ -152,13 +152,18 @@ static size_t conv_ws_cap(void) {
     return fr / 4 < gib ? fr / 4 : gib;
 }
 
+static int is_tensor_op(cudnnMathType_t m) {
+    return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
 // The index of the algorithm to use among c[0..n), or -1: the fastest that
-// ran and fits `cap`, unless a deterministic one is within 10% of it (the
-// same bits from run to run are worth that much).
+// ran, fits `cap` and (in fp32) uses no tensor cores, unless a deterministic
+// one is within 10% of it (the same bits from run to run are worth that much).
 static int conv_pick(const conv_candidate *c, int n, size_t cap) {
     int best = -1, best_det = -1;
     for (int i = 0; i < n; i++) {
         if (c[i].status != CUDNN_STATUS_SUCCESS || c[i].memory > cap || c[i].time < 0) continue;
+        if (g_math == CUDNN_FMA_MATH && is_tensor_op(c[i].math)) continue;
         if (best < 0 || c[i].time < c[best].time) best = i;
         if (c[i].deterministic && (best_det < 0 || c[i].time < c[best_det].time)) best_det = i;
     }
@@ -175,7 +180,9 @@ static void conv_algo_set(conv_algo *a, const conv_candidate *c, int n, const co
     }
     a->found = 1;
     a->algo = c[i].algo;
-    a->math = c[i].math;
+    // in fp32 the algorithm runs under FMA math whatever cuDNN reports (its
+    // DEFAULT_MATH would let TF32 in)
+    a->math = g_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : c[i].math;
     a->ws = c[i].memory;
 }
 

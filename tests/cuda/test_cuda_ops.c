@@ -1,0 +1,455 @@
+// test_cuda_ops.c: the dVAE's and the optimizer's ops of the CUDA backend
+// (src/backend/cuda/dvae_ops.cu, optim_ops.cu) against the CPU backend, op by
+// op: the same random inputs in a host copy and in GPU (managed) memory, the
+// CPU's op on the one and the GPU's on the other, then every output and
+// every gradient compared with |gpu - cpu| <= atol + rtol*|cpu| (the max
+// error printed). Backward ops start from gradients that already hold
+// something, since they accumulate. Each convolution shape also prints its
+// GPU time (ms and GFLOP/s), for the GPU session's information. Without a
+// usable GPU it says so and passes.
+//   DALLE_CUDA_LIB=build/libdalle-cuda.so build/tests/cuda/test_cuda_ops
+// With DALLE_CUDA_TF32=1 the convolutions run in TF32 and are held to TF32's
+// tolerance instead of fp32's.
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../test.h"
+#include "../testfill.h"
+#include "backend/backend.h"
+#include "core/common.h"
+
+static const backend_ops *gpu, *cpu;
+static int tf32; // DALLE_CUDA_TF32=1
+
+// ---------------------------------------------------------------- buffers
+
+// The same n floats on the host (h, the CPU's) and in GPU memory (g). The
+// host writes g only before a GPU op or after gpu->sync().
+typedef struct {
+    float *h, *g;
+    int64_t n;
+} pair;
+
+static float *gpu_floats(int64_t n) {
+    float *p = gpu->alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!p) {
+        printf("GPU alloc of %lld floats failed: %s\n", (long long)n, gpu->last_error());
+        abort();
+    }
+    return p;
+}
+
+static pair pair_new(int64_t n) {
+    pair p = {malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), gpu_floats(n), n};
+    if (!p.h) abort();
+    return p;
+}
+
+// Both copies U(lo, hi) from stream `seed`.
+static pair pair_rand(int64_t n, uint64_t seed, float lo, float hi) {
+    pair p = pair_new(n);
+    fill_uniform(p.h, n, seed, lo, hi);
+    memcpy(p.g, p.h, sizeof(float) * (size_t)n);
+    return p;
+}
+
+static void pair_free(pair *p) {
+    free(p->h);
+    gpu->free(p->g);
+}
+
+static double amax(const float *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+// The GPU's copy against the CPU's, atol = scale * max|cpu| (for sums whose
+// terms cancel) and rtol.
+static void check_pair(const char *what, const pair *p, double scale, double rtol) {
+    CHECK_CLOSE(what, p->g, p->h, p->n, scale * amax(p->h, p->n), rtol);
+}
+
+// A double result: |gpu - cpu| <= rtol * |cpu|.
+static void check_scalar(const char *what, double got, double ref, double rtol) {
+    const double d = fabs(got - ref);
+    const int bad = !(d <= rtol * fabs(ref));
+    printf("    %-48s gpu %.10g cpu %.10g  |d|/|cpu|=%.3e%s\n", what, got, ref, d / fmax(fabs(ref), 1e-300),
+           bad ? "  <-- MISMATCH" : "");
+    CHECK(!bad);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// ---------------------------------------------------------------- conv2d
+
+// Tolerances of the convolutions, relative to the largest |value| of each
+// tensor (sums of up to Ci*k*k or B*H*W products, in another order and, for
+// Winograd or FFT algorithms on either side, through transforms): fp32 1e-4;
+// TF32 (10-bit mantissas of the products) 5e-3.
+static double conv_tol(void) { return tf32 ? 5e-3 : 1e-4; }
+
+typedef struct {
+    int B, Ci, Co, H, W, k;
+    int bias;    // with a bias
+    float alpha; // of the forward and the backward
+    const char *note;
+} conv_shape;
+
+// The ms of one `call` (waited for), over enough calls to pass 20 ms (after the first,
+// which finds the algorithms, has run).
+#define TIME_MS(ms, call)                                                 \
+    do {                                                                  \
+        int reps_ = 0;                                                    \
+        const double t0_ = now_s();                                       \
+        do {                                                              \
+            call;                                                         \
+            gpu->sync();                                                  \
+            reps_++;                                                      \
+        } while (now_s() - t0_ < 0.02 && reps_ < 1000);                   \
+        (ms) = 1e3 * (now_s() - t0_) / reps_;                             \
+    } while (0)
+
+// One shape: the forward with beta 0 (the GPU's output full of NaN, which it
+// must not read) and with beta 1 over a random output; the backward into
+// gradients that hold random values, with all of din, dw, db, then with dw
+// alone (din and db NULL) accumulating again. Then the GPU's timing.
+static void conv_case(const conv_shape *s) {
+    const int B = s->B, Ci = s->Ci, Co = s->Co, H = s->H, W = s->W, k = s->k;
+    const int64_t n_in = (int64_t)B * Ci * H * W, n_out = (int64_t)B * Co * H * W, n_w = (int64_t)Co * Ci * k * k;
+    const double tol = conv_tol();
+    char what[160], name[96];
+    snprintf(name, sizeof name, "conv %dx%dx%dx%d k%d ->%d%s a%g", B, Ci, H, W, k, Co, s->bias ? " +b" : "",
+             s->alpha);
+    printf("   %s (%s)\n", name, s->note);
+    const uint64_t seed = 1000 + (uint64_t)(B * 7 + Ci * 131 + Co * 17 + H * 3 + W * 5 + k);
+    pair in = pair_rand(n_in, seed, -1, 1), w = pair_rand(n_w, seed + 1, -0.5f, 0.5f);
+    pair b = pair_rand(Co, seed + 2, -1, 1), out = pair_new(n_out);
+    const float *bh = s->bias ? b.h : NULL, *bg = s->bias ? b.g : NULL;
+    const int64_t cs = cpu->conv2d_scratch_floats(Ci, Co, H, W, k), gs = gpu->conv2d_scratch_floats(Ci, Co, H, W, k);
+    float *cscratch = malloc(sizeof(float) * (size_t)(cs > 0 ? cs : 1)), *gscratch = gs > 0 ? gpu_floats(gs) : NULL;
+    if (!cscratch) abort();
+
+    // forward, beta 0: NaN in the GPU's output must not survive
+    memset(out.h, 0, sizeof(float) * (size_t)n_out);
+    for (int64_t i = 0; i < n_out; i++) out.g[i] = NAN;
+    cpu->conv2d_forward(out.h, in.h, w.h, bh, B, Ci, Co, H, W, k, s->alpha, 0.0f, cscratch);
+    gpu->conv2d_forward(out.g, in.g, w.g, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s out, beta 0 over NaN", name);
+    check_pair(what, &out, tol, tol);
+
+    // forward, beta 1 over the same random output on both sides
+    fill_uniform(out.h, n_out, seed + 3, -1, 1);
+    memcpy(out.g, out.h, sizeof(float) * (size_t)n_out);
+    cpu->conv2d_forward(out.h, in.h, w.h, bh, B, Ci, Co, H, W, k, s->alpha, 1.0f, cscratch);
+    gpu->conv2d_forward(out.g, in.g, w.g, bg, B, Ci, Co, H, W, k, s->alpha, 1.0f, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s out, beta 1", name);
+    check_pair(what, &out, tol, tol);
+
+    // backward, accumulating into random gradients
+    pair dout = pair_rand(n_out, seed + 4, -1, 1), din = pair_rand(n_in, seed + 5, -1, 1);
+    pair dw = pair_rand(n_w, seed + 6, -1, 1), db = pair_rand(Co, seed + 7, -1, 1);
+    cpu->conv2d_backward(din.h, dw.h, db.h, dout.h, in.h, w.h, B, Ci, Co, H, W, k, s->alpha, cscratch);
+    gpu->conv2d_backward(din.g, dw.g, db.g, dout.g, in.g, w.g, B, Ci, Co, H, W, k, s->alpha, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s din +=", name);
+    check_pair(what, &din, tol, tol);
+    snprintf(what, sizeof what, "%s dw +=", name);
+    check_pair(what, &dw, tol, tol);
+    snprintf(what, sizeof what, "%s db +=", name);
+    check_pair(what, &db, tol, tol);
+    cpu->conv2d_backward(NULL, dw.h, NULL, dout.h, in.h, w.h, B, Ci, Co, H, W, k, s->alpha, cscratch);
+    gpu->conv2d_backward(NULL, dw.g, NULL, dout.g, in.g, w.g, B, Ci, Co, H, W, k, s->alpha, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s dw += again (din, db NULL)", name);
+    check_pair(what, &dw, tol, tol);
+
+    // timing on the GPU (algorithms found above)
+    const double flop = 2.0 * B * Co * H * W * (double)Ci * k * k;
+    double fwd_ms = 0, bwd_ms = 0;
+    TIME_MS(fwd_ms, gpu->conv2d_forward(out.g, in.g, w.g, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, gscratch));
+    TIME_MS(bwd_ms, gpu->conv2d_backward(din.g, dw.g, s->bias ? db.g : NULL, dout.g, in.g, w.g, B, Ci, Co, H, W,
+                                         k, s->alpha, gscratch));
+    printf("    time %-44s fwd %8.3f ms %7.0f GFLOP/s   bwd (din+dw) %8.3f ms %7.0f GFLOP/s\n", name, fwd_ms,
+           flop / fwd_ms * 1e-6, bwd_ms, 2 * flop / bwd_ms * 1e-6);
+
+    pair_free(&in), pair_free(&w), pair_free(&b), pair_free(&out);
+    pair_free(&dout), pair_free(&din), pair_free(&dw), pair_free(&db);
+    free(cscratch);
+    gpu->free(gscratch);
+}
+
+static void test_conv2d(void) {
+    static const conv_shape shapes[] = {
+        {2, 3, 5, 7, 9, 1, 1, 1.0f, "k 1, odd sizes"},
+        {3, 37, 19, 9, 23, 1, 1, 2.0f, "k 1, alpha 2"},
+        {2, 5, 7, 13, 11, 3, 1, 0.75f, "k 3, odd sizes"},
+        {2, 33, 65, 17, 15, 3, 0, 0.5f, "k 3, no bias, channels past 32 and 64"},
+        {1, 4, 6, 10, 10, 7, 1, 1.25f, "k 7"},
+        {2, 3, 8, 33, 31, 7, 1, 1.0f, "k 7, 33x31"},
+        // the dVAE at 64x64 input, n_hid 64, batch 1 (model.c's layers)
+        {1, 3, 64, 64, 64, 7, 1, 1.0f, "dVAE encoder input"},
+        {1, 64, 16, 64, 64, 3, 1, 1.0f, "dVAE encoder group 1 res conv_1"},
+        {1, 16, 16, 64, 64, 3, 1, 1.0f, "dVAE res conv_2"},
+        {1, 16, 64, 64, 64, 1, 1, 1.0f / 64, "dVAE res conv_4 (post gain)"},
+        {1, 64, 128, 32, 32, 1, 1, 1.0f, "dVAE group 2 id_path"},
+        {1, 512, 8192, 8, 8, 1, 1, 1.0f, "dVAE encoder output (V 8192)"},
+        {1, 8192, 128, 8, 8, 1, 1, 1.0f, "dVAE dense decoder input"},
+        {1, 64, 6, 64, 64, 1, 1, 1.0f, "dVAE decoder output"},
+        // the paper's dVAE (n_hid 256, 256x256), batch 1: the layers that set its speed
+        {1, 3, 256, 256, 256, 7, 1, 1.0f, "paper encoder input"},
+        {1, 256, 64, 256, 256, 3, 1, 1.0f, "paper encoder group 1 res conv_1"},
+        {1, 64, 64, 256, 256, 3, 1, 1.0f, "paper res conv_2"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) conv_case(&shapes[i]);
+}
+
+// ---------------------------------------------------------------- one-hot conv
+
+// A gather: expected bit-exact (rtol 1e-6 allows nothing but noise).
+static void test_onehot_conv(void) {
+    static const int sizes[][4] = {{2, 37, 5, 49}, {2, 8192, 128, 64}}; // B, V, Co, HW
+    for (int s = 0; s < 2; s++) {
+        const int B = sizes[s][0], V = sizes[s][1], Co = sizes[s][2], HW = sizes[s][3];
+        int32_t *codes = gpu->alloc(sizeof(int32_t) * (size_t)B * HW);
+        if (!codes) abort();
+        for (int64_t i = 0; i < (int64_t)B * HW; i++) codes[i] = (int32_t)(fill_u(77, (uint64_t)i) * V);
+        codes[0] = 0, codes[1] = V - 1; // both ends of the table
+        pair w = pair_rand((int64_t)Co * V, 78, -1, 1), bias = pair_rand(Co, 79, -1, 1);
+        pair out = pair_new((int64_t)B * Co * HW);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            cpu->onehot_conv_forward(out.h, codes, w.h, with_bias ? bias.h : NULL, B, V, Co, HW);
+            gpu->onehot_conv_forward(out.g, codes, w.g, with_bias ? bias.g : NULL, B, V, Co, HW);
+            gpu->sync();
+            char what[96];
+            snprintf(what, sizeof what, "onehot B%d V%d Co%d HW%d%s", B, V, Co, HW, with_bias ? " +b" : "");
+            check_pair(what, &out, 0, 1e-6);
+        }
+        gpu->free(codes);
+        pair_free(&w), pair_free(&bias), pair_free(&out);
+    }
+}
+
+// ---------------------------------------------------------------- elementwise
+
+// ReLU, axpy: expected bit-exact (rtol 1e-6). Inputs include exact zeros.
+static void test_relu_axpy(void) {
+    const int64_t n = 100003;
+    pair in = pair_rand(n, 81, -1, 1), out = pair_new(n);
+    for (int64_t i = 0; i < n; i += 97) in.h[i] = in.g[i] = 0.0f;
+    cpu->relu_forward(out.h, in.h, n);
+    gpu->relu_forward(out.g, in.g, n);
+    gpu->sync();
+    check_pair("relu_forward", &out, 0, 1e-6);
+    pair dout = pair_rand(n, 82, -1, 1), din = pair_rand(n, 83, -1, 1);
+    cpu->relu_backward(din.h, dout.h, in.h, n);
+    gpu->relu_backward(din.g, dout.g, in.g, n);
+    gpu->sync();
+    check_pair("relu_backward +=", &din, 0, 1e-6);
+    gpu->relu_forward(in.g, in.g, n); // in place
+    gpu->sync();
+    CHECK_CLOSE("relu_forward in place", in.g, out.h, n, 0, 1e-6);
+    cpu->axpy(din.h, -0.37f, dout.h, n);
+    gpu->axpy(din.g, -0.37f, dout.g, n);
+    gpu->sync();
+    check_pair("axpy", &din, 0, 1e-6);
+    pair_free(&in), pair_free(&out), pair_free(&dout), pair_free(&din);
+}
+
+// Max-pool and upsampling: expected bit-exact (rtol 1e-6). The pool's input
+// has many ties (values on a grid of 4), where the first max must win.
+static void test_pool_upsample(void) {
+    const int B = 2, C = 3, H = 10, W = 14;
+    const int64_t n = (int64_t)B * C * H * W, n4 = n / 4;
+    pair in = pair_rand(n, 91, 0, 1), out = pair_new(n4);
+    for (int64_t i = 0; i < n; i++) in.h[i] = in.g[i] = floorf(in.h[i] * 4);
+    cpu->maxpool2_forward(out.h, in.h, B, C, H, W);
+    gpu->maxpool2_forward(out.g, in.g, B, C, H, W);
+    gpu->sync();
+    check_pair("maxpool2_forward (ties)", &out, 0, 1e-6);
+    pair dout = pair_rand(n4, 92, -1, 1), din = pair_rand(n, 93, -1, 1);
+    cpu->maxpool2_backward(din.h, dout.h, in.h, B, C, H, W);
+    gpu->maxpool2_backward(din.g, dout.g, in.g, B, C, H, W);
+    gpu->sync();
+    check_pair("maxpool2_backward += (first max wins)", &din, 0, 1e-6);
+
+    // upsample (B, C, 5, 7) -> (B, C, 10, 14)
+    pair up = pair_new(n), small = pair_rand(n4, 94, -1, 1);
+    cpu->upsample2_forward(up.h, small.h, B, C, H / 2, W / 2);
+    gpu->upsample2_forward(up.g, small.g, B, C, H / 2, W / 2);
+    gpu->sync();
+    check_pair("upsample2_forward", &up, 0, 1e-6);
+    pair dup = pair_rand(n, 95, -1, 1), dsmall = pair_rand(n4, 96, -1, 1);
+    cpu->upsample2_backward(dsmall.h, dup.h, B, C, H / 2, W / 2);
+    gpu->upsample2_backward(dsmall.g, dup.g, B, C, H / 2, W / 2);
+    gpu->sync();
+    check_pair("upsample2_backward +=", &dsmall, 0, 1e-6);
+    pair_free(&in), pair_free(&out), pair_free(&dout), pair_free(&din);
+    pair_free(&up), pair_free(&small), pair_free(&dup), pair_free(&dsmall);
+}
+
+// ---------------------------------------------------------------- dVAE losses
+
+// (B, V, P): odd sizes, the real vocabulary on an 8x8 grid, a 32x32 grid.
+static const int SOFTMAX_SIZES[][3] = {{2, 37, 49}, {1, 8192, 64}, {3, 512, 1024}};
+
+// Gumbel-softmax: exp and a sum over V in another order; tolerance 1e-5
+// relative plus 1e-6 of the largest value (forward), 1e-5 of it (backward:
+// a dot over V, then a difference).
+static void test_gumbel_softmax(void) {
+    for (int s = 0; s < 3; s++) {
+        const int B = SOFTMAX_SIZES[s][0], V = SOFTMAX_SIZES[s][1], P = SOFTMAX_SIZES[s][2];
+        const int64_t n = (int64_t)B * V * P;
+        const float tau = 0.7f;
+        pair logits = pair_rand(n, 101 + s, -3, 3), g = pair_rand(n, 111 + s, -1, 4), z = pair_new(n);
+        cpu->gumbel_softmax_forward(z.h, logits.h, g.h, tau, B, V, P);
+        gpu->gumbel_softmax_forward(z.g, logits.g, g.g, tau, B, V, P);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "gumbel_softmax_forward B%d V%d P%d", B, V, P);
+        check_pair(what, &z, 1e-6, 1e-5);
+        // the backward from the same z on both sides (the CPU's)
+        memcpy(z.g, z.h, sizeof(float) * (size_t)n);
+        pair dz = pair_rand(n, 121 + s, -1, 1), dl = pair_rand(n, 131 + s, -1, 1);
+        cpu->gumbel_softmax_backward(dl.h, dz.h, z.h, tau, B, V, P);
+        gpu->gumbel_softmax_backward(dl.g, dz.g, z.g, tau, B, V, P);
+        gpu->sync();
+        snprintf(what, sizeof what, "gumbel_softmax_backward += B%d V%d P%d", B, V, P);
+        check_pair(what, &dl, 1e-5, 1e-5);
+        pair_free(&logits), pair_free(&g), pair_free(&z), pair_free(&dz), pair_free(&dl);
+    }
+}
+
+// KL to the uniform prior: sums over V in float per position (as the CPU),
+// so 1e-4 relative on the total and on the gradient (plus 1e-5 of its
+// largest value); once with the gradient, once without.
+static void test_kl_uniform(void) {
+    for (int s = 0; s < 3; s++) {
+        const int B = SOFTMAX_SIZES[s][0], V = SOFTMAX_SIZES[s][1], P = SOFTMAX_SIZES[s][2];
+        const int64_t n = (int64_t)B * V * P;
+        pair logits = pair_rand(n, 141 + s, -3, 3), dl = pair_rand(n, 151 + s, -1, 1);
+        const double ref = cpu->kl_uniform_forward_backward(dl.h, logits.h, 0.3f, B, V, P);
+        const double got = gpu->kl_uniform_forward_backward(dl.g, logits.g, 0.3f, B, V, P);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "kl_uniform B%d V%d P%d sum", B, V, P);
+        check_scalar(what, got, ref, 1e-4);
+        snprintf(what, sizeof what, "kl_uniform B%d V%d P%d dlogits +=", B, V, P);
+        check_pair(what, &dl, 1e-5, 1e-4);
+        const double ref0 = cpu->kl_uniform_forward_backward(NULL, logits.h, 0.3f, B, V, P);
+        const double got0 = gpu->kl_uniform_forward_backward(NULL, logits.g, 0.3f, B, V, P);
+        snprintf(what, sizeof what, "kl_uniform B%d V%d P%d sum, no gradient", B, V, P);
+        check_scalar(what, got0, ref0, 1e-4);
+        pair_free(&logits), pair_free(&dl);
+    }
+}
+
+// Logit-Laplace: per-element terms as the CPU's (logf, log1pf, expf within
+// a few ulps), summed in double: 1e-5 relative on the sum; the gradient,
+// written (=) over garbage, 1e-5 relative plus 1e-6 absolute (1 - |d|/b
+// cancels).
+static void test_logit_laplace(void) {
+    static const int sizes[][2] = {{2, 37 * 37}, {1, 64 * 64}, {3, 256 * 256}}; // B, N
+    for (int s = 0; s < 3; s++) {
+        const int B = sizes[s][0], N = sizes[s][1];
+        pair stats = pair_rand((int64_t)B * 6 * N, 161 + s, -3, 3);
+        pair x = pair_rand((int64_t)B * 3 * N, 171 + s, 0.1f, 0.9f);
+        for (int b = 0; b < B; b++) // ln b in [-2, 1]
+            for (int64_t i = 3 * (int64_t)N; i < 6 * (int64_t)N; i++) {
+                float *hp = &stats.h[(int64_t)b * 6 * N + i];
+                *hp = -2.0f + (*hp + 3.0f) * 0.5f;
+                stats.g[(int64_t)b * 6 * N + i] = *hp;
+            }
+        pair d = pair_new((int64_t)B * 6 * N);
+        for (int64_t i = 0; i < d.n; i++) d.h[i] = 12345.0f, d.g[i] = NAN;
+        const double ref = cpu->logit_laplace_nll(d.h, stats.h, x.h, 0.5f, B, N);
+        const double got = gpu->logit_laplace_nll(d.g, stats.g, x.g, 0.5f, B, N);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "logit_laplace_nll B%d N%d sum", B, N);
+        check_scalar(what, got, ref, 1e-5);
+        snprintf(what, sizeof what, "logit_laplace_nll B%d N%d dstats =", B, N);
+        CHECK_CLOSE(what, d.g, d.h, d.n, 1e-6, 1e-5);
+        const double ref0 = cpu->logit_laplace_nll(NULL, stats.h, x.h, 0.5f, B, N);
+        const double got0 = gpu->logit_laplace_nll(NULL, stats.g, x.g, 0.5f, B, N);
+        snprintf(what, sizeof what, "logit_laplace_nll B%d N%d sum, no gradient", B, N);
+        check_scalar(what, got0, ref0, 1e-5);
+        pair_free(&stats), pair_free(&x), pair_free(&d);
+    }
+}
+
+// ---------------------------------------------------------------- optimizer
+
+// AdamW and the EMA round each operation as the CPU does: expected
+// bit-exact; tolerance 1e-6 relative (1e-7 absolute for p near 0).
+static void test_adamw_ema(void) {
+    const int64_t n = 100003;
+    pair p = pair_rand(n, 181, -1, 1), m = pair_rand(n, 182, -0.1f, 0.1f), v = pair_rand(n, 183, 0, 0.01f);
+    pair g = pair_rand(n, 184, -1, 1);
+    static const struct {
+        int64_t t;
+        float lr, wd;
+    } steps[] = {{1, 1e-3f, 0.01f}, {2, 1e-3f, 0.0f}, {1000, 3e-4f, 0.1f}};
+    for (int s = 0; s < 3; s++) {
+        cpu->adamw_update(p.h, m.h, v.h, g.h, n, steps[s].lr, 0.9f, 0.999f, 1e-8f, steps[s].wd, steps[s].t);
+        gpu->adamw_update(p.g, m.g, v.g, g.g, n, steps[s].lr, 0.9f, 0.999f, 1e-8f, steps[s].wd, steps[s].t);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "adamw t %lld wd %g: p", (long long)steps[s].t, steps[s].wd);
+        CHECK_CLOSE(what, p.g, p.h, n, 1e-7, 1e-6);
+        snprintf(what, sizeof what, "adamw t %lld wd %g: m", (long long)steps[s].t, steps[s].wd);
+        CHECK_CLOSE(what, m.g, m.h, n, 1e-7, 1e-6);
+        snprintf(what, sizeof what, "adamw t %lld wd %g: v", (long long)steps[s].t, steps[s].wd);
+        CHECK_CLOSE(what, v.g, v.h, n, 1e-9, 1e-6);
+        fill_uniform(g.h, n, 190 + (uint64_t)s, -1, 1); // the next step's gradient
+        memcpy(g.g, g.h, sizeof(float) * (size_t)n);
+    }
+    pair ema = pair_rand(n, 185, -1, 1);
+    cpu->ema_update(ema.h, p.h, n, 0.999f);
+    gpu->ema_update(ema.g, p.g, n, 0.999f);
+    gpu->sync();
+    check_pair("ema_update", &ema, 0, 1e-6);
+    pair_free(&p), pair_free(&m), pair_free(&v), pair_free(&g), pair_free(&ema);
+}
+
+// The squared norm: exact squares summed in double in another order:
+// 1e-10 relative. Also from an odd offset (a rank's shard of a gradient).
+static void test_grad_sumsq(void) {
+    const int64_t n = 1000003;
+    pair g = pair_rand(n, 201, -2, 2);
+    check_scalar("grad_sumsq n 1000003", gpu->grad_sumsq(g.g, n), cpu->grad_sumsq(g.h, n), 1e-10);
+    check_scalar("grad_sumsq from offset 3, n 999", gpu->grad_sumsq(g.g + 3, 999), cpu->grad_sumsq(g.h + 3, 999),
+                 1e-10);
+    check_scalar("grad_sumsq n 1", gpu->grad_sumsq(g.g + 5, 1), cpu->grad_sumsq(g.h + 5, 1), 1e-10);
+    CHECK(gpu->grad_sumsq(g.g, 0) == 0.0);
+    pair_free(&g);
+}
+
+int main(void) {
+    gpu = backend_cuda_load();
+    if (!gpu) {
+        printf("test_cuda_ops: no GPU: skipped (%s)\n", dalle_last_error());
+        return test_summary();
+    }
+    cpu = backend_cpu();
+    const char *s = getenv("DALLE_CUDA_TF32");
+    tf32 = s && atoi(s) == 1;
+    printf("test_cuda_ops: %s%s\n", gpu->device_name(), tf32 ? " (DALLE_CUDA_TF32=1: TF32 convolutions)" : "");
+    RUN(test_relu_axpy);
+    RUN(test_pool_upsample);
+    RUN(test_onehot_conv);
+    RUN(test_gumbel_softmax);
+    RUN(test_kl_uniform);
+    RUN(test_logit_laplace);
+    RUN(test_adamw_ema);
+    RUN(test_grad_sumsq);
+    RUN(test_conv2d);
+    return test_summary();
+}
