@@ -14,86 +14,13 @@
 #include "backend/backend.h"
 #include "core/half.h"
 #include "dalle/prior.h"
+#include "attn_lists.h"
 #include "test.h"
 #include "testfill.h"
 
-// Key lists as prior/model.c builds them: position q attends every k <= q
-// that prior_mask allows. T = L + G*G.
-typedef struct {
-    int T;
-    int64_t nnz;
-    int32_t *off, *keys;
-} key_lists;
-
-static key_lists lists_prior(const prior_config *cfg, prior_layer_type type) {
-    key_lists kl = {.T = cfg->text_len + cfg->grid * cfg->grid};
-    kl.off = malloc(sizeof(int32_t) * (size_t)(kl.T + 1));
-    int64_t n = 0;
-    for (int q = 0; q < kl.T; q++)
-        for (int k = 0; k <= q; k++) n += prior_mask(cfg, type, q, k);
-    kl.keys = malloc(sizeof(int32_t) * (size_t)(n + 1));
-    n = 0;
-    for (int q = 0; q < kl.T; q++) {
-        kl.off[q] = (int32_t)n;
-        for (int k = 0; k <= q; k++)
-            if (prior_mask(cfg, type, q, k)) kl.keys[n++] = k;
-    }
-    kl.off[kl.T] = (int32_t)n;
-    kl.nnz = n;
-    return kl;
-}
-
-// Dense causal attention over T positions.
-static key_lists lists_causal(int T) {
-    key_lists kl = {.T = T, .nnz = (int64_t)T * (T + 1) / 2};
-    kl.off = malloc(sizeof(int32_t) * (size_t)(T + 1));
-    kl.keys = malloc(sizeof(int32_t) * (size_t)kl.nnz);
-    int64_t n = 0;
-    for (int q = 0; q < T; q++) {
-        kl.off[q] = (int32_t)n;
-        for (int k = 0; k <= q; k++) kl.keys[n++] = k;
-    }
-    kl.off[T] = (int32_t)n;
-    return kl;
-}
-
-// Random lists (any key, not only k <= q; some lists empty): the plan must
-// not assume causality.
-static key_lists lists_random(int T, uint64_t seed) {
-    key_lists kl = {.T = T};
-    kl.off = malloc(sizeof(int32_t) * (size_t)(T + 1));
-    kl.keys = malloc(sizeof(int32_t) * (size_t)T * T);
-    int64_t n = 0;
-    for (int q = 0; q < T; q++) {
-        kl.off[q] = (int32_t)n;
-        double density = fill_u(seed, (uint64_t)q) < 0.1 ? 0 : fill_u(seed + 1, (uint64_t)q);
-        for (int k = 0; k < T; k++)
-            if (fill_u(seed + 2, (uint64_t)q * T + k) < density) kl.keys[n++] = k;
-    }
-    kl.off[T] = (int32_t)n;
-    kl.nnz = n;
-    return kl;
-}
-
-// Query q attends the last n positions up to q.
-static key_lists lists_window(int T, int n) {
-    key_lists kl = {.T = T};
-    kl.off = malloc(sizeof(int32_t) * (size_t)(T + 1));
-    kl.keys = malloc(sizeof(int32_t) * (size_t)T * n);
-    int64_t at = 0;
-    for (int q = 0; q < T; q++) {
-        kl.off[q] = (int32_t)at;
-        for (int k = q - n + 1 > 0 ? q - n + 1 : 0; k <= q; k++) kl.keys[at++] = k;
-    }
-    kl.off[T] = (int32_t)at;
-    kl.nnz = at;
-    return kl;
-}
-
-static void lists_free(key_lists *kl) {
-    free(kl->off);
-    free(kl->keys);
-}
+static key_lists lists_causal(int T) { return lists_build(T, allow_causal, NULL, malloc, free); }
+static key_lists lists_window(int T, int n) { return lists_build(T, allow_window, &n, malloc, free); }
+static key_lists lists_random(int T, uint64_t seed) { return lists_build(T, allow_random, &seed, malloc, free); }
 
 // ---------------------------------------------------------------- the plan
 
@@ -167,7 +94,7 @@ static void for_each_mask(const char *preset, void (*fn)(const key_lists *kl, co
     CHECK(prior_config_preset(preset, &cfg) == 0);
     static const char *names[3] = {"row", "column", "conv"};
     for (int t = 0; t < 3; t++) {
-        key_lists kl = lists_prior(&cfg, (prior_layer_type)t);
+        key_lists kl = lists_prior(&cfg, (prior_layer_type)t, malloc, free);
         char what[64];
         snprintf(what, sizeof what, "%s %s", preset, names[t]);
         fn(&kl, what, arg);
