@@ -187,9 +187,10 @@ __device__ __forceinline__ void add_tile_tn(float (&acc)[4][D / 16], const float
         }
 }
 
-// Backward over the query blocks that attend key block blockIdx.x of (b, h)
-// = blockIdx.y: dk, dv of its keys (this block alone writes them) and dq of
-// those queries (atomics: several key blocks add to one query).
+// Backward over the query blocks that attend key block blockIdx.y (the
+// first, the most attended, first) of (b, h) = blockIdx.x: dk, dv of its
+// keys (this block alone writes them) and dq of those queries (atomics:
+// several key blocks add to one query).
 //   dqkv (B, T, 3C) +=; dout (B, T, C); p the forward's lse; Dv (B, NH, T).
 template <int D>
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *dOs = Qs + BQ * (D + 1); // (BQ, D+1)
     float *Ps = dOs + BQ * (D + 1); // (BQ, BK+1) P, then dS, of the tile
     float *lse_s = Ps + BQ * (BK + 1), *D_s = lse_s + BQ; // (BQ) each
-    const int kb = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int kb = blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16, C = NH * HS, k0 = kb * BK;
     const int split = attn_lse_split(nnz, T);
     const float *base = qkv + (int64_t)b * T * 3 * C + h * HS;
@@ -410,7 +411,7 @@ static void launch_backward(float *dqkv, const float *dout, const float *qkv, co
         allow_smem((const void *)attn_backward_kernel<D>, smem, "attn_backward_kernel");
         ready = 1;
     }
-    dim3 grid((unsigned)e->host.n_kb, (unsigned)(B * NH));
+    dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_kb);
     attn_backward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(dqkv, dout, qkv, p, Dv, e->d, e->nnz, e->T,
                                                                         NH, HS, 1.0f / sqrtf((float)HS));
     CUDA_LAUNCHED("attn_backward_kernel");
@@ -539,6 +540,7 @@ static const int32_t *device_ints(const int32_t *x, int n) {
         return x;
     cudaGetLastError(); // an unregistered pointer may leave an error on older runtimes
     if (n > cap) {
+        CUDA_CHECK(cudaStreamSynchronize(cuda_stream)); // a decode in flight may read it
         CUDA_CHECK(cudaFree(buf));
         cap = n + n / 2 + 64;
         CUDA_CHECK(cudaMalloc(&buf, sizeof(int32_t) * (size_t)cap));
