@@ -426,9 +426,21 @@ static int padded_hs(int HS) {
     return HS <= 32 ? 32 : HS <= 64 ? 64 : 128;
 }
 
+// The lse of each query lives in p (nnz floats per (b, h)): lists with fewer
+// keys than queries in all (never the prior's: every query sees itself)
+// leave no room for it.
+static void check_room(int64_t nnz, int T) {
+    if (nnz < T) {
+        fprintf(stderr, "dalle: CUDA attention: %lld keys for %d queries: p has no room for the backward's state\n",
+                (long long)nnz, T);
+        abort();
+    }
+}
+
 static void cuda_attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
                                    int64_t nnz, int B, int T, int NH, int HS) {
     if (B <= 0 || T <= 0 || NH <= 0) return;
+    check_room(nnz, T);
     const plan_entry *e = plan_get(off, keys, nnz, T);
     switch (padded_hs(HS)) {
     case 32: launch_forward<32>(out, p, NULL, NULL, qkv, e, B, NH, HS); break;
@@ -442,6 +454,7 @@ static void cuda_attention_backward(float *dqkv, const float *dout, const float 
                                     const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH,
                                     int HS, float *scratch) {
     if (B <= 0 || T <= 0 || NH <= 0) return;
+    check_room(nnz, T);
     const plan_entry *e = plan_get(off, keys, nnz, T);
     switch (padded_hs(HS)) {
     case 32:
