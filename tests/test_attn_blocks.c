@@ -156,6 +156,31 @@ static void test_plan_bad_lists(void) {
     CHECK(attn_plan_build(&pl, off, keys, 4, 3, 64, 64, err, sizeof err) == -1);
 }
 
+// The split lse: three floats, each unchanged by rounding to bf16 (and to
+// fp16 but for ~3e-8 in the smallest), whose sum is the lse.
+static void test_lse_split(void) {
+    int exact = 1, close16 = 1;
+    float p[3], r[3];
+    for (int i = 0; i < 20000; i++) {
+        const float x = (float)((fill_u(21, (uint64_t)i) - 0.3) * (i % 3 ? 40.0 : 1e-3));
+        attn_lse_store(p, 1, 0, x);
+        exact &= attn_lse_load(p, 1, 0) == x;
+        for (int f = 0; f < 2; f++) {
+            memcpy(r, p, sizeof r);
+            half_round(r, 3, f ? HALF_F16 : HALF_BF16, 0);
+            const float y = attn_lse_load(r, 1, 0);
+            if (f) close16 &= fabsf(y - x) <= 1e-7f + 1e-7f * fabsf(x);
+            else exact &= y == x;
+        }
+    }
+    CHECK(exact);
+    CHECK(close16);
+    attn_lse_store(p, 1, 0, -INFINITY); // an empty list
+    CHECK(attn_lse_load(p, 1, 0) == -INFINITY);
+    attn_lse_store(p, 0, 1, 2.5f); // unsplit: p[t]
+    CHECK(p[1] == 2.5f);
+}
+
 // ---------------------------------------------------------------- emulation
 // The kernels of attention.cu, one thread block at a time, in plain C: the
 // same tiles, the same walk over the plan, the same arithmetic (fp32,
@@ -416,6 +441,7 @@ int main(void) {
     RUN(test_plan_paper);
     RUN(test_plan_other_lists);
     RUN(test_plan_bad_lists);
+    RUN(test_lse_split);
     RUN(test_emulation_tiny);
     RUN(test_emulation_small);
     RUN(test_emulation_paper);
