@@ -29,7 +29,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  := -std=c17 -D_DEFAULT_SOURCE -Wall -Wextra -Werror=implicit-function-declaration \
            $(OPT) -fopenmp -Iinclude -Isrc -I/usr/include/cjson $(PKG_CFLAGS) -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz $(PKG_LIBS) -lm -fopenmp
+LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz $(PKG_LIBS) -lm -ldl -fopenmp
 LDFLAGS := $(OPT)
 
 # Optional parts: found or not, the CPU build never needs them.
@@ -43,7 +43,7 @@ CUDA_ARCH  ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,cod
 NVCCFLAGS  := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -fPIC,-Wall,-Wextra \
               -Xcudafe --diag_suppress=177 $(EXTRA_NVCCFLAGS)
 CUDA_LIBS  := -lcublasLt -lcublas -lcudnn -lnccl
-CUDA_SO    := $(if $(and $(HAVE_NVCC),$(if $(SAN),,1)),$(BUILD)/libdalle-cuda.so)
+CUDA_SO    := $(if $(and $(HAVE_NVCC),$(if $(SAN),,1),$(wildcard src/backend/cuda/cuda.cu)),$(BUILD)/libdalle-cuda.so)
 # OpenMPI (Debian's libopenmpi-dev): data-parallel training under mpirun
 # (src/train/comm.c); without it a run has one rank.
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)

@@ -88,7 +88,8 @@ int main(int argc, char **argv) {
         dvae_trainer_step(&t, xb, 1.0f / 16, 6.6f);
         for (int i = 0; i < m->n_tensors; i++) {
             const dvae_tensor *tt = &m->tensors[i];
-            adamw_update(m->params + tt->offset, mom + tt->offset, var + tt->offset, t.grads + tt->offset, tt->numel, &h, k + 1, tt->is_weight);
+            adamw_update(m->params + tt->offset, mom + tt->offset, var + tt->offset, t.grads + tt->offset, tt->numel, h.lr,
+                         h.beta1, h.beta2, h.eps, tt->is_weight ? h.weight_decay : 0.0f, k + 1);
         }
         t0 = dalle_time() - t0;
         if (k > 0 && t0 < best) best = t0;

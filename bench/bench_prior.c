@@ -51,8 +51,8 @@ int main(int argc, char **argv) {
         prior_backward(m, a, text, image, B, g);
         for (int i = 0; i < m->n_tensors; i++) {
             const prior_tensor *t = &m->tensors[i];
-            adamw_update(m->params + t->offset, am + t->offset, av + t->offset, g + t->offset, t->numel, &h, s + 1,
-                         t->kind == PT_MATRIX || t->kind == PT_HEAD);
+            adamw_update(m->params + t->offset, am + t->offset, av + t->offset, g + t->offset, t->numel, h.lr, h.beta1,
+                         h.beta2, h.eps, t->kind == PT_MATRIX || t->kind == PT_HEAD ? h.weight_decay : 0.0f, s + 1);
         }
         double dt = dalle_time() - t0;
         if (s > 0 && dt < best) best = dt;

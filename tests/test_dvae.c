@@ -263,7 +263,7 @@ static void test_adamw(void) {
             char name[32];
             snprintf(name, sizeof name, "g%d", t);
             float *g = ref_or_die(f, name, &n);
-            adamw_update(p, m, v, g, n, &h, t, decay);
+            adamw_update(p, m, v, g, n, h.lr, h.beta1, h.beta2, h.eps, decay ? h.weight_decay : 0.0f, t);
             free(g);
             snprintf(name, sizeof name, decay ? "p%d" : "p3_nodecay", t);
             if (!decay && t < 3) continue;
@@ -333,7 +333,8 @@ static void test_train_step(void) {
     adamw_params h = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f};
     for (int i = 0; i < m->n_tensors; i++) {
         const dvae_tensor *tt = &m->tensors[i];
-        adamw_update(m->params + tt->offset, mom + tt->offset, var + tt->offset, t.grads + tt->offset, tt->numel, &h, 1, tt->is_weight);
+        adamw_update(m->params + tt->offset, mom + tt->offset, var + tt->offset, t.grads + tt->offset, tt->numel, h.lr,
+                     h.beta1, h.beta2, h.eps, tt->is_weight ? h.weight_decay : 0.0f, 1);
     }
     int bad = 0;
     for (int i = 0; i < m->n_tensors; i++) {

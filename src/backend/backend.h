@@ -11,6 +11,13 @@
 // (cudaMallocManaged), which host code may also read and write, but only after
 // backend_sync() has waited for the ops in flight. Sizes and layouts are those
 // of ops.h.
+//
+// Synchronisation: with the CUDA backend selected, each function of ops.h
+// (backend.c's dispatchers) and backend_memset0/backend_copy wait for their
+// op before returning, so that host code in the models always sees finished
+// results; DALLE_CUDA_ASYNC=1 in the environment turns that off (the ops then
+// queue on the stream, and host code must call backend_sync() before it
+// touches what they write, or writes what they may still read).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +32,7 @@ typedef struct backend_ops {
     const char *name;   // "cpu", "cuda"
     backend_kind kind;
     // ---- memory and synchronisation
-    void *(*alloc)(size_t bytes);   // NULL (error set) on OOM; 256-byte aligned
+    void *(*alloc)(size_t bytes);   // NULL (error set) on OOM; 64-byte aligned on the CPU, 256 on CUDA
     void (*free)(void *p);          // NULL is a no-op
     void (*sync)(void);             // waits for every op issued so far
     void (*memset0)(void *p, size_t bytes);
@@ -124,7 +131,14 @@ const backend_ops *backend_cpu(void);
 // error, where it cannot be used. For tests and `dalle info --device`.
 const backend_ops *backend_cuda_load(void);
 
-// Shorthands for the selected backend's memory functions.
+// Shorthands for the selected backend's memory functions. backend_alloc:
+// NULL with the error set (on CUDA the device's message: bytes asked, free)
+// on failure; backend_free(NULL) is a no-op.
 void *backend_alloc(size_t bytes);
 void backend_free(void *p);
 void backend_sync(void);
+// Zeroes bytes at p (backend memory); copies bytes from src to dst (either
+// may be host or backend memory; they may overlap on the CPU only). Both
+// wait for their op as the ops do (above).
+void backend_memset0(void *p, size_t bytes);
+void backend_copy(void *dst, const void *src, size_t bytes);

@@ -1,8 +1,10 @@
 // ops.h: the op interface the models call. Each op is a forward/backward pair
 // of plain functions: outputs first, then inputs, then weights, then sizes.
 // Backward functions ACCUMULATE (+=) into every gradient they write, so a
-// caller zeroes gradients once per step. The CPU implementation lives in
-// backend/cpu/; a GPU one implements the same names behind the same contract.
+// caller zeroes gradients once per step. Each function here calls the entry
+// of the same name in the selected backend's table (backend.h, backend.c):
+// the CPU's (backend/cpu/, cpu_OP, the reference) or the GPU's. Every pointer
+// an op receives comes from backend_alloc (on the CPU any host memory does).
 //
 // Sizes: B batch, C/Ci/Co channels, H/W spatial, k kernel side, V vocabulary.
 // Images and feature maps are NCHW float32: x[((b*C + c)*H + y)*W + x].
@@ -54,7 +56,7 @@ void upsample2_backward(float *din, const float *dout, int B, int C, int H, int 
 // y (n) += a * x
 void axpy(float *y, float a, const float *x, int64_t n);
 
-// ---- Transformer ops (backend/cpu/transformer.c). Sizes: M rows (tokens),
+// ---- Transformer ops. Sizes: M rows (tokens),
 // C channels, B batch, T positions, NH heads, HS head size.
 // Linear: out (M, n_out) = in (M, n_in) . w^T + b + beta * out;  w (n_out, n_in)
 // (PyTorch's nn.Linear layout), b (n_out) or NULL; beta 0 overwrites.

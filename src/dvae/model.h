@@ -1,5 +1,6 @@
-// model.h: the dVAE's insides, shared by model.c (the networks), loss.c (the
-// relaxation and the likelihood) and train.c (the training loop).
+// model.h: the dVAE's insides, shared by model.c (the networks) and train.c
+// (the training loop). The relaxation and the likelihood (Gumbel-softmax, KL,
+// logit-Laplace) are backend ops (backend/ops.h).
 //
 // Each network (encoder, decoder) is compiled from the config into a list of
 // ops over numbered activation "slots" (dvae_net). A dvae_exec binds a net to
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/ops.h"
 #include "core/safetensors.h"
 #include "dalle/dvae.h"
 
@@ -125,23 +127,3 @@ void dvae_map_pixels(float *x, int64_t n);
 // unmap_pixels: clamp((x - eps) / (1 - 2 eps), 0, 1), in place.
 void dvae_unmap_pixels(float *x, int64_t n);
 #define DVAE_LOGIT_LAPLACE_EPS 0.1f
-
-// ---- loss.c: the relaxation and the ELB terms. Shapes: logits and z are
-// (B, V, P) with P = G*G positions (NCHW, channel stride P); stats (B, 6, N)
-// and x (B, 3, N) with N = S*S.
-
-// z = softmax((logits + g) / tau) over V at each position.
-void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V,
-                            int P);
-// dlogits += d(sum dz*z)/dlogits, from the forward's output z.
-void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B,
-                             int V, int P);
-// Sum over positions of KL(softmax(logits) || uniform(V)) = sum_k q ln q + ln V.
-// With dlogits non-NULL, adds scale * its gradient.
-double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V,
-                                   int P);
-// Sum of the logit-Laplace negative log-likelihood of x (mapped pixels in
-// (0,1)) under mu = stats[:, 0:3], ln b = stats[:, 3:6]. With dstats non-NULL,
-// writes (=) scale * its gradient into dstats (B, 6, N).
-double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B,
-                         int N);

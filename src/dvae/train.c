@@ -482,12 +482,12 @@ int dvae_train(const dvae_train_opts *opts) {
         int skip = dp_skip_check(&dp, &skips, &prog, step, L.loss, sumsq);
         if (skip < 0) goto done;
         if (!skip) {
-            adamw_params h = {lr, 0.9f, 0.999f, 1e-8f, (float)o->weight_decay};
             for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
                 const dvae_tensor *tt = &m->tensors[i];
                 int64_t at, n = dp_overlap(&dp, tt->offset, tt->numel, &at), r = at - dp.lo;
                 if (n)
-                    adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &h, step - skips.total, tt->is_weight);
+                    adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, lr, 0.9f, 0.999f, 1e-8f,
+                                 tt->is_weight ? (float)o->weight_decay : 0.0f, step - skips.total);
             }
             if (dp_gather_params(&dp, m->params)) goto done;
             acc_loss += L.loss;

@@ -145,7 +145,6 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
         float *x = c->x + (int64_t)k * d;
         for (int i = 0; i < d; i++) x[i] = e[i] + rw[i] + cl[i];
     }
-    float scale = 1.0f / sqrtf((float)HS);
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
         const prior_keys *kl = &m->keys[prior_layer_type_of(&m->cfg, l)];
@@ -161,43 +160,7 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
         const int32_t *img_keys = kl->keys + kl->off[L + j] + L;
         int n_img = kl->off[L + j + 1] - kl->off[L + j] - L;
         const float *kt = c->kt + (int64_t)l * L * d, *vt = c->vt + (int64_t)l * L * d;
-#pragma omp parallel for schedule(static) collapse(2) if (K * NH >= 4)
-        for (int k = 0; k < K; k++)
-            for (int h = 0; h < NH; h++) {
-                const float *q = c->qkv + (int64_t)k * 3 * d + h * HS;
-                float *s = c->s + ((int64_t)k * NH + h) * m->T;
-                float mx = -INFINITY;
-                for (int t = 0; t < L; t++) {
-                    const float *kv = kt + (int64_t)t * d + h * HS;
-                    float a = 0;
-#pragma omp simd reduction(+ : a)
-                    for (int i = 0; i < HS; i++) a += q[i] * kv[i];
-                    s[t] = a * scale;
-                    mx = fmaxf(mx, s[t]);
-                }
-                for (int e = 0; e < n_img; e++) {
-                    const float *kv = ki + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
-                    float a = 0;
-#pragma omp simd reduction(+ : a)
-                    for (int i = 0; i < HS; i++) a += q[i] * kv[i];
-                    s[L + e] = a * scale;
-                    mx = fmaxf(mx, s[L + e]);
-                }
-                float sum = 0;
-                for (int e = 0; e < L + n_img; e++) sum += s[e] = expf(s[e] - mx);
-                float inv = 1.0f / sum, *o = c->atty + (int64_t)k * d + h * HS;
-                for (int i = 0; i < HS; i++) o[i] = 0;
-                for (int t = 0; t < L; t++) {
-                    const float *vv = vt + (int64_t)t * d + h * HS;
-                    float pt = s[t] * inv;
-                    for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
-                }
-                for (int e = 0; e < n_img; e++) {
-                    const float *vv = vi + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
-                    float pt = s[L + e] * inv;
-                    for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
-                }
-            }
+        attention_decode(c->atty, c->qkv, kt, vt, ki, vi, img_keys, n_img, L, W, K, NH, HS, c->s);
         linear_forward(c->x, c->atty, P + w->proj_w, P + w->proj_b, K, d, d, 1);
         layernorm_forward(c->ln, mup, rsp, c->x, P + w->ln2_w, P + w->ln2_b, K, d);
         linear_forward(c->fch, c->ln, P + w->fc_w, P + w->fc_b, K, d, f, 0);

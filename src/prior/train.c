@@ -589,7 +589,8 @@ int prior_train(const prior_train_opts *opts) {
                 int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
                 if (!n) continue;
                 if (h) adamw_update16(h->master + r, h->m + r, h->v + r, dp.own + r, n, &hp, step - skips.total, decay);
-                else adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, &hp, step - skips.total, decay);
+                else adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, hp.lr, hp.beta1, hp.beta2, hp.eps,
+                                  decay ? hp.weight_decay : 0.0f, step - skips.total);
             }
             if (h) {
                 const float *full;

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
-#include "backend/ops.h"
 #include "core/common.h"
 
 // ---------------------------------------------------------------- chunking
@@ -29,7 +28,7 @@ int conv2d_chunk_rows(int Ci, int H, int W, int k) {
     return (int)((H + chunks - 1) / chunks);
 }
 
-int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
+int64_t cpu_conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
     if (k == 1) return 0;
     int64_t cols = (int64_t)Ci * k * k * W * conv2d_chunk_rows(Ci, H, W, k); // im2col (dW)
     const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
@@ -146,8 +145,8 @@ void conv2d_forward_rows(float *out, const float *in, const float *w, const floa
     }
 }
 
-void conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
-                    int Co, int H, int W, int k, float alpha, float beta, float *scratch) {
+void cpu_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
+                        int Co, int H, int W, int k, float alpha, float beta, float *scratch) {
     const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
     if (m) {
         conv3x3_winograd_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, m, scratch);
@@ -214,9 +213,9 @@ void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, c
     }
 }
 
-void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                     const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
-                     float *scratch) {
+void cpu_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                         const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
+                         float *scratch) {
     const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
     if (m && din) {
         // din += alpha * conv(dout, w') with w'[ci][co] = w[co][ci] rotated by 180
@@ -239,8 +238,8 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
 
 // ---------------------------------------------------------------- one-hot conv
 
-void onehot_conv_forward(float *out, const int32_t *codes, const float *w, const float *bias, int B,
-                         int V, int Co, int HW) {
+void cpu_onehot_conv_forward(float *out, const int32_t *codes, const float *w, const float *bias, int B,
+                             int V, int Co, int HW) {
     // One output channel per thread: its weight row (V floats) stays in cache
     // while the codes of every image index into it.
 #pragma omp parallel for schedule(static)

@@ -3,10 +3,10 @@
 // decoder's), forward and backward. Each thread takes whole (b, c) planes.
 #include <stdint.h>
 
-#include "backend/ops.h"
+#include "backend/cpu/cpu.h"
 #include "core/common.h"
 
-void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
+void cpu_maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
     DALLE_ASSERT(H % 2 == 0 && W % 2 == 0);
     const int Ho = H / 2, Wo = W / 2;
 #pragma omp parallel for schedule(static)
@@ -27,7 +27,7 @@ void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
     }
 }
 
-void maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
+void cpu_maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
     DALLE_ASSERT(H % 2 == 0 && W % 2 == 0);
     const int Ho = H / 2, Wo = W / 2;
 #pragma omp parallel for schedule(static)
@@ -49,7 +49,7 @@ void maxpool2_backward(float *din, const float *dout, const float *in, int B, in
     }
 }
 
-void upsample2_forward(float *out, const float *in, int B, int C, int H, int W) {
+void cpu_upsample2_forward(float *out, const float *in, int B, int C, int H, int W) {
     const int Wo = 2 * W;
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {
@@ -64,7 +64,7 @@ void upsample2_forward(float *out, const float *in, int B, int C, int H, int W) 
     }
 }
 
-void upsample2_backward(float *din, const float *dout, int B, int C, int H, int W) {
+void cpu_upsample2_backward(float *din, const float *dout, int B, int C, int H, int W) {
     const int Wo = 2 * W;
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < (int64_t)B * C; pl++) {

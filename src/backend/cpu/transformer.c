@@ -1,13 +1,14 @@
 // transformer.c: the CPU ops of the transformer prior (ops.h): linear layers
 // over OpenBLAS sgemm, LayerNorm, GELU, sparse attention over precomputed key
-// lists, and softmax cross-entropy. Rows (tokens) are split across threads
-// with OpenMP; column sums (bias, LayerNorm gains) are split by columns so
-// that no two threads add into the same gradient.
+// lists (and its one-position form over the sampling's KV cache), softmax
+// cross-entropy, and the embeddings as sums of table rows. Rows (tokens) are
+// split across threads with OpenMP; column sums (bias, LayerNorm gains) are
+// split by columns so that no two threads add into the same gradient.
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-#include "backend/ops.h"
+#include "backend/cpu/cpu.h"
 #include "core/common.h"
 
 #define PAR_MIN 32768
@@ -32,8 +33,8 @@ static void linear_forward_small(float *out, const float *in, const float *w, co
     }
 }
 
-void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
-                    float beta) {
+void cpu_linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
+                        float beta) {
     if (M <= SMALL_M) {
         linear_forward_small(out, in, w, b, (int)M, n_in, n_out, beta);
         return;
@@ -63,8 +64,8 @@ static void colsum_add(float *db, const float *x, int64_t M, int n) {
     }
 }
 
-void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
-                     int64_t M, int n_in, int n_out) {
+void cpu_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                         int64_t M, int n_in, int n_out) {
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, n_in, n_out, 1.0f, dout, n_out, w, n_in, 1.0f,
                     din, n_in);
@@ -74,8 +75,8 @@ void linear_backward(float *din, float *dw, float *db, const float *dout, const 
     if (db) colsum_add(db, dout, M, n_out);
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
-                       int64_t M, int C) {
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
+                           int64_t M, int C) {
 #pragma omp parallel for schedule(static) if (M * C >= PAR_MIN)
     for (int64_t r = 0; r < M; r++) {
         const float *x = in + r * C;
@@ -94,8 +95,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in, co
     }
 }
 
-void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
-                        const float *mean, const float *rstd, int64_t M, int C) {
+void cpu_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                            const float *mean, const float *rstd, int64_t M, int C) {
 #pragma omp parallel for schedule(static) if (M * C >= PAR_MIN)
     for (int64_t r = 0; r < M; r++) {
         const float *x = in + r * C, *g = dout + r * C;
@@ -160,7 +161,7 @@ static inline float exp_fast(float x) {
 // tanh(u) = 1 - 2 / (e^(2u) + 1).
 static inline float tanh_fast(float u) { return 1.0f - 2.0f / (exp_fast(2.0f * u) + 1.0f); }
 
-void gelu_forward(float *out, const float *in, int64_t n) {
+void cpu_gelu_forward(float *out, const float *in, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float x = in[i];
@@ -168,7 +169,7 @@ void gelu_forward(float *out, const float *in, int64_t n) {
     }
 }
 
-void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
+void cpu_gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float x = in[i], u = GELU_K * (x + 0.044715f * x * x * x), t = tanh_fast(u);
@@ -182,8 +183,8 @@ void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
 // off[t+1]) (ascending positions, self included). P is stored packed in the
 // same order: p[(b*NH + h)*nnz + off[t] + i].
 
-void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
-                       int64_t nnz, int B, int T, int NH, int HS) {
+void cpu_attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
+                           int64_t nnz, int B, int T, int NH, int HS) {
     int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic, 1) collapse(2)
@@ -223,8 +224,8 @@ void attention_forward(float *out, float *p, const float *qkv, const int32_t *of
         }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
-                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
+                            const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
     int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic, 1) collapse(2)
@@ -268,11 +269,58 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         }
 }
 
+// One new position per candidate over a KV cache (sampling): candidate k,
+// head h, scores of the L caption keys then its n_img image keys (ring rows
+// (img_keys[e] - L) % W), one softmax, the weighted values. One (k, h) per task.
+void cpu_attention_decode(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,
+                          const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
+                          float *scratch) {
+    const int d = NH * HS, S = L + n_img;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(static) collapse(2) if (K * NH >= 4)
+    for (int k = 0; k < K; k++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (int64_t)k * 3 * d + h * HS;
+            float *s = scratch + ((int64_t)k * NH + h) * S;
+            float mx = -INFINITY;
+            for (int t = 0; t < L; t++) {
+                const float *kv = kt + (int64_t)t * d + h * HS;
+                float a = 0;
+#pragma omp simd reduction(+ : a)
+                for (int i = 0; i < HS; i++) a += q[i] * kv[i];
+                s[t] = a * scale;
+                mx = fmaxf(mx, s[t]);
+            }
+            for (int e = 0; e < n_img; e++) {
+                const float *kv = ki + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
+                float a = 0;
+#pragma omp simd reduction(+ : a)
+                for (int i = 0; i < HS; i++) a += q[i] * kv[i];
+                s[L + e] = a * scale;
+                mx = fmaxf(mx, s[L + e]);
+            }
+            float sum = 0;
+            for (int e = 0; e < S; e++) sum += s[e] = expf(s[e] - mx);
+            float inv = 1.0f / sum, *o = out + (int64_t)k * d + h * HS;
+            for (int i = 0; i < HS; i++) o[i] = 0;
+            for (int t = 0; t < L; t++) {
+                const float *vv = vt + (int64_t)t * d + h * HS;
+                float pt = s[t] * inv;
+                for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
+            }
+            for (int e = 0; e < n_img; e++) {
+                const float *vv = vi + ((int64_t)k * W + (img_keys[e] - L) % W) * d + h * HS;
+                float pt = s[L + e] * inv;
+                for (int i = 0; i < HS; i++) o[i] += pt * vv[i];
+            }
+        }
+}
+
 // ---------------------------------------------------------------------------
 // Softmax cross-entropy: logits (M, V) become probabilities in place; returns
 // the sum of -log p[target]. Backward turns them into dlogits = (p - onehot) * scale.
 
-double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V) {
+double cpu_softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V) {
     double total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (M * V >= PAR_MIN)
     for (int64_t r = 0; r < M; r++) {
@@ -291,11 +339,53 @@ double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, in
     return total;
 }
 
-void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale) {
+void cpu_softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale) {
 #pragma omp parallel for schedule(static) if (M * V >= PAR_MIN)
     for (int64_t r = 0; r < M; r++) {
         float *x = probs + r * V;
         x[targets[r]] -= 1.0f;
         for (int j = 0; j < V; j++) x[j] *= scale;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Embeddings as sums of table rows. The forward starts from the first row an
+// output row names and adds the others in order (no 0 + x: the sum of two
+// rows is exactly e + p); the backward splits the channels in blocks of 16
+// across threads and visits the rows in order, so every gradient entry
+// receives its additions in the same order for any thread count.
+
+void cpu_embed_sum_forward(float *out, const float *table, const int64_t *rows, int64_t M, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < M; r++) {
+        float *o = out + r * C;
+        int first = 1;
+        for (int k = 0; k < K; k++) {
+            const int64_t at = rows[r * K + k];
+            if (at < 0) continue;
+            const float *e = table + at;
+            if (first)
+                for (int c = 0; c < C; c++) o[c] = e[c];
+            else
+                for (int c = 0; c < C; c++) o[c] += e[c];
+            first = 0;
+        }
+        if (first) memset(o, 0, sizeof(float) * (size_t)C);
+    }
+}
+
+void cpu_embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, int64_t M, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 16) {
+        const int c1 = c0 + 16 < C ? c0 + 16 : C;
+        for (int64_t r = 0; r < M; r++) {
+            const float *g = dout + r * C;
+            for (int k = 0; k < K; k++) {
+                const int64_t at = rows[r * K + k];
+                if (at < 0) continue;
+                float *e = dtable + at;
+                for (int c = c0; c < c1; c++) e[c] += g[c];
+            }
+        }
     }
 }

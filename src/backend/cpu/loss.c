@@ -1,6 +1,6 @@
-// loss.c: the terms of the dVAE's evidence lower bound (SPEC §2, paper §2.1
-// and App. A.3): the Gumbel-softmax relaxation of the categorical posterior,
-// its KL divergence to the uniform prior over the V codes, and the
+// loss.c: the CPU ops of the dVAE's evidence lower bound (ops.h; SPEC §2,
+// paper §2.1 and App. A.3): the Gumbel-softmax relaxation of the categorical
+// posterior, its KL divergence to the uniform prior over the V codes, and the
 // logit-Laplace likelihood of the pixels.
 //
 // Layouts are NCHW as everywhere: logits (B, V, P) have the codes on a
@@ -8,10 +8,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cpu/cpu.h"
 #include "core/common.h"
-#include "model.h"
 
-void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
+void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
     float *mx = dalle_malloc(sizeof(float) * 2 * (size_t)P); // (2, P): running max, then sum
     DALLE_ASSERT(mx);
     float *sum = mx + P;
@@ -41,7 +41,7 @@ void gumbel_softmax_forward(float *z, const float *logits, const float *g, float
     dalle_free(mx);
 }
 
-void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
+void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
     float *dot = dalle_malloc(sizeof(float) * (size_t)P); // (P,) sum_k z_k dz_k
     DALLE_ASSERT(dot);
     const float inv_tau = 1.0f / tau;
@@ -59,7 +59,7 @@ void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, fl
     dalle_free(dot);
 }
 
-double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {
+double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {
     float *mx = dalle_malloc(sizeof(float) * 3 * (size_t)P); // (3, P): max, log-sum-exp, sum q ln q
     DALLE_ASSERT(mx);
     float *lse = mx + P, *qlq = mx + 2 * P;
@@ -92,7 +92,7 @@ double kl_uniform_forward_backward(float *dlogits, const float *logits, float sc
     return total;
 }
 
-double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N) {
+double cpu_logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N) {
     double total = 0.0;
     const double ln2 = 0.6931471805599453;
     for (int b = 0; b < B; b++) {

@@ -1,0 +1,384 @@
+// backend.c: the run-time choice of the compute device (backend.h) and the
+// functions of ops.h, each of which calls the selected backend's entry. The
+// CPU table is built here from backend/cpu/; the CUDA one comes from
+// libdalle-cuda.so, loaded with dlopen by backend_cuda_load. With the CUDA
+// backend selected, each dispatcher waits for its op (backend_sync) unless
+// DALLE_CUDA_ASYNC=1, so that host code always sees finished results.
+#include "backend/backend.h"
+
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/ops.h"
+#include "core/common.h"
+
+static const backend_ops cpu_table = {
+    .name = "cpu",
+    .kind = BACKEND_CPU,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .sync = cpu_sync,
+    .memset0 = cpu_memset0,
+    .copy = cpu_copy,
+    .mem_info = cpu_mem_info,
+    .device_name = cpu_device_name,
+    .last_error = cpu_last_error,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward = cpu_conv2d_backward,
+    .conv2d_scratch_floats = cpu_conv2d_scratch_floats,
+    .onehot_conv_forward = cpu_onehot_conv_forward,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward = cpu_relu_backward,
+    .maxpool2_forward = cpu_maxpool2_forward,
+    .maxpool2_backward = cpu_maxpool2_backward,
+    .upsample2_forward = cpu_upsample2_forward,
+    .upsample2_backward = cpu_upsample2_backward,
+    .axpy = cpu_axpy,
+    .gumbel_softmax_forward = cpu_gumbel_softmax_forward,
+    .gumbel_softmax_backward = cpu_gumbel_softmax_backward,
+    .kl_uniform_forward_backward = cpu_kl_uniform_forward_backward,
+    .logit_laplace_nll = cpu_logit_laplace_nll,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward = cpu_linear_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .attention_decode = cpu_attention_decode,
+    .softmax_xent_forward = cpu_softmax_xent_forward,
+    .softmax_xent_backward = cpu_softmax_xent_backward,
+    .embed_sum_forward = cpu_embed_sum_forward,
+    .embed_sum_backward = cpu_embed_sum_backward,
+    .adamw_update = cpu_adamw_update,
+    .ema_update = cpu_ema_update,
+    .grad_sumsq = cpu_grad_sumsq,
+    // collectives: NULL, comm.c uses MPI on the CPU
+};
+
+static const backend_ops *g_ops = &cpu_table;
+static int g_sync_after = 0; // CUDA selected and DALLE_CUDA_ASYNC unset: wait after each op
+static atomic_long g_live;   // blocks from backend_alloc not yet freed
+
+const backend_ops *backend(void) { return g_ops; }
+const backend_ops *backend_cpu(void) { return &cpu_table; }
+
+// ---------------------------------------------------------------- loading
+
+// The first entry of the table the library left NULL that the models need
+// (the collectives may be missing: comm.c says so when asked for them).
+static const char *missing_entry(const backend_ops *o) {
+#define NEED(f)                                                                                                        \
+    if (!o->f) return #f;
+    NEED(alloc) NEED(free) NEED(sync) NEED(memset0) NEED(copy) NEED(mem_info) NEED(device_name) NEED(last_error)
+    NEED(conv2d_forward) NEED(conv2d_backward) NEED(conv2d_scratch_floats) NEED(onehot_conv_forward)
+    NEED(relu_forward) NEED(relu_backward) NEED(maxpool2_forward) NEED(maxpool2_backward) NEED(upsample2_forward)
+    NEED(upsample2_backward) NEED(axpy) NEED(gumbel_softmax_forward) NEED(gumbel_softmax_backward)
+    NEED(kl_uniform_forward_backward) NEED(logit_laplace_nll) NEED(linear_forward) NEED(linear_backward)
+    NEED(layernorm_forward) NEED(layernorm_backward) NEED(gelu_forward) NEED(gelu_backward)
+    NEED(attention_forward) NEED(attention_backward) NEED(attention_decode) NEED(softmax_xent_forward)
+    NEED(softmax_xent_backward) NEED(embed_sum_forward) NEED(embed_sum_backward) NEED(adamw_update)
+    NEED(ema_update) NEED(grad_sumsq)
+#undef NEED
+    return NULL;
+}
+
+// The library's path: $DALLE_CUDA_LIB, else libdalle-cuda.so in the
+// directory of this program. 0, or DALLE_ERR with the error set.
+static int cuda_lib_path(char *path, size_t n) {
+    const char *env = getenv("DALLE_CUDA_LIB");
+    if (env && *env) {
+        if (snprintf(path, n, "%s", env) >= (int)n) return dalle_seterr("DALLE_CUDA_LIB: path too long");
+        return DALLE_OK;
+    }
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return dalle_seterr("cannot find this program's directory (/proc/self/exe) to look for "
+                                      "libdalle-cuda.so: set DALLE_CUDA_LIB");
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    if (snprintf(path, n, "%s/libdalle-cuda.so", slash ? exe : ".") >= (int)n)
+        return dalle_seterr("libdalle-cuda.so: path too long");
+    return DALLE_OK;
+}
+
+const backend_ops *backend_cuda_load(void) {
+    static backend_ops table;
+    static int tried = 0, ok = 0;
+    static char why[1024];
+    if (tried) {
+        if (!ok) dalle_seterr("%s", why);
+        return ok ? &table : NULL;
+    }
+    tried = 1;
+    char path[4096];
+    if (cuda_lib_path(path, sizeof path) != DALLE_OK) goto fail;
+    if (access(path, F_OK) != 0) {
+        dalle_seterr("no CUDA backend: %s not found (built with nvcc: make; or set DALLE_CUDA_LIB)", path);
+        goto fail;
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        dalle_seterr("cannot load the CUDA backend: %s", dlerror());
+        goto fail;
+    }
+    backend_cuda_entry_fn entry = (backend_cuda_entry_fn)dlsym(lib, BACKEND_CUDA_ENTRY);
+    if (!entry) {
+        dalle_seterr("%s: no entry point %s", path, BACKEND_CUDA_ENTRY);
+        dlclose(lib);
+        goto fail;
+    }
+    char err[512] = "";
+    if (entry(&table, err, sizeof err) != 0) {
+        dalle_seterr("%s", err[0] ? err : "the CUDA backend did not start (no reason given)");
+        goto fail; // the library stays loaded: CUDA's runtime does not like being unloaded
+    }
+    const char *miss = missing_entry(&table);
+    if (miss) {
+        dalle_seterr("%s: incomplete CUDA backend (no %s)", path, miss);
+        goto fail;
+    }
+    ok = 1;
+    return &table;
+fail:
+    snprintf(why, sizeof why, "%s", dalle_last_error());
+    return NULL;
+}
+
+// ---------------------------------------------------------------- selection
+
+int backend_select(const char *name) {
+    const backend_ops *want = NULL;
+    if (!strcmp(name, "cpu")) {
+        want = &cpu_table;
+    } else if (!strcmp(name, "cuda") || !strcmp(name, "auto")) {
+        want = backend_cuda_load();
+        if (!want) {
+            if (!strcmp(name, "cuda")) fprintf(stderr, "dalle: --device cuda: %s; running on the CPU\n", dalle_last_error());
+            else dalle_logv("device auto: %s; running on the CPU", dalle_last_error());
+            want = &cpu_table;
+        }
+    } else {
+        return dalle_seterr("unknown device '%s' (cpu, cuda or auto)", name);
+    }
+    // Memory of one backend cannot be handed to another's ops.
+    DALLE_ASSERT(want == g_ops || atomic_load(&g_live) == 0);
+    g_ops = want;
+    const char *async = getenv("DALLE_CUDA_ASYNC");
+    g_sync_after = want->kind == BACKEND_CUDA && !(async && atoi(async) == 1);
+    return want->kind;
+}
+
+// ---------------------------------------------------------------- memory
+
+void *backend_alloc(size_t bytes) {
+    void *p = g_ops->alloc(bytes);
+    if (!p) {
+        if (g_ops->kind != BACKEND_CPU) dalle_seterr("%s", g_ops->last_error());
+        return NULL;
+    }
+    atomic_fetch_add(&g_live, 1);
+    return p;
+}
+
+void backend_free(void *p) {
+    if (!p) return;
+    atomic_fetch_sub(&g_live, 1);
+    g_ops->free(p);
+}
+
+void backend_sync(void) { g_ops->sync(); }
+
+// After an op: wait for it where the selected backend runs asynchronously.
+static inline void after_op(void) {
+    if (g_sync_after) g_ops->sync();
+}
+
+void backend_memset0(void *p, size_t bytes) {
+    g_ops->memset0(p, bytes);
+    after_op();
+}
+
+void backend_copy(void *dst, const void *src, size_t bytes) {
+    g_ops->copy(dst, src, bytes);
+    after_op();
+}
+
+// ---------------------------------------------------------------- the ops of ops.h
+
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci, int Co, int H, int W,
+                    int k, float alpha, float beta, float *scratch) {
+    g_ops->conv2d_forward(out, in, w, b, B, Ci, Co, H, W, k, alpha, beta, scratch);
+    after_op();
+}
+
+void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int B,
+                     int Ci, int Co, int H, int W, int k, float alpha, float *scratch) {
+    g_ops->conv2d_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha, scratch);
+    after_op();
+}
+
+int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
+    return g_ops->conv2d_scratch_floats(Ci, Co, H, W, k);
+}
+
+void onehot_conv_forward(float *out, const int32_t *codes, const float *w, const float *bias, int B, int V, int Co,
+                         int HW) {
+    g_ops->onehot_conv_forward(out, codes, w, bias, B, V, Co, HW);
+    after_op();
+}
+
+void relu_forward(float *out, const float *in, int64_t n) {
+    g_ops->relu_forward(out, in, n);
+    after_op();
+}
+
+void relu_backward(float *din, const float *dout, const float *in, int64_t n) {
+    g_ops->relu_backward(din, dout, in, n);
+    after_op();
+}
+
+void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    g_ops->maxpool2_forward(out, in, B, C, H, W);
+    after_op();
+}
+
+void maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
+    g_ops->maxpool2_backward(din, dout, in, B, C, H, W);
+    after_op();
+}
+
+void upsample2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    g_ops->upsample2_forward(out, in, B, C, H, W);
+    after_op();
+}
+
+void upsample2_backward(float *din, const float *dout, int B, int C, int H, int W) {
+    g_ops->upsample2_backward(din, dout, B, C, H, W);
+    after_op();
+}
+
+void axpy(float *y, float a, const float *x, int64_t n) {
+    g_ops->axpy(y, a, x, n);
+    after_op();
+}
+
+void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
+    g_ops->gumbel_softmax_forward(z, logits, g, tau, B, V, P);
+    after_op();
+}
+
+void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
+    g_ops->gumbel_softmax_backward(dlogits, dz, z, tau, B, V, P);
+    after_op();
+}
+
+double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {
+    double r = g_ops->kl_uniform_forward_backward(dlogits, logits, scale, B, V, P);
+    after_op();
+    return r;
+}
+
+double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N) {
+    double r = g_ops->logit_laplace_nll(dstats, stats, x, scale, B, N);
+    after_op();
+    return r;
+}
+
+void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
+                    float beta) {
+    g_ops->linear_forward(out, in, w, b, M, n_in, n_out, beta);
+    after_op();
+}
+
+void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int64_t M,
+                     int n_in, int n_out) {
+    g_ops->linear_backward(din, dw, db, dout, in, w, M, n_in, n_out);
+    after_op();
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
+                       int64_t M, int C) {
+    g_ops->layernorm_forward(out, mean, rstd, in, w, b, M, C);
+    after_op();
+}
+
+void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                        const float *mean, const float *rstd, int64_t M, int C) {
+    g_ops->layernorm_backward(din, dw, db, dout, in, w, mean, rstd, M, C);
+    after_op();
+}
+
+void gelu_forward(float *out, const float *in, int64_t n) {
+    g_ops->gelu_forward(out, in, n);
+    after_op();
+}
+
+void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
+    g_ops->gelu_backward(din, dout, in, n);
+    after_op();
+}
+
+void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys, int64_t nnz,
+                       int B, int T, int NH, int HS) {
+    g_ops->attention_forward(out, p, qkv, off, keys, nnz, B, T, NH, HS);
+    after_op();
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
+                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
+    g_ops->attention_backward(dqkv, dout, qkv, p, off, keys, nnz, B, T, NH, HS, scratch);
+    after_op();
+}
+
+void attention_decode(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,
+                      const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
+                      float *scratch) {
+    g_ops->attention_decode(out, qkv, kt, vt, ki, vi, img_keys, n_img, L, W, K, NH, HS, scratch);
+    after_op();
+}
+
+double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V) {
+    double r = g_ops->softmax_xent_forward(logits, targets, M, V);
+    after_op();
+    return r;
+}
+
+void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale) {
+    g_ops->softmax_xent_backward(probs, targets, M, V, scale);
+    after_op();
+}
+
+void embed_sum_forward(float *out, const float *table, const int64_t *rows, int64_t M, int K, int C) {
+    g_ops->embed_sum_forward(out, table, rows, M, K, C);
+    after_op();
+}
+
+void embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, int64_t M, int K, int C) {
+    g_ops->embed_sum_backward(dtable, dout, rows, M, K, C);
+    after_op();
+}
+
+void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t t) {
+    g_ops->adamw_update(p, m, v, g, n, lr, beta1, beta2, eps, weight_decay, t);
+    after_op();
+}
+
+void ema_update(float *ema, const float *p, int64_t n, float decay) {
+    g_ops->ema_update(ema, p, n, decay);
+    after_op();
+}
+
+double grad_sumsq(const float *g, int64_t n) {
+    double r = g_ops->grad_sumsq(g, n);
+    after_op();
+    return r;
+}

@@ -1,0 +1,23 @@
+// optim.c: the CPU ops of the optimizer (ops.h): one AdamW step over a
+// tensor, the EMA of the parameters, and the squared norm of a gradient.
+// Elementwise over n floats, split across threads when n is large; the norm
+// is summed in index order so that it does not depend on the thread count.
+#include "backend/cpu/cpu.h"
+
+void cpu_adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, int64_t t) {
+    const cpu_adam_consts c = cpu_adam_consts_at(lr, beta1, beta2, eps, weight_decay, t);
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) cpu_adam_step(&p[i], &m[i], &v[i], g[i], &c);
+}
+
+void cpu_ema_update(float *ema, const float *p, int64_t n, float decay) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+}
+
+double cpu_grad_sumsq(const float *g, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    return s;
+}
