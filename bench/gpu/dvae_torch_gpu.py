@@ -109,7 +109,8 @@ def main() -> int:
           f"({best * 1e3:.1f} ms/step; median {med * 1e3:.1f} ms over {len(times)} steps)")
     rec.update(steps=len(times), images_per_s=a.batch / best, images_per_s_median=a.batch / med, s_per_step=best)
     if dev == "cuda":
-        rec.update(device=torch.cuda.get_device_name(), peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        rec.update(device=torch.cuda.get_device_name(),
+                   peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
     print("BENCH " + json.dumps(rec), flush=True)
     return 0
 

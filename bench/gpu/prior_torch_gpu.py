@@ -67,7 +67,8 @@ def set_precision(mode: str) -> None:
 def report(rec: dict) -> None:
     rec.update(impl="pytorch", torch=torch.__version__)
     if DEV == "cuda":
-        rec.update(device=torch.cuda.get_device_name(), peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        rec.update(device=torch.cuda.get_device_name(),
+                   peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
     print("BENCH " + json.dumps(rec), flush=True)
 
 

@@ -52,7 +52,8 @@ def describe(name: str, rows: list, costs: dict) -> str:
         return s
     if name == "prior_sample":
         return f"{r.get('candidates', '?')} candidates x {r.get('N', '?')} image tokens of one caption"
-    return f"{r.get('preset', '?')} preset, {r.get('image_size', '?')}x{r.get('image_size', '?')}, batch {r.get('batch', '?')}"
+    side = r.get("image_size", "?")
+    return f"{r.get('preset', '?')} preset, {side}x{side}, batch {r.get('batch', '?')}"
 
 
 def main(paths: list) -> int:
@@ -81,7 +82,8 @@ def main(paths: list) -> int:
             line = label + f" {r[key]:12.1f}"
             line += f" {1e3 * r['s_per_step']:9.1f}" if "s_per_step" in r else f" {'':9}"
             if name == "prior_train":
-                line += f" {100 * r[key] * costs.get('flops_train_per_token', 0) / peak:6.1f}%" if costs else f" {'?':>7}"
+                mfu = r[key] * costs.get("flops_train_per_token", 0) / peak
+                line += f" {100 * mfu:6.1f}%" if costs else f" {'?':>7}"
             if r["impl"] != "dalle.c" and ours:
                 line += f" {ours / r[key]:12.2f}x"
             print(line)
