@@ -95,9 +95,12 @@ extern "C" __attribute__((visibility("default"))) int dalle_cuda_backend_init(ba
         snprintf(err, err_len, "no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
         return 1;
     }
+    // One GPU per rank: DALLE_CUDA_DEVICE, else the rank on this machine
+    // under mpirun (OpenMPI's OMPI_COMM_WORLD_LOCAL_RANK) modulo the devices.
     int dev = 0;
-    const char *s = getenv("DALLE_CUDA_DEVICE");
+    const char *s = getenv("DALLE_CUDA_DEVICE"), *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     if (s) dev = atoi(s);
+    else if (lr) dev = atoi(lr) % n;
     if (dev < 0 || dev >= n) {
         snprintf(err, err_len, "DALLE_CUDA_DEVICE=%d: only %d device(s)", dev, n);
         return 1;
