@@ -1,6 +1,7 @@
 // model.c: the dVAE networks of OpenAI's `dall_e` package, compiled from a
-// config into op lists (see model.h), run forward and backward on the CPU ops,
-// and read from / written to safetensors model files.
+// config into op lists (see model.h), run forward and backward through the
+// backend's ops (parameters and activations in backend memory), and read from
+// / written to safetensors model files.
 //
 // Architecture (SPEC §1.2-1.3): four groups of n_blk_per_group pre-activation
 // residual blocks, out = id_path(x) + post_gain * res_path(x), post_gain =
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "backend/ops.h"
 #include "core/common.h"
 #include "core/rng.h"
@@ -234,8 +236,11 @@ static dvae_model *model_alloc(const dvae_config *cfg) {
     if (!m) return NULL;
     m->cfg = *cfg;
     if (dvae_build(m)) goto fail;
-    m->params = dalle_malloc(sizeof(float) * (size_t)m->n_params);
-    if (!m->params) goto fail;
+    m->params = backend_alloc(sizeof(float) * (size_t)m->n_params);
+    if (!m->params) {
+        dalle_errprefix("dvae: parameters (%.1f MB)", 4.0 * (double)m->n_params / 1e6);
+        goto fail;
+    }
     return m;
 fail:
     dvae_free(m);
@@ -260,7 +265,7 @@ void dvae_free(dvae_model *m) {
     if (!m) return;
     dvae_exec_free(&m->enc_run);
     dvae_exec_free(&m->dec_run);
-    dalle_free(m->params);
+    backend_free(m->params);
     dvae_net *nets[3] = {&m->enc, &m->dec, &m->dec_ids};
     for (int i = 0; i < 3; i++) {
         dalle_free(nets[i]->ops);
@@ -339,7 +344,7 @@ int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need
             if (s != net->in_slot || need_din) total += n;
         }
         e->arena_floats = total;
-        e->arena = dalle_malloc(sizeof(float) * (size_t)total);
+        e->arena = backend_alloc(sizeof(float) * (size_t)total);
         if (!e->arena) goto fail;
         float *p = e->arena;
         for (int s = 0; s < net->n_slots; s++) {
@@ -355,13 +360,13 @@ int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need
         int64_t total = 0;
         for (int j = 0; j < nb; j++) { off[j] = total; total += (cap[j] + 15) & ~(int64_t)15; }
         e->arena_floats = total;
-        e->arena = dalle_malloc(sizeof(float) * (size_t)total);
+        e->arena = backend_alloc(sizeof(float) * (size_t)total);
         if (!e->arena) goto fail;
         for (int s = 0; s < net->n_slots; s++)
             if (s != net->in_slot && buf_of[s] >= 0) e->act[s] = e->arena + off[buf_of[s]];
     }
     if (e->scratch_floats) {
-        e->scratch = dalle_malloc(sizeof(float) * (size_t)e->scratch_floats);
+        e->scratch = backend_alloc(sizeof(float) * (size_t)e->scratch_floats);
         if (!e->scratch) goto fail;
     }
     return DALLE_OK;
@@ -373,8 +378,10 @@ fail:
 void dvae_exec_free(dvae_exec *e) {
     dalle_free(e->act);
     dalle_free(e->grad);
-    dalle_free(e->arena);
-    dalle_free(e->scratch);
+    backend_free(e->arena);
+    backend_free(e->scratch);
+    backend_free(e->in_buf);
+    backend_free(e->codes_buf);
     memset(e, 0, sizeof *e);
 }
 
@@ -396,7 +403,7 @@ float *dvae_forward(dvae_exec *e, const float *params) {
                                 op->co, op->h * op->w);
             break;
         case OP_RELU: relu_forward(out, in, nin); break;
-        case OP_COPY: memcpy(out, in, sizeof(float) * (size_t)nin); break;
+        case OP_COPY: backend_copy(out, in, sizeof(float) * (size_t)nin); break;
         case OP_POOL: maxpool2_forward(out, in, B, op->ci, op->h, op->w); break;
         case OP_UPSAMPLE: upsample2_forward(out, in, B, op->ci, op->h, op->w); break;
         }
@@ -409,7 +416,7 @@ void dvae_backward(dvae_exec *e, const float *params, float *dparams) {
     int B = e->B;
     DALLE_ASSERT(e->train);
     for (int s = 0; s < n->n_slots; s++)
-        if (s != n->out_slot && e->grad[s]) memset(e->grad[s], 0, sizeof(float) * (size_t)slot_floats(n, s, B));
+        if (s != n->out_slot && e->grad[s]) backend_memset0(e->grad[s], sizeof(float) * (size_t)slot_floats(n, s, B));
     for (int i = n->n_ops - 1; i >= 0; i--) {
         const dvae_op *op = &n->ops[i];
         const float *dout = e->grad[op->out];
@@ -446,17 +453,27 @@ void dvae_unmap_pixels(float *x, int64_t n) {
 }
 
 // Runs `net` for inference on B items through the binding *e (re-made when
-// B changes) and copies its output to `out`.
+// B changes): the input (in, or the codes of a one-hot net: host memory) is
+// copied into backend memory, and the output back to `out` (host).
 static int run_inference(dvae_exec *e, const dvae_net *net, const float *params, const float *in,
                          const int32_t *codes, int B, float *out) {
+    const int64_t n_in = codes ? (int64_t)B * net->slots[net->in_slot].h * net->slots[net->in_slot].w
+                               : slot_floats(net, net->in_slot, B);
     if (e->net != net || e->B != B) {
         dvae_exec_free(e);
         if (dvae_exec_init(e, net, B, 0, 0)) return DALLE_ERR;
+        if (codes ? !(e->codes_buf = backend_alloc(sizeof(int32_t) * (size_t)n_in))
+                  : !(e->in_buf = backend_alloc(sizeof(float) * (size_t)n_in))) {
+            dvae_exec_free(e);
+            return DALLE_ERR;
+        }
     }
-    e->act[net->in_slot] = (float *)in;
-    e->codes = codes;
+    if (codes) backend_copy(e->codes_buf, codes, sizeof(int32_t) * (size_t)n_in);
+    else backend_copy(e->in_buf, in, sizeof(float) * (size_t)n_in);
+    e->act[net->in_slot] = e->in_buf;
+    e->codes = e->codes_buf;
     const float *y = dvae_forward(e, params);
-    memcpy(out, y, sizeof(float) * (size_t)slot_floats(net, net->out_slot, B));
+    backend_copy(out, y, sizeof(float) * (size_t)slot_floats(net, net->out_slot, B));
     return DALLE_OK;
 }
 
@@ -622,6 +639,7 @@ fail:
 }
 
 int dvae_save_as(const dvae_model *m, const char *path, st_dtype dtype) {
+    backend_sync(); // the parameters are read on the host
     st_writer *w = st_writer_new();
     if (!w) return DALLE_ERR;
     int rc = DALLE_ERR;

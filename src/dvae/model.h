@@ -53,23 +53,28 @@ typedef struct {
     int in_slot, out_slot;
 } dvae_net;
 
-// A net bound to memory for B images.
+// A net bound to memory for B images. Every buffer is backend memory
+// (backend.h); so must be the input slot's pointer the caller sets, and codes.
 typedef struct {
     const dvae_net *net;
     int B, train;
     float **act;       // (n_slots,) slot pointers; act[in_slot] is the caller's
     float **grad;      // (n_slots,) training only; grad[in_slot] only if need_din
     float *arena;      // activations (and gradients) in one block
-    float *scratch;    // im2col scratch
+    float *scratch;    // the convolutions' scratch (conv2d_scratch_floats of the selected backend)
     int64_t arena_floats, scratch_floats;
     const int32_t *codes; // input of an OP_ONEHOT net: (B, G*G)
+    // inference through dvae_encode_logits / dvae_decode_stats: the input,
+    // copied from the caller's host memory (one of the two)
+    float *in_buf;        // (B, c, h, w) of the input slot
+    int32_t *codes_buf;   // (B, G*G)
 } dvae_exec;
 
 struct dvae_model {
     dvae_config cfg;
     dvae_tensor tensors[DVAE_MAX_TENSORS]; // encoder tensors, then decoder
     int n_tensors, n_enc_tensors;
-    float *params;    // (n_params,) one block for all tensors
+    float *params;    // (n_params,) one block for all tensors, backend memory
     int64_t n_params;
     dvae_net enc;     // image (3,S,S) -> logits (V,G,G)
     dvae_net dec;     // soft codes (V,G,G) -> stats (6,S,S), dense input conv
@@ -99,8 +104,9 @@ float *dvae_forward(dvae_exec *e, const float *params);
 void dvae_backward(dvae_exec *e, const float *params, float *dparams);
 
 // Encoder logits (B, V, G, G) of already-mapped pixels x (B, 3, S, S).
+// x and logits are host memory (copied in and out).
 int dvae_encode_logits(dvae_model *m, const float *x_mapped, int B, float *logits);
-// Decoder output statistics (B, 6, S, S) for codes (B, G*G).
+// Decoder output statistics (B, 6, S, S) for codes (B, G*G); host memory.
 int dvae_decode_stats(dvae_model *m, const int32_t *codes, int B, float *stats);
 
 // ---- model files (model.c). A model file holds "encoder.*" and "decoder.*";

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "core/image.h"
 #include "core/progress.h"
@@ -58,10 +59,10 @@ int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B) {
     int V = m->cfg.vocab_size, G = dvae_grid(&m->cfg);
     size_t nz = (size_t)B * V * G * G;
     if (dvae_exec_init(&t->enc, &m->enc, B, 1, 0) || dvae_exec_init(&t->dec, &m->dec, B, 1, 1)) goto fail;
-    t->g = dalle_malloc(sizeof(float) * nz);
-    t->z = dalle_malloc(sizeof(float) * nz);
+    t->g = backend_alloc(sizeof(float) * nz);
+    t->z = backend_alloc(sizeof(float) * nz);
     t->dlogits = t->enc.grad[m->enc.out_slot];
-    t->grads = dalle_malloc(sizeof(float) * (size_t)m->n_params);
+    t->grads = backend_alloc(sizeof(float) * (size_t)m->n_params);
     if (!t->g || !t->z || !t->grads) goto fail;
     t->dec.act[m->dec.in_slot] = t->z;
     return DALLE_OK;
@@ -73,9 +74,9 @@ fail:
 void dvae_trainer_free(dvae_trainer *t) {
     dvae_exec_free(&t->enc);
     dvae_exec_free(&t->dec);
-    dalle_free(t->g);
-    dalle_free(t->z);
-    dalle_free(t->grads);
+    backend_free(t->g);
+    backend_free(t->z);
+    backend_free(t->grads);
     memset(t, 0, sizeof *t);
 }
 
@@ -94,10 +95,10 @@ dvae_loss dvae_trainer_step(dvae_trainer *t, const float *x, float tau, float be
 
     float *dstats = t->dec.grad[m->dec.out_slot];
     double rec = logit_laplace_nll(dstats, stats, x, norm, B, N);
-    memset(t->grads, 0, sizeof(float) * (size_t)m->n_params);
+    backend_memset0(t->grads, sizeof(float) * (size_t)m->n_params);
     dvae_backward(&t->dec, m->params, t->grads);
 
-    memset(t->dlogits, 0, sizeof(float) * (size_t)B * V * P);
+    backend_memset0(t->dlogits, sizeof(float) * (size_t)B * V * P);
     double kl = kl_uniform_forward_backward(t->dlogits, logits, beta * norm, B, V, P);
     gumbel_softmax_backward(t->dlogits, t->dec.grad[m->dec.in_slot], t->z, tau, B, V, P);
     dvae_backward(&t->enc, m->params, t->grads);
@@ -265,6 +266,7 @@ static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays
 // into whole tensors (the same file whatever the number of ranks).
 static int save_checkpoint(const char *path, const dvae_model *m, dp_t *d, const dp_state *s, const dvae_train_opts *o,
                            int64_t step, int64_t skipped) {
+    backend_sync(); // the parameters and the state are read on the host
     const float *full[3];
     float *tmp = NULL;
     if (dp_state_full(d, s, full, &tmp)) return DALLE_ERR;
@@ -358,7 +360,7 @@ static int load_state(const st_file *f, const dvae_model *m, dp_t *d, dp_state *
         if (dvae_read_tensors(m, f, STATE[i], d->grad)) return DALLE_ERR;
         dp_take(d, d->grad, part[i]);
     }
-    memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
+    backend_memset0(d->grad, sizeof(float) * (size_t)d->n_grad);
     return DALLE_OK;
 }
 
@@ -368,6 +370,8 @@ static int load_state(const st_file *f, const dvae_model *m, dp_t *d, dp_state *
 // of step's global batch of B: their mean over `pieces` passes of t (made for
 // mb images; a piece's gradient goes to `piece`, then into grad), each image
 // with the augmentation and the Gumbel noise of its place; their mean losses.
+// x (mb, 3, S, S), grad and piece are backend memory (the host writes x and
+// the noise).
 static int rank_gradient(dvae_trainer *t, dataset *d, const dvae_train_opts *o, int64_t step, int B, int64_t first,
                          int pieces, float tau, float beta, float *x, float *grad, float *piece, dvae_loss *L) {
     const dvae_config *c = &t->m->cfg;
@@ -376,6 +380,7 @@ static int rank_gradient(dvae_trainer *t, dataset *d, const dvae_train_opts *o, 
     *L = (dvae_loss){0, 0, 0};
     for (int p = 0; p < pieces; p++) {
         int64_t at = first + (int64_t)p * mb; // in the batch
+        backend_sync(); // the last pass may still read x and the noise
         for (int j = 0; j < mb; j++)
             if (dataset_sample(d, step * B + at + j, o->augment, x + (size_t)j * 3 * S * S)) return DALLE_ERR;
         dvae_map_pixels(x, (int64_t)mb * 3 * S * S);
@@ -384,13 +389,13 @@ static int rank_gradient(dvae_trainer *t, dataset *d, const dvae_train_opts *o, 
         rng_gumbel_at(&rng, at * VP, t->g, mb * VP);
         t->grads = p ? piece : grad;
         dvae_loss l = dvae_trainer_step(t, x, tau, beta);
-        if (p)
-            for (int64_t i = 0; i < n; i++) grad[i] += piece[i];
+        if (p) axpy(grad, 1.0f, piece, n);
         L->loss += l.loss, L->rec += l.rec, L->kl += l.kl;
     }
     t->grads = grad;
     if (pieces > 1) {
         const float inv = 1.0f / (float)pieces;
+        backend_sync();
         for (int64_t i = 0; i < n; i++) grad[i] *= inv;
         L->loss /= pieces, L->rec /= pieces, L->kl /= pieces;
     }
@@ -433,7 +438,7 @@ int dvae_train(const dvae_train_opts *opts) {
     if (ck) {
         if (load_state(ck, m, &dp, &s)) goto done;
     } else {
-        memcpy(s.ema, m->params + dp.lo, sizeof(float) * (size_t)dp.len); // the EMA starts at the initialisation
+        backend_copy(s.ema, m->params + dp.lo, sizeof(float) * (size_t)dp.len); // the EMA starts at the initialisation
     }
     st_close(ck);
     ck = NULL;
@@ -457,11 +462,11 @@ int dvae_train(const dvae_train_opts *opts) {
                   comm_backend(o->comm), b, dp_mode_name(o->dp), (long long)dp.len);
     if (pieces > 1) dalle_log("each rank's %d images in %d pieces of %d (gradient accumulated)", b, pieces, mb);
     if (dvae_trainer_init(&t, m, mb)) goto done;
-    dalle_free(t.grads); // the step's gradient goes where dp reduces it
+    backend_free(t.grads); // the step's gradient goes where dp reduces it
     t.grads = dp.grad;
-    x = dalle_malloc(sizeof(float) * (size_t)mb * 3 * S * S); // (mb, 3, S, S)
+    x = backend_alloc(sizeof(float) * (size_t)mb * 3 * S * S); // (mb, 3, S, S)
     if (!x) goto done;
-    if (pieces > 1 && !(piece = dalle_malloc(sizeof(float) * (size_t)m->n_params))) goto done;
+    if (pieces > 1 && !(piece = backend_alloc(sizeof(float) * (size_t)m->n_params))) goto done;
 
     progress_t prog;
     progress_start(&prog, "dvae", step, o->steps, step * B);
@@ -523,8 +528,8 @@ int dvae_train(const dvae_train_opts *opts) {
     rc = DALLE_OK;
 done:
     st_close(ck);
-    dalle_free(x);
-    dalle_free(piece);
+    backend_free(x);
+    backend_free(piece);
     if (t.grads == dp.grad) t.grads = NULL; // lent, freed by dp_free
     dvae_trainer_free(&t);
     dataset_free(&data);

@@ -75,6 +75,8 @@ typedef struct {
 
 int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B);
 void dvae_trainer_free(dvae_trainer *t);
-// Forward and backward of one batch x (B, 3, S, S) of MAPPED pixels with the
-// Gumbel noise in t->g: sets t->grads (overwrites) and returns the loss.
+// Forward and backward of one batch x (B, 3, S, S) of MAPPED pixels (backend
+// memory, backend.h) with the Gumbel noise in t->g: sets t->grads
+// (overwrites) and returns the loss. The trainer's buffers (g, z, grads) are
+// backend memory.
 dvae_loss dvae_trainer_step(dvae_trainer *t, const float *x, float tau, float beta);

@@ -4,10 +4,13 @@
 // bf16/fp16 model (mixed precision, docs/training.md) computes in fp32 too:
 // its 16-bit matrices are converted for each product, and what it stores in
 // 16 bits (a resblock's saved activations, its gradients) is rounded where it
-// is produced, so that the computation goes on with the stored values.
+// is produced, so that the computation goes on with the stored values. Those
+// conversions and roundings run on the host (on a GPU: on managed memory,
+// after the ops have finished; correct, not fast).
 #include <math.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "backend/ops.h"
 #include "core/common.h"
 #include "dalle/dalle.h"
@@ -47,9 +50,11 @@ static void attention_dense_forward(float *out, const float *qkv, const prior_mo
 // ---------------------------------------------------------------- pieces
 
 // The matrix at flat offset off (n floats) as fp32: in the parameters, or
-// converted from 16 bits into a->wbuf (so: one at a time).
+// converted from 16 bits into a->wbuf (so: one at a time; the op before may
+// still be reading it).
 static const float *matrix(const prior_model *m, prior_acts *a, int64_t off, int64_t n) {
     if (m->prec == PRIOR_FP32) return m->params + off;
+    backend_sync();
     half_to_f32(a->wbuf, m->w16 + (off - m->n32), n, m->fmt);
     return a->wbuf;
 }
@@ -72,8 +77,16 @@ static layer_bufs layer_at(const prior_model *m, const prior_acts *a, int l, int
 // in an fp32 model.
 static void keep(const prior_model *m, uint16_t *h, float *x, int64_t n) {
     if (m->prec == PRIOR_FP32) return;
+    backend_sync();
     if (h) half_store(h, x, n, m->fmt);
     else half_round(x, n, m->fmt, 0);
+}
+
+// A 16-bit model's gradient x (n) just computed by an op, rounded on the
+// host to its format, the non-finite values zeroed: their count.
+static int64_t round16(const prior_model *m, float *x, int64_t n) {
+    backend_sync();
+    return half_round(x, n, m->fmt, 1);
 }
 
 // The attention resblock of layer l up to its output projection: ln_1(x),
@@ -129,32 +142,36 @@ int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int3
             return dalle_seterr("image code %d at sequence %lld, position %lld is outside [0, %d)", image[i],
                                 (long long)(i / N), (long long)(i % N), m->Vi);
     const float *P = m->params;
-    // Embeddings.
-    float *x0 = a->x;
-#pragma omp parallel for schedule(static)
+    // Embeddings: the rows each position sums (text: token, position; image:
+    // token, row, column), and the targets, written on the host.
+    backend_sync();
+    int64_t *rows = a->emb_rows;
     for (int64_t r = 0; r < BT; r++) {
         int b = (int)(r / T), t = (int)(r % T);
-        float *o = x0 + r * d;
+        int64_t *o = rows + r * 3;
         if (t < L) {
-            const float *e = P + m->text_emb + (int64_t)text[b * L + t] * d, *p = P + m->text_pos + (int64_t)t * d;
-            for (int c = 0; c < d; c++) o[c] = e[c] + p[c];
+            o[0] = m->text_emb + (int64_t)text[b * L + t] * d, o[1] = m->text_pos + (int64_t)t * d, o[2] = -1;
         } else {
             int j = t - L, id = j == 0 ? m->Vi : image[(int64_t)b * N + j - 1];
-            const float *e = P + m->image_emb + (int64_t)id * d, *rw = P + m->row_emb + (int64_t)(j / G) * d,
-                        *cl = P + m->col_emb + (int64_t)(j % G) * d;
-            for (int c = 0; c < d; c++) o[c] = e[c] + rw[c] + cl[c];
+            o[0] = m->image_emb + (int64_t)id * d, o[1] = m->row_emb + (int64_t)(j / G) * d;
+            o[2] = m->col_emb + (int64_t)(j % G) * d;
         }
     }
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t + 1 < L; t++) a->tgt_text[b * (L - 1) + t] = text[b * L + t + 1];
+        memcpy(a->tgt_img + (int64_t)b * N, image + (int64_t)b * N, sizeof(int32_t) * (size_t)N);
+    }
+    embed_sum_forward(a->x, P, rows, BT, 3, d);
     // Blocks: two resblocks each, their outputs added to the identity path.
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
         const layer_bufs v = layer_at(m, a, l, B);
         float *x = a->x + (int64_t)l * BT * d, *xn = x + BT * d, *xmid = a->xmid + (int64_t)l * BT * d;
         attn_internals(m, a, l, B, &v, 1);
-        memcpy(xmid, x, sizeof(float) * (size_t)(BT * d));
+        backend_copy(xmid, x, sizeof(float) * (size_t)(BT * d));
         linear_forward(xmid, v.atty, matrix(m, a, w->proj_w, (int64_t)d * d), P + w->proj_b, BT, d, d, 1);
         mlp_internals(m, a, l, B, &v, 1);
-        memcpy(xn, xmid, sizeof(float) * (size_t)(BT * d));
+        backend_copy(xn, xmid, sizeof(float) * (size_t)(BT * d));
         linear_forward(xn, v.fcg, matrix(m, a, w->fc2_w, (int64_t)d * f), P + w->fc2_b, BT, f, d, 1);
     }
     // Heads and loss.
@@ -164,8 +181,6 @@ int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int3
         linear_forward(a->logit_text + (int64_t)b * (L - 1) * m->Vt, h, P + m->text_head, NULL, L - 1, d, m->Vt, 0);
         linear_forward(a->logit_img + (int64_t)b * N * m->Vi, h + (int64_t)L * d, P + m->image_head, NULL, N, d,
                        m->Vi, 0);
-        for (int t = 0; t + 1 < L; t++) a->tgt_text[b * (L - 1) + t] = text[b * L + t + 1];
-        memcpy(a->tgt_img + (int64_t)b * N, image + (int64_t)b * N, sizeof(int32_t) * (size_t)N);
     }
     double lt = softmax_xent_forward(a->logit_text, a->tgt_text, (int64_t)B * (L - 1), m->Vt) / (B * (L - 1.0));
     double li = softmax_xent_forward(a->logit_img, a->tgt_img, (int64_t)B * N, m->Vi) / ((double)B * N);
@@ -182,9 +197,9 @@ static void add_unscaled(float *g, const float *src, int64_t n, float s) { axpy(
 // path, times its multiplier, into in (n), in 16 bits (filtered). Returns
 // the non-finite count.
 static int64_t scaled_in(const prior_model *m, float *in, const float *dx, int64_t n, float s) {
-    memset(in, 0, sizeof(float) * (size_t)n);
+    backend_memset0(in, sizeof(float) * (size_t)n);
     axpy(in, s, dx, n);
-    return half_round(in, n, m->fmt, 1);
+    return round16(m, in, n);
 }
 
 // A 16-bit model's resblock r: the gradients of one of its products (or its
@@ -193,7 +208,7 @@ static int64_t scaled_in(const prior_model *m, float *in, const float *dx, int64
 // unscaled into grads at offsets ow and ob. Returns the non-finite count.
 static int64_t flush_params(const prior_model *m, prior_acts *a, int r, float *grads, int64_t ow, int64_t nw,
                             int64_t ob, int64_t nb) {
-    int64_t bad = half_round(a->pgrad, nw + nb, m->fmt, 1);
+    int64_t bad = round16(m, a->pgrad, nw + nb);
     add_unscaled(grads + ow, a->pgrad, nw, a->grad_mult[r]);
     add_unscaled(grads + ob, a->pgrad + nw, nb, a->grad_mult[r]);
     return bad;
@@ -201,7 +216,7 @@ static int64_t flush_params(const prior_model *m, prior_acts *a, int r, float *g
 
 // Zeroes the first n floats of a->pgrad and returns it.
 static float *pgrad(prior_acts *a, int64_t n) {
-    memset(a->pgrad, 0, sizeof(float) * (size_t)n);
+    backend_memset0(a->pgrad, sizeof(float) * (size_t)n);
     return a->pgrad;
 }
 
@@ -212,11 +227,11 @@ static int64_t linear_backward16(const prior_model *m, prior_acts *a, int r, flo
                                  const float *dout, const float *in, int64_t ow, int64_t ob, int64_t M, int n_in,
                                  int n_out) {
     const int64_t nw = (int64_t)n_in * n_out;
-    memset(din, 0, sizeof(float) * (size_t)(M * n_in));
+    backend_memset0(din, sizeof(float) * (size_t)(M * n_in));
     float *pg = pgrad(a, nw + n_out);
     linear_backward(din, pg, pg + nw, dout, in, matrix(m, a, ow, nw), M, n_in, n_out);
     int64_t bad = flush_params(m, a, r, grads, ow, nw, ob, n_out);
-    return bad + half_round(din, M * n_in, m->fmt, 1);
+    return bad + round16(m, din, M * n_in);
 }
 
 // A 16-bit model's resblock r, last: the backward pass of its LayerNorm
@@ -226,11 +241,11 @@ static int64_t linear_backward16(const prior_model *m, prior_acts *a, int r, flo
 static void leave16(const prior_model *m, prior_acts *a, int r, float *grads, const float *in, int64_t ow, int64_t ob,
                     const float *mean, const float *rstd, int64_t M, int64_t bad) {
     const int64_t d = m->d;
-    memset(a->datty, 0, sizeof(float) * (size_t)(M * d));
+    backend_memset0(a->datty, sizeof(float) * (size_t)(M * d));
     float *pg = pgrad(a, 2 * d);
     layernorm_backward(a->datty, pg, pg + d, a->dln, in, m->params + ow, mean, rstd, M, (int)d);
     bad += flush_params(m, a, r, grads, ow, d, ob, d);
-    bad += half_round(a->datty, M * d, m->fmt, 1);
+    bad += round16(m, a->datty, M * d);
     add_unscaled(a->dx, a->datty, M * d, a->grad_mult[r]);
     a->nonfinite[r] += bad;
 }
@@ -244,11 +259,11 @@ static void mlp_backward(prior_model *m, prior_acts *a, int l, int B, const laye
     float *xmid = a->xmid + l * BT * d, *dx = a->dx, *dln = a->dln;
     if (m->prec == PRIOR_FP32) {
         // dx reaches xmid through the identity path too: the LayerNorm adds to it.
-        memset(a->dfc, 0, sizeof(float) * (size_t)(BT * f));
+        backend_memset0(a->dfc, sizeof(float) * (size_t)(BT * f));
         linear_backward(a->dfc, gr + w->fc2_w, gr + w->fc2_b, dx, v->fcg, P + w->fc2_w, BT, (int)f, (int)d);
-        memset(a->dfc2, 0, sizeof(float) * (size_t)(BT * f));
+        backend_memset0(a->dfc2, sizeof(float) * (size_t)(BT * f));
         gelu_backward(a->dfc2, a->dfc, v->fch, BT * f);
-        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
+        backend_memset0(dln, sizeof(float) * (size_t)(BT * d));
         linear_backward(dln, gr + w->fc_w, gr + w->fc_b, a->dfc2, v->ln2, P + w->fc_w, BT, (int)d, (int)f);
         layernorm_backward(dx, gr + w->ln2_w, gr + w->ln2_b, dln, xmid, P + w->ln2_w, v->mu2, v->rs2, BT, (int)d);
         return;
@@ -256,9 +271,9 @@ static void mlp_backward(prior_model *m, prior_acts *a, int l, int B, const laye
     const int r = 2 * l + 1;
     int64_t bad = scaled_in(m, dln, dx, BT * d, a->grad_mult[r]);
     bad += linear_backward16(m, a, r, gr, a->dfc, dln, v->fcg, w->fc2_w, w->fc2_b, BT, (int)f, (int)d);
-    memset(a->dfc2, 0, sizeof(float) * (size_t)(BT * f));
+    backend_memset0(a->dfc2, sizeof(float) * (size_t)(BT * f));
     gelu_backward(a->dfc2, a->dfc, v->fch, BT * f);
-    bad += half_round(a->dfc2, BT * f, m->fmt, 1);
+    bad += round16(m, a->dfc2, BT * f);
     bad += linear_backward16(m, a, r, gr, dln, a->dfc2, v->ln2, w->fc_w, w->fc_b, BT, (int)d, (int)f);
     leave16(m, a, r, gr, xmid, w->ln2_w, w->ln2_b, v->mu2, v->rs2, BT, bad);
 }
@@ -271,12 +286,12 @@ static void attn_backward(prior_model *m, prior_acts *a, int l, int B, const lay
     const float *P = m->params;
     float *x = a->x + l * BT * d, *dx = a->dx, *dln = a->dln;
     if (m->prec == PRIOR_FP32) {
-        memset(a->datty, 0, sizeof(float) * (size_t)(BT * d));
+        backend_memset0(a->datty, sizeof(float) * (size_t)(BT * d));
         linear_backward(a->datty, gr + w->proj_w, gr + w->proj_b, dx, v->atty, P + w->proj_w, BT, (int)d, (int)d);
-        memset(a->dqkv, 0, sizeof(float) * (size_t)(BT * 3 * d));
+        backend_memset0(a->dqkv, sizeof(float) * (size_t)(BT * 3 * d));
         attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
                            a->dscratch);
-        memset(dln, 0, sizeof(float) * (size_t)(BT * d));
+        backend_memset0(dln, sizeof(float) * (size_t)(BT * d));
         linear_backward(dln, gr + w->qkv_w, gr + w->qkv_b, a->dqkv, v->ln1, P + w->qkv_w, BT, (int)d, (int)(3 * d));
         layernorm_backward(dx, gr + w->ln1_w, gr + w->ln1_b, dln, x, P + w->ln1_w, v->mu1, v->rs1, BT, (int)d);
         return;
@@ -284,25 +299,26 @@ static void attn_backward(prior_model *m, prior_acts *a, int l, int B, const lay
     const int r = 2 * l;
     int64_t bad = scaled_in(m, dln, dx, BT * d, a->grad_mult[r]);
     bad += linear_backward16(m, a, r, gr, a->datty, dln, v->atty, w->proj_w, w->proj_b, BT, (int)d, (int)d);
-    memset(a->dqkv, 0, sizeof(float) * (size_t)(BT * 3 * d));
+    backend_memset0(a->dqkv, sizeof(float) * (size_t)(BT * 3 * d));
     attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
                        a->dscratch);
-    bad += half_round(a->dqkv, BT * 3 * d, m->fmt, 1);
+    bad += round16(m, a->dqkv, BT * 3 * d);
     bad += linear_backward16(m, a, r, gr, dln, a->dqkv, v->ln1, w->qkv_w, w->qkv_b, BT, (int)d, (int)(3 * d));
     leave16(m, a, r, gr, x, w->ln1_w, w->ln1_b, v->mu1, v->rs1, BT, bad);
 }
 
 void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const int32_t *image, int B,
                     float *grads) {
-    DALLE_ASSERT(!m->dense);
-    const int L = m->L, N = m->N, T = m->T, G = m->G, d = m->d, f = m->f, nl = m->cfg.n_layer;
+    DALLE_ASSERT(!m->dense && B <= a->B);
+    (void)text, (void)image; // the forward pass kept the embedding rows and targets they give
+    const int L = m->L, N = m->N, T = m->T, d = m->d, f = m->f, nl = m->cfg.n_layer;
     const int64_t BT = (int64_t)B * T;
     const float *P = m->params;
     float *gr = grads;
     softmax_xent_backward(a->logit_text, a->tgt_text, (int64_t)B * (L - 1), m->Vt, (float)(0.125 / (B * (L - 1.0))));
     softmax_xent_backward(a->logit_img, a->tgt_img, (int64_t)B * N, m->Vi, (float)(0.875 / ((double)B * N)));
     float *dln = a->dln, *dx = a->dx;
-    memset(dln, 0, sizeof(float) * (size_t)(BT * d));
+    backend_memset0(dln, sizeof(float) * (size_t)(BT * d));
     for (int b = 0; b < B; b++) {
         const float *h = a->lnf + (int64_t)b * T * d;
         float *dh = dln + (int64_t)b * T * d;
@@ -311,7 +327,7 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         linear_backward(dh + (int64_t)L * d, gr + m->image_head, NULL, a->logit_img + (int64_t)b * N * m->Vi,
                         h + (int64_t)L * d, P + m->image_head, N, d, m->Vi);
     }
-    memset(dx, 0, sizeof(float) * (size_t)(BT * d));
+    backend_memset0(dx, sizeof(float) * (size_t)(BT * d));
     layernorm_backward(dx, gr + m->lnf_w, gr + m->lnf_b, dln, a->x + (int64_t)nl * BT * d, P + m->lnf_w, a->muf,
                        a->rsf, BT, d);
     for (int l = nl - 1; l >= 0; l--) {
@@ -322,6 +338,7 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         if (a->checkpoint) {
             mlp_internals(m, a, l, B, &v, 0);
         } else if (a->h_ln2) {
+            backend_sync();
             half_to_f32(v.ln2, a->h_ln2 + l * dd, dd, m->fmt);
             half_to_f32(v.fch, a->h_fch + l * ff, ff, m->fmt);
             gelu_forward(v.fcg, v.fch, ff);
@@ -331,6 +348,7 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         if (a->checkpoint) {
             attn_internals(m, a, l, B, &v, 0);
         } else if (a->h_ln1) {
+            backend_sync();
             int64_t na = (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
             half_to_f32(v.ln1, a->h_ln1 + l * dd, dd, m->fmt);
             half_to_f32(v.qkv, a->h_qkv + l * 3 * dd, 3 * dd, m->fmt);
@@ -339,28 +357,6 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         }
         attn_backward(m, a, l, B, &v, gr);
     }
-    // Embeddings: scatter-add, split by channels (ids repeat across rows).
-#pragma omp parallel for schedule(static)
-    for (int c0 = 0; c0 < d; c0 += 16) {
-        int c1 = c0 + 16 < d ? c0 + 16 : d;
-        for (int64_t r = 0; r < BT; r++) {
-            int b = (int)(r / T), t = (int)(r % T);
-            const float *g = dx + r * d;
-            float *e1, *e2, *e3 = NULL;
-            if (t < L) {
-                e1 = gr + m->text_emb + (int64_t)text[b * L + t] * d;
-                e2 = gr + m->text_pos + (int64_t)t * d;
-            } else {
-                int j = t - L, id = j == 0 ? m->Vi : image[(int64_t)b * N + j - 1];
-                e1 = gr + m->image_emb + (int64_t)id * d;
-                e2 = gr + m->row_emb + (int64_t)(j / G) * d;
-                e3 = gr + m->col_emb + (int64_t)(j % G) * d;
-            }
-            for (int c = c0; c < c1; c++) {
-                e1[c] += g[c];
-                e2[c] += g[c];
-                if (e3) e3[c] += g[c];
-            }
-        }
-    }
+    // Embeddings: the rows the forward pass summed, their gradient added to each.
+    embed_sum_backward(gr, dx, a->emb_rows, BT, 3, d);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "dalle/dalle.h"
 #include "prior/model.h"
@@ -50,6 +51,7 @@ int prior_config_from_file(const st_file *f, prior_config *cfg) {
 }
 
 int prior_save_as(const prior_model *m, const char *path, st_dtype dtype) {
+    backend_sync(); // the parameters are read on the host
     st_writer *w = st_writer_new();
     if (!w) return DALLE_ERR;
     int rc = DALLE_ERR;

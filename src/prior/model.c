@@ -2,10 +2,13 @@
 // canonical order: docs/prior.md; a bf16/fp16 model keeps the blocks'
 // matrices in a second, 16-bit block), its initialisation, the key lists of
 // the three attention patterns, and the activation memory of a training batch.
+// What the ops read or write (the fp32 parameters, the key lists, the
+// activations) is backend memory (backend.h).
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "core/rng.h"
 #include "dalle/dalle.h"
@@ -47,7 +50,7 @@ static void layout(prior_model *m, int64_t **slots) {
 // Key lists of pattern TYPE: position t attends every k <= t that prior_mask allows.
 static int build_keys(prior_model *m, prior_layer_type type, prior_keys *k) {
     int T = m->T;
-    k->off = dalle_malloc(sizeof(int32_t) * (size_t)(T + 1));
+    k->off = backend_alloc(sizeof(int32_t) * (size_t)(T + 1));
     if (!k->off) return DALLE_ERR;
     int64_t nnz = 0;
     for (int q = 0; q < T; q++) {
@@ -62,7 +65,7 @@ static int build_keys(prior_model *m, prior_layer_type type, prior_keys *k) {
     if (nnz > INT32_MAX) return dalle_seterr("prior: attention pattern too large (%lld keys)", (long long)nnz);
     k->off[T] = (int32_t)nnz;
     k->nnz = nnz;
-    k->keys = dalle_malloc(sizeof(int32_t) * (size_t)(nnz ? nnz : 1));
+    k->keys = backend_alloc(sizeof(int32_t) * (size_t)(nnz ? nnz : 1));
     if (!k->keys) return DALLE_ERR;
     for (int q = 0; q < T; q++) {
         int32_t *o = k->keys + k->off[q];
@@ -74,8 +77,8 @@ static int build_keys(prior_model *m, prior_layer_type type, prior_keys *k) {
 
 static void free_keys(prior_model *m) {
     for (int i = 0; i < 3; i++) {
-        dalle_free(m->keys[i].off);
-        dalle_free(m->keys[i].keys);
+        backend_free(m->keys[i].off);
+        backend_free(m->keys[i].keys);
         m->keys[i] = (prior_keys){0};
     }
 }
@@ -141,8 +144,12 @@ prior_model *prior_model_new(const prior_config *cfg, prior_precision prec) {
     add_tensor(m, slots, "image_head.weight", m->Vi, d, PT_HEAD, 0, &m->image_head);
     DALLE_ASSERT(m->n_tensors == n_tensors && m->n_params == prior_param_count(cfg));
     layout(m, slots);
-    m->params = dalle_calloc((size_t)m->n32, sizeof(float));
-    if (!m->params) goto fail;
+    m->params = backend_alloc(sizeof(float) * (size_t)m->n32);
+    if (!m->params) {
+        dalle_errprefix("prior: parameters (%.1f MB)", 4.0 * (double)m->n32 / 1e6);
+        goto fail;
+    }
+    backend_memset0(m->params, sizeof(float) * (size_t)m->n32);
     if (prec != PRIOR_FP32 && !(m->w16 = dalle_calloc((size_t)(m->n_params - m->n32), sizeof(uint16_t)))) goto fail;
     if (prior_build_keys(m) != DALLE_OK) goto fail;
     dalle_free(slots);
@@ -158,7 +165,7 @@ void prior_model_free(prior_model *m) {
     free_keys(m);
     dalle_free(m->tensors);
     dalle_free(m->blocks);
-    dalle_free(m->params);
+    backend_free(m->params);
     dalle_free(m->w16);
     dalle_free(m);
 }
@@ -193,7 +200,7 @@ void prior_init(const prior_model *m, uint64_t seed, float *dst) {
 }
 
 void prior_set_params(prior_model *m, const float *full) {
-    if (full != m->params) memcpy(m->params, full, sizeof(float) * (size_t)m->n32);
+    if (full != m->params) backend_copy(m->params, full, sizeof(float) * (size_t)m->n32);
     if (m->w16) half_from_f32(m->w16, full + m->n32, m->n_params - m->n32, m->fmt);
 }
 
@@ -265,8 +272,9 @@ prior_acts *prior_acts_new(const prior_model *m, int B, int checkpoint) {
     DALLE_ASSERT(n == (int)(sizeof ptrs / sizeof *ptrs));
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += (sizes[i] + 15) & ~(int64_t)15; // 64-byte aligned pieces
-    a->arena = dalle_malloc(sizeof(float) * (size_t)total);
-    if (!a->arena) {
+    a->arena = backend_alloc(sizeof(float) * (size_t)total);
+    a->emb_rows = backend_alloc(sizeof(int64_t) * 3 * (size_t)B * m->T);
+    if (!a->arena || !a->emb_rows) {
         dalle_errprefix("prior: activations for batch %d (%.1f MB)", B, 4.0 * (double)total / 1e6);
         goto fail;
     }
@@ -284,7 +292,8 @@ fail:
 
 void prior_acts_free(prior_acts *a) {
     if (!a) return;
-    dalle_free(a->arena);
+    backend_free(a->arena);
+    backend_free(a->emb_rows);
     dalle_free(a->att_off);
     dalle_free(a->grad_mult);
     dalle_free(a->nonfinite);

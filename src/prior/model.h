@@ -51,7 +51,7 @@ struct prior_model {
     int n_tensors;
     prior_precision prec;  // storage of the blocks' matrices (and of a training batch's activations)
     half_fmt fmt;          // bf16 or fp16 when prec is
-    float *params;         // (n32) the fp32 tensors (all of them in an fp32 model, n32 = n_params)
+    float *params;         // (n32) the fp32 tensors (all of them in an fp32 model, n32 = n_params); backend memory
     int64_t n_params, n32;
     uint16_t *w16;         // (n_params - n32) the blocks' matrices in fmt; NULL in an fp32 model
     int64_t text_emb, text_pos, image_emb, row_emb, col_emb, lnf_w, lnf_b, text_head, image_head;
@@ -60,7 +60,8 @@ struct prior_model {
     int dense;             // tests: 1 = the dense masked reference attention (forward only)
 };
 
-// Activations of a training batch (B sequences), one block for all. Each
+// Activations of a training batch (B sequences), one block for all (backend
+// memory, as are the model's params and key lists). Each
 // layer has two resblocks (SPEC §3): attention, x -> xmid, and MLP, xmid ->
 // the next x; x and xmid are the identity path (always fp32). The rest are a
 // resblock's internals, kept for the backward pass in one of three ways:
@@ -93,6 +94,7 @@ typedef struct {
     float *logit_img;  // (B, N, Vi)
     int32_t *tgt_text; // (B, L-1) targets
     int32_t *tgt_img;  // (B, N)
+    int64_t *emb_rows; // (B, T, 3) the embedding rows each position sums (embed_sum_forward), outside the arena
     // backward scratch
     float *dx, *dln, *dqkv, *datty, *dfc, *dfc2, *dscratch; // (B,T,d) x2, (B,T,3d), (B,T,d), (B,T,f) x2, (B,NH,T)
     // bf16/fp16 model, no checkpointing: the internals of every layer in 16 bits
@@ -150,11 +152,14 @@ prior_acts *prior_acts_new(const prior_model *m, int B, int checkpoint);
 void prior_acts_free(prior_acts *a);
 
 // Forward pass of B sequences: text (B, L) ids in [0, Vt), image (B, N) codes
-// in [0, Vi). Fills every activation, the logits' softmax and the loss.
+// in [0, Vi) (host-readable: read on the host only). Fills every activation,
+// the logits' softmax and the loss.
 // B must not exceed the B of a. DALLE_ERR (with the position) on an id out of range.
 int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int32_t *image, int B,
                   prior_loss *loss);
-// Backward pass after prior_forward: grads (n_params) += d loss / d params.
+// Backward pass after prior_forward of the same batch (text, image and B as
+// given to it; the forward pass kept what they give: the embedding rows and
+// the targets): grads (n_params, backend memory) += d loss / d params.
 // In a bf16/fp16 model each resblock r scales the gradient it receives from
 // the identity path by a->grad_mult[r], rounds its internal gradients and
 // its parameter gradients to 16 bits (fp16 overflows to infinity) and zeroes

@@ -5,11 +5,14 @@
 // rows). The cache keeps, per layer, only what its mask can reach: row layers
 // a ring of the last G+1 image positions, conv layers the last r*G + r + 1,
 // column layers all N. Candidate c's draw at image position j is Philox
-// (seed, stream c, counter j), so a run is reproducible from its seed.
+// (seed, stream c, counter j), so a run is reproducible from its seed. The
+// cache and the work buffers are backend memory; the host writes only the
+// embedding rows of each step and reads the logits.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "backend/ops.h"
 #include "core/common.h"
 #include "core/progress.h"
@@ -44,14 +47,17 @@ typedef struct {
     float *fch, *fcg;     // (K, f)
     float *logits;        // (K, Vi)
     float *s;             // (K*NH, L + N) attention scores
+    float *mu, *rs;       // (K) LayerNorm statistics
+    int64_t *rows;        // (max(L, K), 3) embedding rows (embed_sum_forward)
 } kv_cache;
 
 static void cache_free(kv_cache *c) {
-    dalle_free(c->kt);
-    dalle_free(c->ki);
+    backend_free(c->kt);
+    backend_free(c->ki);
     dalle_free(c->img_off);
     dalle_free(c->W);
-    dalle_free(c->x);
+    backend_free(c->x);
+    backend_free(c->rows);
 }
 
 static int cache_new(const prior_model *m, int K, kv_cache *c) {
@@ -67,11 +73,12 @@ static int cache_new(const prior_model *m, int K, kv_cache *c) {
         c->img_off[l] = img;
         img += (int64_t)K * c->W[l] * d;
     }
-    c->kt = dalle_malloc(sizeof(float) * (size_t)(2 * (int64_t)nl * m->L * d));
-    c->ki = dalle_malloc(sizeof(float) * (size_t)(2 * img));
-    int64_t work = (int64_t)K * (3 * d + 3 * d + 2 * m->f + m->Vi) + (int64_t)K * m->NH * m->T;
-    c->x = dalle_malloc(sizeof(float) * (size_t)work);
-    if (!c->kt || !c->ki || !c->x) {
+    c->kt = backend_alloc(sizeof(float) * (size_t)(2 * (int64_t)nl * m->L * d));
+    c->ki = backend_alloc(sizeof(float) * (size_t)(2 * img));
+    int64_t work = (int64_t)K * (3 * d + 3 * d + 2 * m->f + m->Vi) + (int64_t)K * m->NH * m->T + 2 * (int64_t)K;
+    c->x = backend_alloc(sizeof(float) * (size_t)work);
+    c->rows = backend_alloc(sizeof(int64_t) * 3 * (size_t)DALLE_MAX(m->L, K));
+    if (!c->kt || !c->ki || !c->x || !c->rows) {
         dalle_errprefix("prior sample: KV cache for %d candidates", K);
         goto fail;
     }
@@ -84,6 +91,8 @@ static int cache_new(const prior_model *m, int K, kv_cache *c) {
     c->fcg = c->fch + (int64_t)K * m->f;
     c->logits = c->fcg + (int64_t)K * m->f;
     c->s = c->logits + (int64_t)K * m->Vi;
+    c->mu = c->s + (int64_t)K * m->NH * m->T;
+    c->rs = c->mu + K;
     return DALLE_OK;
 fail:
     cache_free(c);
@@ -94,26 +103,29 @@ fail:
 static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
     int L = m->L, d = m->d, f = m->f, nl = m->cfg.n_layer;
     const float *P = m->params;
-    float *x = dalle_malloc(sizeof(float) * (size_t)L * (6 * d + 2 * f + 2));
-    float *p = dalle_malloc(sizeof(float) * (size_t)m->NH * L * (L + 1) / 2 + 1);
+    float *x = backend_alloc(sizeof(float) * (size_t)L * (6 * d + 2 * f + 2));
+    float *p = backend_alloc(sizeof(float) * (size_t)m->NH * L * (L + 1) / 2 + 1);
     if (!x || !p) {
-        dalle_free(x);
-        dalle_free(p);
+        backend_free(x);
+        backend_free(p);
         return DALLE_ERR;
     }
     float *ln = x + (int64_t)L * d, *qkv = ln + (int64_t)L * d, *atty = qkv + (int64_t)L * 3 * d;
     float *fch = atty + (int64_t)L * d, *fcg = fch + (int64_t)L * f, *mu = fcg + (int64_t)L * f, *rs = mu + L;
-    for (int t = 0; t < L; t++)
-        for (int i = 0; i < d; i++)
-            x[(int64_t)t * d + i] = P[m->text_emb + (int64_t)text[t] * d + i] + P[m->text_pos + (int64_t)t * d + i];
+    for (int t = 0; t < L; t++) {
+        c->rows[3 * t] = m->text_emb + (int64_t)text[t] * d;
+        c->rows[3 * t + 1] = m->text_pos + (int64_t)t * d;
+        c->rows[3 * t + 2] = -1;
+    }
+    embed_sum_forward(x, P, c->rows, L, 3, d);
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
         const prior_keys *k = &m->keys[prior_layer_type_of(&m->cfg, l)]; // its first L lists are causal text
         layernorm_forward(ln, mu, rs, x, P + w->ln1_w, P + w->ln1_b, L, d);
         linear_forward(qkv, ln, P + w->qkv_w, P + w->qkv_b, L, d, 3 * d, 0);
         for (int t = 0; t < L; t++) {
-            memcpy(c->kt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + d, sizeof(float) * (size_t)d);
-            memcpy(c->vt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + 2 * d, sizeof(float) * (size_t)d);
+            backend_copy(c->kt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + d, sizeof(float) * (size_t)d);
+            backend_copy(c->vt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + 2 * d, sizeof(float) * (size_t)d);
         }
         if (l == nl - 1) break; // the last layer's output at text positions is never used
         attention_forward(atty, p, qkv, k->off, k->keys, k->off[L], 1, L, m->NH, m->HS);
@@ -123,8 +135,8 @@ static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
         gelu_forward(fcg, fch, (int64_t)L * f);
         linear_forward(x, fcg, P + w->fc2_w, P + w->fc2_b, L, f, d, 1);
     }
-    dalle_free(x);
-    dalle_free(p);
+    backend_free(x);
+    backend_free(p);
     return DALLE_OK;
 }
 
@@ -134,17 +146,15 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
     int L = m->L, N = m->N, G = m->G, d = m->d, f = m->f, nl = m->cfg.n_layer, K = c->K;
     int NH = m->NH, HS = m->HS;
     const float *P = m->params;
-    float mu[1024], rs[1024];
-    float *mup = K <= 1024 ? mu : dalle_malloc(sizeof(float) * (size_t)K);
-    float *rsp = K <= 1024 ? rs : dalle_malloc(sizeof(float) * (size_t)K);
-    DALLE_ASSERT(mup && rsp);
+    float *mup = c->mu, *rsp = c->rs;
+    backend_sync(); // the last step's ops may still read the rows
     for (int k = 0; k < K; k++) {
         int id = j == 0 ? m->Vi : codes[(int64_t)k * N + j - 1];
-        const float *e = P + m->image_emb + (int64_t)id * d, *rw = P + m->row_emb + (int64_t)(j / G) * d,
-                    *cl = P + m->col_emb + (int64_t)(j % G) * d;
-        float *x = c->x + (int64_t)k * d;
-        for (int i = 0; i < d; i++) x[i] = e[i] + rw[i] + cl[i];
+        c->rows[3 * k] = m->image_emb + (int64_t)id * d;
+        c->rows[3 * k + 1] = m->row_emb + (int64_t)(j / G) * d;
+        c->rows[3 * k + 2] = m->col_emb + (int64_t)(j % G) * d;
     }
+    embed_sum_forward(c->x, P, c->rows, K, 3, d);
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
         const prior_keys *kl = &m->keys[prior_layer_type_of(&m->cfg, l)];
@@ -153,8 +163,9 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
         linear_forward(c->qkv, c->ln, P + w->qkv_w, P + w->qkv_b, K, d, 3 * d, 0);
         float *ki = c->ki + c->img_off[l], *vi = c->vi + c->img_off[l];
         for (int k = 0; k < K; k++) {
-            memcpy(ki + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + d, sizeof(float) * (size_t)d);
-            memcpy(vi + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + 2 * d, sizeof(float) * (size_t)d);
+            backend_copy(ki + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + d, sizeof(float) * (size_t)d);
+            backend_copy(vi + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + 2 * d,
+                         sizeof(float) * (size_t)d);
         }
         // The image keys of position L + j (its list holds all L text keys first).
         const int32_t *img_keys = kl->keys + kl->off[L + j] + L;
@@ -169,8 +180,6 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
     }
     layernorm_forward(c->ln, mup, rsp, c->x, P + m->lnf_w, P + m->lnf_b, K, d);
     linear_forward(c->logits, c->ln, P + m->image_head, NULL, K, d, m->Vi, 0);
-    if (mup != mu) dalle_free(mup);
-    if (rsp != rs) dalle_free(rsp);
 }
 
 typedef struct {
@@ -241,6 +250,7 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     for (int j = 0; j < m->N; j++) {
         double t0 = opts.step_seconds ? dalle_time() : 0;
         run_image_step(m, &c, j, codes);
+        backend_sync(); // the logits are read on the host
         for (int k = 0; k < n_cand; k++)
             codes[(int64_t)k * m->N + j] =
                 prior_sample_logits(c.logits + (int64_t)k * m->Vi, m->Vi, &opts, (uint64_t)k, (uint64_t)j, work);

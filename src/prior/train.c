@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -107,9 +108,10 @@ static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays
 
 // The training state that 16-bit precision adds, for this rank's range
 // (cap each): the fp32 master weights, which the update changes and the
-// model's weights are made from, and Adam's moments in the paper's 16-bit
-// formats (core/half.h); the EMA stays in dp_state (fp32, its m and v
-// unused). And the gradient scales.
+// model's weights are made from (backend memory: the EMA op reads them),
+// and Adam's moments in the paper's 16-bit formats (core/half.h; host
+// memory: adamw_update16 runs on the host); the EMA stays in dp_state (fp32,
+// its m and v unused). And the gradient scales.
 typedef struct {
     float *master;
     uint16_t *m, *v;
@@ -117,16 +119,18 @@ typedef struct {
 } half_state;
 
 static int half_state_alloc(const dp_t *d, dp_state *s, half_state *h) {
-    s->ema = dalle_calloc((size_t)d->cap, sizeof(float)); // dp_state_free frees it
-    h->master = dalle_calloc((size_t)d->cap, sizeof(float));
+    s->ema = backend_alloc(sizeof(float) * (size_t)d->cap); // dp_state_free frees it
+    h->master = backend_alloc(sizeof(float) * (size_t)d->cap);
     h->m = dalle_calloc(2 * (size_t)d->cap, sizeof(uint16_t));
     if (!s->ema || !h->master || !h->m) return DALLE_ERR;
+    backend_memset0(s->ema, sizeof(float) * (size_t)d->cap);
+    backend_memset0(h->master, sizeof(float) * (size_t)d->cap);
     h->v = h->m + d->cap;
     return DALLE_OK;
 }
 
 static void half_state_free(half_state *h) {
-    dalle_free(h->master);
+    backend_free(h->master);
     dalle_free(h->m);
     gscale_free(&h->g);
     memset(h, 0, sizeof *h);
@@ -140,6 +144,7 @@ static void half_state_free(half_state *h) {
 static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, const dp_state *s, const float *params,
                            const half_state *h, const float *psgd_err, const prior_train_opts *o, int64_t step,
                            int64_t skipped, int64_t records) {
+    backend_sync(); // the parameters and the state are read on the host
     const float *full[3];
     float *tmp = NULL, *dec = NULL;
     dp_state s32 = *s;
@@ -285,7 +290,7 @@ static int load_state(const st_file *f, prior_model *m, dp_t *d, dp_state *s, ha
         for (int64_t j = 0; j < d->len; j++)
             q[j] = i == 1 ? f32_to_e6m9(d->grad[d->lo + j]) : f32_to_ue6m10(d->grad[d->lo + j]);
     }
-    memset(d->grad, 0, sizeof(float) * (size_t)d->n_grad);
+    backend_memset0(d->grad, sizeof(float) * (size_t)d->n_grad);
     return DALLE_OK;
 }
 
@@ -364,24 +369,25 @@ static int evaluate(prior_model *m, prior_acts *a, records *val, int B, int b, i
 // This rank's gradient (n_params) of the sequences at positions pos ..
 // pos + pieces*mb - 1: their mean over `pieces` passes of mb sequences (a
 // piece's gradient goes to `piece`, then into grad), and their mean losses.
+// grad and piece are backend memory; text and image too (written here).
 static int rank_gradient(prior_model *m, prior_acts *a, records *data, int64_t pos, int mb, int pieces,
                          int32_t *text, int32_t *image, float *grad, float *piece, prior_loss *L) {
     *L = (prior_loss){0, 0, 0};
-    memset(grad, 0, sizeof(float) * (size_t)m->n_params);
+    backend_memset0(grad, sizeof(float) * (size_t)m->n_params);
     for (int p = 0; p < pieces; p++) {
         for (int j = 0; j < mb; j++)
             if (records_shuffled(data, pos + (int64_t)p * mb + j, text + (int64_t)j * m->L, image + (int64_t)j * m->N))
                 return DALLE_ERR;
         prior_loss l;
         if (prior_forward(m, a, text, image, mb, &l)) return DALLE_ERR;
-        if (p) memset(piece, 0, sizeof(float) * (size_t)m->n_params);
+        if (p) backend_memset0(piece, sizeof(float) * (size_t)m->n_params);
         prior_backward(m, a, text, image, mb, p ? piece : grad);
-        if (p)
-            for (int64_t i = 0; i < m->n_params; i++) grad[i] += piece[i];
+        if (p) axpy(grad, 1.0f, piece, m->n_params);
         L->loss += l.loss, L->text += l.text, L->image += l.image;
     }
     if (pieces > 1) {
         const float inv = 1.0f / (float)pieces;
+        backend_sync();
         for (int64_t i = 0; i < m->n_params; i++) grad[i] *= inv;
         L->loss /= pieces, L->text /= pieces, L->image /= pieces;
     }
@@ -490,7 +496,7 @@ int prior_train(const prior_train_opts *opts) {
             prior_init(m, o->seed, dp.grad);
             dp_take(&dp, dp.grad, h->master);
             prior_set_params(m, dp.grad);
-            memset(dp.grad, 0, sizeof(float) * (size_t)dp.n_grad);
+            backend_memset0(dp.grad, sizeof(float) * (size_t)dp.n_grad);
             if (gscale_init(&h->g, o->loss_scale, 2 * m->cfg.n_layer, o->loss_scale_window) ||
                 (o->grad_scale_init && gscale_set(&h->g, o->grad_scale_init)))
                 goto done;
@@ -527,10 +533,10 @@ int prior_train(const prior_train_opts *opts) {
         goto done;
     }
     if (!(a = prior_acts_new(m, mb, o->checkpoint_acts))) goto done;
-    text = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->L);
-    image = dalle_malloc(sizeof(int32_t) * (size_t)mb * m->N);
+    text = backend_alloc(sizeof(int32_t) * (size_t)mb * m->L);
+    image = backend_alloc(sizeof(int32_t) * (size_t)mb * m->N);
     if (!text || !image) goto done;
-    if (pieces > 1 && !(piece = dalle_malloc(sizeof(float) * (size_t)m->n_params))) goto done;
+    if (pieces > 1 && !(piece = backend_alloc(sizeof(float) * (size_t)m->n_params))) goto done;
     char *cjs = prior_config_to_json(c);
     dalle_log("prior train: %lld records in %d shards (%lld held out), config %s, %lld parameters, batch %d, "
               "steps %lld, lr %g warm-up %lld -> %g",
@@ -580,9 +586,11 @@ int prior_train(const prior_train_opts *opts) {
         if (!skip) {
             if (o->clip > 0 && norm > o->clip) {
                 float k = (float)(o->clip / norm);
+                backend_sync();
                 for (int64_t i = 0; i < dp.len; i++) dp.own[i] *= k;
             }
             adamw_params hp = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
+            if (h) backend_sync(); // adamw_update16 runs on the host
             for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
                 const prior_tensor *t = &m->tensors[i];
                 int64_t at, n = dp_overlap(&dp, t->offset, t->numel, &at), r = at - dp.lo;
@@ -645,9 +653,9 @@ int prior_train(const prior_train_opts *opts) {
     rc = DALLE_OK;
 done:
     st_close(ck);
-    dalle_free(piece);
-    dalle_free(text);
-    dalle_free(image);
+    backend_free(piece);
+    backend_free(text);
+    backend_free(image);
     prior_acts_free(a);
     records_free(&data);
     records_free(&val);

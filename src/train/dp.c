@@ -1,10 +1,13 @@
-// dp.c: the data-parallel step's communication and layout (dp.h).
+// dp.c: the data-parallel step's communication and layout (dp.h). The
+// gradient, its shard and the per-parameter state are backend memory
+// (backend.h): the ops of the step read and write them.
 #include "train/dp.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "dalle/dalle.h"
 #include "train/optim.h"
@@ -33,31 +36,34 @@ int dp_init(dp_t *d, comm *c, dp_mode mode, int64_t n) {
     d->lo = d->sharded ? DALLE_MIN(n, d->rank * d->shard) : 0;
     d->len = d->sharded ? DALLE_MIN(d->shard, n - d->lo) : n;
     d->cap = d->shard;
-    d->grad = dalle_calloc((size_t)d->n_grad, sizeof(float));
-    d->own = d->sharded ? dalle_calloc((size_t)d->shard, sizeof(float)) : d->grad;
+    d->grad = backend_alloc(sizeof(float) * (size_t)d->n_grad);
+    d->own = d->sharded ? backend_alloc(sizeof(float) * (size_t)d->shard) : d->grad;
     if (!d->grad || !d->own) {
         dp_free(d);
         return DALLE_ERR;
     }
+    backend_memset0(d->grad, sizeof(float) * (size_t)d->n_grad);
+    if (d->own != d->grad) backend_memset0(d->own, sizeof(float) * (size_t)d->shard);
     return DALLE_OK;
 }
 
 void dp_free(dp_t *d) {
-    if (d->own != d->grad) dalle_free(d->own);
-    dalle_free(d->grad);
+    if (d->own != d->grad) backend_free(d->own);
+    backend_free(d->grad);
     memset(d, 0, sizeof *d);
 }
 
 int dp_state_alloc(const dp_t *d, dp_state *s) {
-    s->ema = dalle_calloc(3 * (size_t)d->cap, sizeof(float));
+    s->ema = backend_alloc(sizeof(float) * 3 * (size_t)d->cap);
     if (!s->ema) return DALLE_ERR;
+    backend_memset0(s->ema, sizeof(float) * 3 * (size_t)d->cap);
     s->m = s->ema + d->cap;
     s->v = s->m + d->cap;
     return DALLE_OK;
 }
 
 void dp_state_free(dp_state *s) {
-    dalle_free(s->ema);
+    backend_free(s->ema);
     memset(s, 0, sizeof *s);
 }
 
@@ -67,6 +73,7 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq) {
     const float inv = 1.0f / (float)d->K;
     if (d->sharded) {
         if (comm_reduce_scatter_sum(d->c, d->grad, d->own, d->shard)) return DALLE_ERR;
+        backend_sync();
         for (int64_t i = 0; i < d->len; i++) d->own[i] *= inv;
         buf[n_stats] = grad_sumsq(d->own, d->len);
     } else {
@@ -74,6 +81,7 @@ int dp_reduce(dp_t *d, double *stats, int n_stats, double *sumsq) {
             if (powersgd_reduce(d->psgd, d->c, d->grad)) return DALLE_ERR;
         } else if (d->K > 1) {
             if (comm_allreduce_sum(d->c, d->grad, d->n)) return DALLE_ERR;
+            backend_sync();
             for (int64_t i = 0; i < d->n; i++) d->grad[i] *= inv;
         }
         // every rank holds the same whole gradient: rank 0 counts it once
@@ -91,8 +99,8 @@ int dp_gather(dp_t *d, const float *part, const float **full) {
     if (!d->sharded) return DALLE_OK;
     // own (the gradient's block, used up) carries this rank's block; grad
     // (free until the next backward pass) receives all of them
-    memcpy(d->own, part, sizeof(float) * (size_t)d->len);
-    memset(d->own + d->len, 0, sizeof(float) * (size_t)(d->shard - d->len));
+    backend_copy(d->own, part, sizeof(float) * (size_t)d->len);
+    backend_memset0(d->own + d->len, sizeof(float) * (size_t)(d->shard - d->len));
     if (comm_allgather(d->c, d->own, d->grad, d->shard)) return DALLE_ERR;
     *full = d->grad;
     return DALLE_OK;
@@ -102,8 +110,8 @@ int dp_gather_params(dp_t *d, float *params) {
     const float *full;
     if (!d->sharded) return DALLE_OK;
     if (dp_gather(d, params + d->lo, &full)) return DALLE_ERR;
-    memcpy(params, full, sizeof(float) * (size_t)d->n);
-    memset(d->grad + d->n, 0, sizeof(float) * (size_t)(d->n_grad - d->n));
+    backend_copy(params, full, sizeof(float) * (size_t)d->n);
+    backend_memset0(d->grad + d->n, sizeof(float) * (size_t)(d->n_grad - d->n));
     return DALLE_OK;
 }
 
@@ -130,8 +138,8 @@ int dp_state_full(dp_t *d, const dp_state *s, const float *full[3], float **tmp)
 }
 
 void dp_take(const dp_t *d, const float *full, float *part) {
-    memcpy(part, full + d->lo, sizeof(float) * (size_t)d->len);
-    memset(part + d->len, 0, sizeof(float) * (size_t)(d->cap - d->len));
+    backend_copy(part, full + d->lo, sizeof(float) * (size_t)d->len);
+    backend_memset0(part + d->len, sizeof(float) * (size_t)(d->cap - d->len));
 }
 
 int dp_skip_check(const dp_t *d, dp_skips *s, progress_t *prog, int64_t step, double loss, double sumsq) {

@@ -54,7 +54,8 @@ enum { DP_MAX_SKIPS = 100 };
 int dp_mode_parse(const char *s, dp_mode *mode);
 const char *dp_mode_name(dp_mode mode);
 
-// Lays out n parameters over the ranks of c and allocates grad (and own).
+// Lays out n parameters over the ranks of c and allocates grad (and own),
+// zeroed, in backend memory (as is the state of dp_state_alloc).
 // DALLE_ERR on out-of-memory.
 int dp_init(dp_t *d, comm *c, dp_mode mode, int64_t n);
 void dp_free(dp_t *d);
