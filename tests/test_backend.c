@@ -1,6 +1,7 @@
 // test_backend.c: the run-time backend layer (src/backend/backend.c) on the
 // CPU: the table and its dispatch, memory, the choice of device (a missing
-// CUDA library falls back to the CPU with the reason), and the ops that
+// CUDA library falls back to the CPU with the reason), the refusal of a run
+// that does not fit in the GPU's memory (its pure part), and the ops that
 // the CPU backend gained for the GPU work: embed_sum_forward/backward against
 // the loops they replaced (bit for bit) and attention_decode against a
 // double-precision reference.
@@ -51,6 +52,23 @@ static void test_select(void) {
     CHECK(backend() == backend_cpu());
     CHECK(backend_select("auto") == BACKEND_CPU);
     CHECK(backend_cuda_load() == NULL && strstr(dalle_last_error(), "not found") != NULL);
+}
+
+// A run fits when its bytes plus the libraries' reserve are free; else the
+// message gives both sides. On the CPU nothing is ever refused.
+static void test_fit_message(void) {
+    char msg[512];
+    const size_t GiB = (size_t)1 << 30, free_b = 10 * GiB, total = 80 * GiB;
+    CHECK(backend_fit_message("x", (int64_t)(free_b - BACKEND_GPU_RESERVE), free_b, total, msg, sizeof msg) == 0);
+    CHECK(msg[0] == 0);
+    CHECK(backend_fit_message("prior train", (int64_t)(free_b - BACKEND_GPU_RESERVE) + 1, free_b, total, msg,
+                              sizeof msg) == 1);
+    CHECK(strstr(msg, "prior train needs 9.50 GiB of GPU memory (+0.50 GiB for the libraries), 10.00 GiB free of "
+                      "80.00 GiB") != NULL);
+    printf("    %s\n", msg);
+    CHECK(backend_fit_message("big", (int64_t)100 * GiB, 0, total, msg, sizeof msg) == 1);
+    CHECK(strstr(msg, "needs 100.00 GiB") && strstr(msg, "0.00 GiB free"));
+    CHECK(backend_check_fit("anything", INT64_MAX / 2, "hint") == DALLE_OK); // the CPU
 }
 
 // The prior's embedding sums: text rows (token + position), image rows
@@ -136,6 +154,7 @@ int main(void) {
     RUN(test_cpu_table);
     RUN(test_memory);
     RUN(test_select);
+    RUN(test_fit_message);
     RUN(test_embed_sum);
     RUN(test_attention_decode);
     return test_summary();

@@ -196,6 +196,37 @@ void backend_free(void *p) {
 
 void backend_sync(void) { g_ops->sync(); }
 
+// ---------------------------------------------------------------- reports
+
+static double gib(double bytes) { return bytes / (double)(1 << 30); }
+
+const char *backend_describe(char *buf, size_t n) {
+    size_t fr = 0, tot = 0;
+    if (g_ops->kind == BACKEND_CPU || g_ops->mem_info(&fr, &tot) != 0 || tot == 0)
+        snprintf(buf, n, "%s (%s)", g_ops->name, g_ops->device_name());
+    else
+        snprintf(buf, n, "%s (%s): GPU memory %.2f GiB in use, %.2f GiB free of %.2f GiB", g_ops->name,
+                 g_ops->device_name(), gib((double)(tot - fr)), gib((double)fr), gib((double)tot));
+    return buf;
+}
+
+int backend_fit_message(const char *what, int64_t needed, size_t free_bytes, size_t total_bytes, char *msg,
+                        size_t n) {
+    msg[0] = 0;
+    if (needed >= 0 && (uint64_t)needed + BACKEND_GPU_RESERVE <= (uint64_t)free_bytes) return 0;
+    snprintf(msg, n, "%s needs %.2f GiB of GPU memory (+%.2f GiB for the libraries), %.2f GiB free of %.2f GiB", what,
+             gib((double)needed), gib((double)BACKEND_GPU_RESERVE), gib((double)free_bytes), gib((double)total_bytes));
+    return 1;
+}
+
+int backend_check_fit(const char *what, int64_t needed, const char *hint) {
+    size_t fr = 0, tot = 0;
+    if (g_ops->kind == BACKEND_CPU || g_ops->mem_info(&fr, &tot) != 0) return DALLE_OK;
+    char msg[512];
+    if (!backend_fit_message(what, needed, fr, tot, msg, sizeof msg)) return DALLE_OK;
+    return hint ? dalle_seterr("%s: %s", msg, hint) : dalle_seterr("%s", msg);
+}
+
 // After an op: wait for it where the selected backend runs asynchronously.
 static inline void after_op(void) {
     if (g_sync_after) g_ops->sync();

@@ -142,3 +142,22 @@ void backend_sync(void);
 // wait for their op as the ops do (above).
 void backend_memset0(void *p, size_t bytes);
 void backend_copy(void *dst, const void *src, size_t bytes);
+
+// One line on the selected device for logs and `dalle info`: "cpu (x86_64
+// CPU, 2 threads)" or "cuda (NAME): GPU memory 3.20 GiB in use, 75.90 GiB
+// free of 79.10 GiB". Returns buf (n bytes).
+const char *backend_describe(char *buf, size_t n);
+
+// Room the GPU libraries need beyond the buffers a run allocates (the CUDA
+// context, cuBLASLt/cuDNN workspaces, NCCL): a run must leave this free.
+#define BACKEND_GPU_RESERVE ((size_t)512 << 20)
+// Whether NEEDED bytes of GPU memory (plus BACKEND_GPU_RESERVE) fit in
+// FREE_BYTES of TOTAL_BYTES: 0 if so; else 1 with msg (n bytes) = "WHAT needs
+// X GiB of GPU memory (+0.50 GiB for the libraries), Y GiB free of Z GiB".
+// A pure function (testable on the CPU).
+int backend_fit_message(const char *what, int64_t needed, size_t free_bytes, size_t total_bytes, char *msg,
+                        size_t n);
+// With the CUDA backend selected: DALLE_ERR with that message (and HINT
+// after it, if not NULL) when NEEDED bytes do not fit in the GPU's free
+// memory now; DALLE_OK otherwise, and always on the CPU.
+int backend_check_fit(const char *what, int64_t needed, const char *hint);

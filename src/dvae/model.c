@@ -322,6 +322,23 @@ static int plan_buffers(const dvae_net *n, int B, int *buf_of, int64_t *cap, int
     return nb;
 }
 
+int64_t dvae_exec_train_floats(const dvae_net *net, int B, int need_din, int64_t *scratch) {
+    *scratch = 0;
+    for (int i = 0; i < net->n_ops; i++) {
+        const dvae_op *op = &net->ops[i];
+        if (op->kind != OP_CONV) continue;
+        int64_t s = conv2d_scratch_floats(op->ci, op->co, op->h, op->w, op->k);
+        if (s > *scratch) *scratch = s;
+    }
+    int64_t total = 0;
+    for (int s = 0; s < net->n_slots; s++) {
+        int64_t n = slot_floats(net, s, B);
+        if (s != net->in_slot) total += n;
+        if (s != net->in_slot || need_din) total += n;
+    }
+    return total;
+}
+
 int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need_din) {
     memset(e, 0, sizeof *e);
     e->net = net;
@@ -330,21 +347,10 @@ int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need
     e->act = dalle_calloc((size_t)net->n_slots, sizeof(float *));
     e->grad = dalle_calloc((size_t)net->n_slots, sizeof(float *));
     if (!e->act || !e->grad) goto fail;
-    for (int i = 0; i < net->n_ops; i++) {
-        const dvae_op *op = &net->ops[i];
-        if (op->kind != OP_CONV) continue;
-        int64_t s = conv2d_scratch_floats(op->ci, op->co, op->h, op->w, op->k);
-        if (s > e->scratch_floats) e->scratch_floats = s;
-    }
+    const int64_t train_floats = dvae_exec_train_floats(net, B, need_din, &e->scratch_floats);
     if (train) {
-        int64_t total = 0;
-        for (int s = 0; s < net->n_slots; s++) {
-            int64_t n = slot_floats(net, s, B);
-            if (s != net->in_slot) total += n;
-            if (s != net->in_slot || need_din) total += n;
-        }
-        e->arena_floats = total;
-        e->arena = backend_alloc(sizeof(float) * (size_t)total);
+        e->arena_floats = train_floats;
+        e->arena = backend_alloc(sizeof(float) * (size_t)train_floats);
         if (!e->arena) goto fail;
         float *p = e->arena;
         for (int s = 0; s < net->n_slots; s++) {

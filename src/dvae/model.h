@@ -95,6 +95,10 @@ int dvae_find_tensor(const dvae_model *m, const char *name);
 // gradients (need_din: also the input slot's gradient). The input slot's
 // pointer is left NULL for the caller to set (or codes, for dec_ids).
 int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need_din);
+// The floats of the arena of a training binding of `net` for B images (every
+// slot and its gradient), and in *scratch those of its convolutions' scratch
+// on the selected backend: what dvae_exec_init(e, net, B, 1, need_din) allocates.
+int64_t dvae_exec_train_floats(const dvae_net *net, int B, int need_din, int64_t *scratch);
 void dvae_exec_free(dvae_exec *e);
 // Runs the net forward; returns the output slot (B, c, h, w).
 float *dvae_forward(dvae_exec *e, const float *params);

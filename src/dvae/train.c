@@ -328,10 +328,36 @@ static int read_opts(const st_file *f, dvae_train_opts *o) {
     return rc;
 }
 
+// With the CUDA backend: DALLE_ERR, with the numbers, when training config
+// cfg with o's batch and micro-batch on K ranks would not fit in the GPU's
+// free memory: the parameters, gradient, Adam moments and EMA (dp.h's
+// layout), the encoder's and decoder's training arenas and scratch
+// (dvae_exec_train_floats), the noise, the relaxed codes and the images.
+static int fit_check(const dvae_config *cfg, const dvae_train_opts *o, int K) {
+    int b = o->batch / K, mb = o->micro_batch > 0 ? o->micro_batch : b;
+    if (backend()->kind == BACKEND_CPU || b < 1 || mb < 1 || b % mb) return DALLE_OK; // bad sizes: refused later
+    dvae_model *m = dalle_calloc(1, sizeof *m); // the size tables and nets, no parameters
+    if (!m) return DALLE_ERR;
+    m->cfg = *cfg;
+    int rc = dvae_build(m);
+    if (rc == DALLE_OK) {
+        const int64_t n = m->n_params, sharded = o->dp == DP_SHARD && K > 1, s = sharded ? (n + K - 1) / K : n;
+        const int64_t VP = (int64_t)cfg->vocab_size * dvae_grid(cfg) * dvae_grid(cfg);
+        int64_t se, sd, floats = n + (sharded ? K * s + s : n) + 3 * s + (b / mb > 1 ? n : 0);
+        floats += dvae_exec_train_floats(&m->enc, mb, 0, &se) + dvae_exec_train_floats(&m->dec, mb, 1, &sd) + se + sd;
+        floats += 2 * mb * VP + (int64_t)mb * 3 * cfg->image_size * cfg->image_size;
+        char what[96];
+        snprintf(what, sizeof what, "dvae train (micro-batch %d)", mb);
+        rc = backend_check_fit(what, 4 * floats, "use a smaller --micro-batch or --batch, or --device cpu");
+    }
+    dvae_free(m);
+    return rc;
+}
+
 // A new model with the parameters of checkpoint f (whose tensors must be
 // the parameters, EMA and moments of its config); sets *step, *skipped, o's
 // seed and the settings kept across --resume.
-static dvae_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, dvae_train_opts *o) {
+static dvae_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, dvae_train_opts *o, int K) {
     static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
     dvae_model *m = NULL;
     dvae_config cfg;
@@ -340,7 +366,7 @@ static dvae_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *ski
         read_opts(f, o))
         return NULL;
     if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
-    if (!(m = dvae_new(&cfg, 0))) return NULL;
+    if (fit_check(&cfg, o, K) || !(m = dvae_new(&cfg, 0))) return NULL;
     if (dvae_check_names(m, f, prefixes, 4) || dvae_read_tensors(m, f, "", m->params)) {
         dvae_free(m);
         return NULL;
@@ -417,7 +443,7 @@ int dvae_train(const dvae_train_opts *opts) {
 
     if (o->batch < 1) return dalle_seterr("--batch must be at least 1");
     if (o->resume) {
-        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, o))) goto done;
+        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, o, K))) goto done;
         dalle_log("resuming %s at step %lld (seed %llu; its batch, schedules and optimizer settings)", o->resume,
                   (long long)step, (unsigned long long)o->seed);
     } else {
@@ -425,7 +451,7 @@ int dvae_train(const dvae_train_opts *opts) {
         if (o->lr_steps < 0) o->lr_steps = o->steps * 2 / 5;
         if (o->tau_steps < 0) o->tau_steps = o->steps / 20;
         if (o->kl_steps < 0) o->kl_steps = o->steps / 600;
-        if (!(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
+        if (fit_check(&o->cfg, o, K) || !(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
     }
     if (o->batch % K) {
         if (o->resume)
@@ -467,6 +493,9 @@ int dvae_train(const dvae_train_opts *opts) {
     x = backend_alloc(sizeof(float) * (size_t)mb * 3 * S * S); // (mb, 3, S, S)
     if (!x) goto done;
     if (pieces > 1 && !(piece = backend_alloc(sizeof(float) * (size_t)m->n_params))) goto done;
+    char dev[512];
+    if (backend()->kind == BACKEND_CPU) dalle_logv("device %s", backend_describe(dev, sizeof dev));
+    else dalle_log("device %s", backend_describe(dev, sizeof dev)); // GPU memory in use, all allocated now
 
     progress_t prog;
     progress_start(&prog, "dvae", step, o->steps, step * B);

@@ -231,11 +231,38 @@ static int read_kept(const st_file *f, prior_train_opts *o) {
     return DALLE_OK;
 }
 
+// With the CUDA backend: DALLE_ERR, with the numbers, when a run of config c
+// with o's batch, micro-batch, precision, checkpointing and data-parallel
+// mode on K ranks would not fit in the GPU's free memory. The bytes come from
+// the size tables (prior_costs_compute, prior_rank_costs_compute) and the
+// trainer's layout: what lives in backend memory (the 16-bit weights and
+// Adam moments of mixed precision stay on the host).
+static int fit_check(const prior_config *c, const prior_train_opts *o, int K) {
+    int b = o->batch / K, mb = o->micro_batch > 0 ? o->micro_batch : b;
+    if (backend()->kind == BACKEND_CPU || b < 1 || mb < 1 || b % mb) return DALLE_OK; // bad sizes: refused later
+    prior_costs k;
+    prior_rank_costs r;
+    const int half = o->precision != PRIOR_FP32, ck = o->checkpoint_acts;
+    if (prior_costs_compute(c, mb, 1, &k) || prior_rank_costs_compute(c, o->dp == DP_SHARD ? K : 1, o->precision, &r))
+        return DALLE_ERR;
+    const int64_t n = k.params, s = r.shard, T = (int64_t)c->text_len + (int64_t)c->grid * c->grid;
+    int64_t need = 4 * (half ? n - k.params16 : n) + (half ? 4 * s : 0) + r.bytes_grads + (half ? 0 : 8 * s) + 4 * s;
+    need += half ? (ck ? k.bytes_acts_ckpt16 : k.bytes_acts16) : (ck ? k.bytes_acts_ckpt : k.bytes_acts);
+    need += 24 * mb * T + 4 * mb * T;                             // embedding rows, batch ids
+    need += 4 * (3 * (T + 1) + k.nnz[0] + k.nnz[1] + k.nnz[2]);   // key lists
+    if (b / mb > 1) need += 4 * n;                                // a piece's gradient
+    char what[160];
+    snprintf(what, sizeof what, "prior train (%s, micro-batch %d%s)", prior_precision_name(o->precision), mb,
+             ck ? ", activation checkpointing" : "");
+    return backend_check_fit(what, need,
+                             "use a smaller --micro-batch, --checkpoint-acts, --precision bf16, or --device cpu");
+}
+
 // A new model for checkpoint f, at its precision, with its parameters when
 // fp32 (a 16-bit model gets them in load_state); sets the step, the skipped
 // steps, the record count and the settings kept across --resume.
 static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *skipped, int64_t *records,
-                                    prior_train_opts *o) {
+                                    prior_train_opts *o, int K) {
     prior_model *m = NULL;
     prior_config cfg;
     long long st = 0, sd = 0, rec = 0, sk = 0;
@@ -252,7 +279,7 @@ static prior_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *sk
         dalle_errprefix("%s: metadata 'train.precision'", f->path);
         return NULL;
     }
-    if (!(m = prior_model_new(&cfg, o->precision))) return NULL;
+    if (fit_check(&cfg, o, K) || !(m = prior_model_new(&cfg, o->precision))) return NULL;
     if (o->precision == PRIOR_FP32 && prior_read_tensors(m, f, "", m->params)) {
         prior_model_free(m);
         return NULL;
@@ -469,11 +496,12 @@ int prior_train(const prior_train_opts *opts) {
     powersgd psgd = {0};
     int rc = DALLE_ERR, K = comm_size(o->comm), rank = comm_rank(o->comm), lead = rank == 0;
     if (o->resume) {
-        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, &kept_records, o))) goto done;
+        if (!(ck = st_open(o->resume)) || !(m = load_checkpoint(ck, &step, &skips.total, &kept_records, o, K)))
+            goto done;
         dalle_log("resuming %s at step %lld (seed %llu; its batch, schedule, optimizer and precision settings)",
                   o->resume, (long long)step, (unsigned long long)o->seed);
     } else {
-        if (!(m = prior_model_new(&o->cfg, o->precision))) return DALLE_ERR;
+        if (fit_check(&o->cfg, o, K) || !(m = prior_model_new(&o->cfg, o->precision))) return DALLE_ERR;
         if (o->precision == PRIOR_FP32) prior_init(m, o->seed, m->params);
     }
     if (o->batch < 1 || o->n_shards < 1) {
@@ -557,6 +585,9 @@ int prior_train(const prior_train_opts *opts) {
                   psgd.rank, psgd.n_mat, (long long)psgd.n_err, (long long)powersgd_floats(&psgd),
                   (long long)m->n_params);
     if (o->checkpoint_acts) dalle_log("activation checkpointing: each resblock's internals recomputed in the backward pass");
+    char dev[512];
+    if (backend()->kind == BACKEND_CPU) dalle_logv("device %s", backend_describe(dev, sizeof dev));
+    else dalle_log("device %s", backend_describe(dev, sizeof dev)); // GPU memory in use, all allocated now
 
     progress_t prog;
     progress_start(&prog, "prior", step, o->steps, step * B * m->T);

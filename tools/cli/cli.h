@@ -24,6 +24,10 @@ int cmd_diff(int argc, char **argv);   // cmd_diff.c
 // Prints "dalle: <the library's last error>" to stderr and returns 1.
 int cli_fail(void);
 
+// 1 when the device was chosen on the command line (--device) or by
+// $DALLE_DEVICE (main.c selects it before the subcommand runs).
+extern int cli_device_given;
+
 // The trainers' ranks (train/comm.h): opens the job's communicator, with the
 // ranks other than 0 quiet (errors only, and with --verbose their peak
 // memory). NULL after printing the error.

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "cli.h"
 #include "core/common.h"
 #include "core/image.h"
@@ -109,11 +110,18 @@ int cmd_info(int argc, char **argv) {
     char *pos[OPTS_MAX_POS];
     int npos;
     int prc = opts_parse(argc, argv, "usage: dalle info --config C [--batch B] [--candidates K] [--ranks K] "
-                                     "[--precision fp32|bf16|fp16] [--powersgd R]", opts, pos, &npos);
+                                     "[--precision fp32|bf16|fp16] [--powersgd R]\n"
+                                     "       dalle info --device D   (the device alone: name, GPU memory free/total)",
+                         opts, pos, &npos);
     if (prc) return prc == 1 ? 0 : 2;
     if (npos) {
         fprintf(stderr, "dalle: info: unexpected argument '%s'\n", pos[0]);
         return 2;
+    }
+    char dev[512];
+    if (!spec && cli_device_given) { // `dalle info --device D`: the device alone
+        printf("device %s\n", backend_describe(dev, sizeof dev));
+        return 0;
     }
     if (!spec) {
         fprintf(stderr, "dalle: info: needs --config C (paper, small, tiny or a JSON file)\n");
@@ -178,6 +186,7 @@ int cmd_info(int argc, char **argv) {
     printf("  %-42s %12s\n", what, bytes_str(k.bytes_kv, a, sizeof a));
     printf("  %-42s %12s\n", "sampling total (cache + fp32 weights)", bytes_str(k.bytes_sample, a, sizeof a));
     if ((ranks || precision) && print_rank_costs(&c, ranks ? ranks : 1, prec, psgd)) return cli_fail();
+    printf("\ndevice %s\n", backend_describe(dev, sizeof dev));
     return 0;
 }
 

@@ -1,5 +1,5 @@
 // main.c: the `dalle` program: global options, then one subcommand.
-//   dalle [--threads N] [--verbose|--quiet] COMMAND [options]
+//   dalle [--threads N] [--device cpu|cuda|auto] [--verbose|--quiet] COMMAND [options]
 // Each command is a thin layer over libdalle (include/dalle/dalle.h).
 #include <cblas.h>
 #include <omp.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "cli.h"
 #include "core/common.h"
 #include "train/comm.h"
@@ -38,6 +39,8 @@ static void usage(void) {
         printf("  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
     printf("\nglobal options (anywhere on the line):\n"
            "  --threads N       threads for OpenBLAS and OpenMP (default: all cores, %d here)\n"
+           "  --device D        cpu, cuda (a GPU; without one: says why, runs on the CPU) or auto\n"
+           "                    (default: $DALLE_DEVICE, else cpu)\n"
            "  --verbose,-v      more detail, and the peak memory of the allocator at exit\n"
            "  --quiet,-q        errors only\n"
            "  --version         print the version\n"
@@ -80,9 +83,13 @@ int cli_comm_finish(comm *c, int failed) {
     return failed ? 1 : 0;
 }
 
+int cli_device_given;
+
 int main(int argc, char **argv) {
     // Global options may stand anywhere: take them out of argv first.
     int n = 1, threads = 0;
+    const char *device = getenv("DALLE_DEVICE");
+    cli_device_given = device && *device;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) dalle_log_level = 2;
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) dalle_log_level = 0;
@@ -93,6 +100,13 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "dalle: --threads needs a positive integer\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--device")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "dalle: --device needs cpu, cuda or auto\n");
+                return 2;
+            }
+            device = argv[++i];
+            cli_device_given = 1;
         } else argv[n++] = argv[i];
     }
     argc = n;
@@ -107,6 +121,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         printf("dalle %s\n", DALLE_VERSION);
         return 0;
+    }
+    // The device, before anything allocates (a missing GPU: one line, then the CPU).
+    if (backend_select(cli_device_given ? device : "cpu") == DALLE_ERR) {
+        fprintf(stderr, "dalle: --device: %s\n", dalle_last_error());
+        return 2;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) {
         if (strcmp(argv[1], COMMANDS[i].name)) continue;
