@@ -1,6 +1,7 @@
 # dalle.c: the build.
 #   make            build/libdalle.a and build/dalle (CPU; optional parts reported ✓/✗)
-#   make test       setup, build, every test, then the same tests under ASan+UBSan
+#   make test       setup, build, every test, then the same tests under ASan+UBSan (CPU only)
+#   make test-cuda  the CUDA backend against the CPU on a GPU (tests/cuda/); skips without one
 #   make demo       setup, build, and the demo (see README)
 #   make bench      the benchmark programs (print ratios against PyTorch), and bench/bench-dp
 #   make fuzz       libFuzzer targets in build-fuzz/ (clang); FUZZ_SECONDS=600 make fuzz-run
@@ -68,7 +69,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all setup test check check-san demo bench fuzz fuzz-run clean
+.PHONY: all setup test check check-san test-cuda demo bench fuzz fuzz-run clean
 all: $(BUILD)/libdalle.a $(BUILD)/dalle $(CUDA_SO)
 
 $(BUILD)/%.o: %.c
@@ -119,6 +120,34 @@ ext/text-corpus.txt: scripts/text-corpus tests/data/text-corpus.manifest
 
 check-san:
 	@$(MAKE) --no-print-directory SAN=1 check
+
+# The CUDA backend on a GPU (docs/cuda.md): every tests/cuda/test_cuda_*
+# program (the ops and collectives against the CPU backend; each skips
+# without a GPU), then tests/cuda/steps.sh (the CLI with --device cuda
+# against --device cpu). Without nvcc, or without a usable GPU, it says so
+# and exits 0.
+CUDA_TESTS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(wildcard tests/cuda/test_cuda_*.c))
+test-cuda:
+ifeq ($(CUDA_SO),)
+	@echo "test-cuda: skipped: the CUDA backend is not built here (no nvcc$(if $(SAN), or sanitizer build))"
+else
+	@$(MAKE) --no-print-directory all $(CUDA_TESTS)
+	@export DALLE_CUDA_LIB=$(abspath $(CUDA_SO)); \
+	dev=$$($(BUILD)/dalle info --device cuda 2>&1 >/dev/null | sed 's/^dalle: --device cuda: //; s/; running on the CPU$$//'); \
+	[ -z "$$dev" ] || echo "test-cuda: no GPU ($$dev): the programs below skip"; \
+	pass=0; fail=0; failed=""; \
+	for t in $(CUDA_TESTS) steps.sh; do \
+	    echo "== $$(basename $$t)"; \
+	    if [ $$t = steps.sh ]; then out=$$(bash tests/cuda/steps.sh $(BUILD) 2>&1); else out=$$($$t 2>&1); fi; rc=$$?; \
+	    echo "$$out"; \
+	    line=$$(echo "$$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$$' | tail -1); \
+	    [ -z "$$line" ] || { pass=$$((pass + $${line%% passed*})); f=$${line#*passed, }; fail=$$((fail + $${f%% failed*})); }; \
+	    if [ $$rc -ne 0 ]; then failed="$$failed $$(basename $$t)"; [ -n "$$line" ] && [ "$${f%% failed*}" != 0 ] || fail=$$((fail + 1)); fi; \
+	done; \
+	[ -z "$$failed" ] || echo "failing:$$failed"; \
+	echo "test-cuda: $$pass passed, $$fail failed$${dev:+ (no GPU: skipped)}"; \
+	[ -z "$$failed" ]
+endif
 
 test: setup
 	@$(MAKE) --no-print-directory check
