@@ -332,7 +332,8 @@ static int read_opts(const st_file *f, dvae_train_opts *o) {
 // cfg with o's batch and micro-batch on K ranks would not fit in the GPU's
 // free memory: the parameters, gradient, Adam moments and EMA (dp.h's
 // layout), the encoder's and decoder's training arenas and scratch
-// (dvae_exec_train_floats), the noise, the relaxed codes and the images.
+// (dvae_exec_train_floats), the noise, the relaxed codes and the images:
+// the peak of the allocations, as measured on the CPU backend.
 static int fit_check(const dvae_config *cfg, const dvae_train_opts *o, int K) {
     int b = o->batch / K, mb = o->micro_batch > 0 ? o->micro_batch : b;
     if (backend()->kind == BACKEND_CPU || b < 1 || mb < 1 || b % mb) return DALLE_OK; // bad sizes: refused later
@@ -343,7 +344,8 @@ static int fit_check(const dvae_config *cfg, const dvae_train_opts *o, int K) {
     if (rc == DALLE_OK) {
         const int64_t n = m->n_params, sharded = o->dp == DP_SHARD && K > 1, s = sharded ? (n + K - 1) / K : n;
         const int64_t VP = (int64_t)cfg->vocab_size * dvae_grid(cfg) * dvae_grid(cfg);
-        int64_t se, sd, floats = n + (sharded ? K * s + s : n) + 3 * s + (b / mb > 1 ? n : 0);
+        // n more: a piece's gradient, or (as much) the trainer's own, freed once it is made
+        int64_t se, sd, floats = n + (sharded ? K * s + s : n) + 3 * s + n;
         floats += dvae_exec_train_floats(&m->enc, mb, 0, &se) + dvae_exec_train_floats(&m->dec, mb, 1, &sd) + se + sd;
         floats += 2 * mb * VP + (int64_t)mb * 3 * cfg->image_size * cfg->image_size;
         char what[96];
