@@ -2,6 +2,7 @@
 #   make            build/libdalle.a and build/dalle (CPU; optional parts reported ✓/✗)
 #   make test       setup, build, every test, then the same tests under ASan+UBSan (CPU only)
 #   make test-cuda  the CUDA backend against the CPU on a GPU (tests/cuda/); skips without one
+#   make test-cuda-emu  the same tests on the CPU, the kernels emulated (tests/cuda-emu/; part of check)
 #   make demo       setup, build, and the demo (see README)
 #   make bench      the benchmark programs (print ratios against PyTorch), and bench/bench-dp
 #   make fuzz       libFuzzer targets in build-fuzz/ (clang); FUZZ_SECONDS=600 make fuzz-run
@@ -148,6 +149,9 @@ else
 	echo "test-cuda: $$pass passed, $$fail failed$${dev:+ (no GPU: skipped)}"; \
 	[ -z "$$failed" ]
 endif
+
+# The CUDA tests on the CPU emulator: make test-cuda-emu, also run by check (tests/cuda-emu/emu.mk).
+include tests/cuda-emu/emu.mk
 
 test: setup
 	@$(MAKE) --no-print-directory check

@@ -9,7 +9,9 @@
 // usable GPU it says so and passes.
 //   DALLE_CUDA_LIB=build/libdalle-cuda.so build/tests/cuda/test_cuda_ops
 // With DALLE_CUDA_TF32=1 the convolutions run in TF32 and are held to TF32's
-// tolerance instead of fp32's.
+// tolerance instead of fp32's. DALLE_CUDA_TEST_QUICK=1 (make test-cuda-emu,
+// on the CPU emulator of tests/cuda-emu) skips the timings and the
+// convolutions over QUICK_MACS multiply-adds.
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,7 +22,11 @@
 #include "core/common.h"
 
 static const backend_ops *gpu, *cpu;
-static int tf32; // DALLE_CUDA_TF32=1
+static int tf32;  // DALLE_CUDA_TF32=1
+static int quick; // DALLE_CUDA_TEST_QUICK=1
+
+// The largest convolution (multiply-adds of its forward) a quick run checks.
+#define QUICK_MACS 1e8
 
 // ---------------------------------------------------------------- buffers
 
@@ -172,13 +178,15 @@ static void conv_case(const conv_shape *s) {
     check_pair(what, &dw, tol, tol);
 
     // timing on the GPU (algorithms found above)
-    const double flop = 2.0 * B * Co * H * W * (double)Ci * k * k;
-    double fwd_ms = 0, bwd_ms = 0;
-    TIME_MS(fwd_ms, gpu->conv2d_forward(out.g, in.g, w.g, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, gscratch));
-    TIME_MS(bwd_ms, gpu->conv2d_backward(din.g, dw.g, s->bias ? db.g : NULL, dout.g, in.g, w.g, B, Ci, Co, H, W,
-                                         k, s->alpha, gscratch));
-    printf("    time %-44s fwd %8.3f ms %7.0f GFLOP/s   bwd (din+dw) %8.3f ms %7.0f GFLOP/s\n", name, fwd_ms,
-           flop / fwd_ms * 1e-6, bwd_ms, 2 * flop / bwd_ms * 1e-6);
+    if (!quick) {
+        const double flop = 2.0 * B * Co * H * W * (double)Ci * k * k;
+        double fwd_ms = 0, bwd_ms = 0;
+        TIME_MS(fwd_ms, gpu->conv2d_forward(out.g, in.g, w.g, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, gscratch));
+        TIME_MS(bwd_ms, gpu->conv2d_backward(din.g, dw.g, s->bias ? db.g : NULL, dout.g, in.g, w.g, B, Ci, Co, H,
+                                             W, k, s->alpha, gscratch));
+        printf("    time %-44s fwd %8.3f ms %7.0f GFLOP/s   bwd (din+dw) %8.3f ms %7.0f GFLOP/s\n", name, fwd_ms,
+               flop / fwd_ms * 1e-6, bwd_ms, 2 * flop / bwd_ms * 1e-6);
+    }
 
     pair_free(&in), pair_free(&w), pair_free(&b), pair_free(&out);
     pair_free(&dout), pair_free(&din), pair_free(&dw), pair_free(&db);
@@ -208,7 +216,15 @@ static void test_conv2d(void) {
         {1, 256, 64, 256, 256, 3, 1, 1.0f, "paper encoder group 1 res conv_1"},
         {1, 64, 64, 256, 256, 3, 1, 1.0f, "paper res conv_2"},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) conv_case(&shapes[i]);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const conv_shape *s = &shapes[i];
+        if (quick && (double)s->B * s->Co * s->H * s->W * s->Ci * s->k * s->k > QUICK_MACS) {
+            printf("   conv %dx%dx%dx%d k%d ->%d (%s): skipped (DALLE_CUDA_TEST_QUICK)\n", s->B, s->Ci, s->H, s->W,
+                   s->k, s->Co, s->note);
+            continue;
+        }
+        conv_case(s);
+    }
 }
 
 // ---------------------------------------------------------------- one-hot conv
@@ -441,7 +457,10 @@ int main(void) {
     cpu = backend_cpu();
     const char *s = getenv("DALLE_CUDA_TF32");
     tf32 = s && atoi(s) == 1;
-    printf("test_cuda_ops: %s%s\n", gpu->device_name(), tf32 ? " (DALLE_CUDA_TF32=1: TF32 convolutions)" : "");
+    s = getenv("DALLE_CUDA_TEST_QUICK");
+    quick = s && atoi(s) == 1;
+    printf("test_cuda_ops: %s%s%s\n", gpu->device_name(), tf32 ? " (DALLE_CUDA_TF32=1: TF32 convolutions)" : "",
+           quick ? " (DALLE_CUDA_TEST_QUICK=1: no timings, no large convolutions)" : "");
     RUN(test_relu_axpy);
     RUN(test_pool_upsample);
     RUN(test_onehot_conv);

@@ -11,7 +11,8 @@
 // and passes.
 //   DALLE_CUDA_LIB=build/libdalle-cuda.so build/tests/cuda/test_cuda_transformer
 // With DALLE_CUDA_TF32=1 the linear layers run in TF32 and are held to
-// TF32's tolerance.
+// TF32's tolerance. DALLE_CUDA_TEST_QUICK=1 (make test-cuda-emu, on the CPU
+// emulator of tests/cuda-emu) skips the timings.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@
 #include "core/common.h"
 
 static const backend_ops *gpu, *cpu;
-static int tf32; // DALLE_CUDA_TF32=1
+static int tf32;  // DALLE_CUDA_TF32=1
+static int quick; // DALLE_CUDA_TEST_QUICK=1
 
 // ---------------------------------------------------------------- buffers
 
@@ -470,7 +472,11 @@ int main(void) {
     cpu = backend_cpu();
     const char *s = getenv("DALLE_CUDA_TF32");
     tf32 = s && atoi(s) == 1;
-    printf("test_cuda_transformer: %s%s\n", gpu->device_name(), tf32 ? " (DALLE_CUDA_TF32=1: TF32 linear layers)" : "");
+    s = getenv("DALLE_CUDA_TEST_QUICK");
+    quick = s && atoi(s) == 1;
+    printf("test_cuda_transformer: %s%s%s\n", gpu->device_name(),
+           tf32 ? " (DALLE_CUDA_TF32=1: TF32 linear layers)" : "",
+           quick ? " (DALLE_CUDA_TEST_QUICK=1: no timings)" : "");
     RUN(test_linear);
     RUN(test_layernorm);
     RUN(test_gelu);
@@ -480,6 +486,6 @@ int main(void) {
     RUN(test_attention_small);
     RUN(test_attention_plan_cache);
     RUN(test_attention_paper_layout);
-    RUN(test_attention_timing);
+    if (!quick) RUN(test_attention_timing);
     return test_summary();
 }
