@@ -363,9 +363,10 @@ void attention_forward(float *out, float *p, const float *qkv, const int32_t *of
     after_op();
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
-                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
-    g_ops->attention_backward(dqkv, dout, qkv, p, off, keys, nnz, B, T, NH, HS, scratch);
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
+                        const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
+                        float *scratch) {
+    g_ops->attention_backward(dqkv, dout, qkv, out, p, off, keys, nnz, B, T, NH, HS, scratch);
     after_op();
 }
 

@@ -78,7 +78,7 @@ typedef struct backend_ops {
     void (*gelu_backward)(float *din, const float *dout, const float *in, int64_t n);
     void (*attention_forward)(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
                               int64_t nnz, int B, int T, int NH, int HS);
-    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *p,
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
                                const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
                                float *scratch);
     void (*attention_decode)(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,

@@ -85,9 +85,13 @@ void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
 //   out (B, T, C); p (B, NH, nnz) the probabilities, kept for the backward.
 void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
                        int64_t nnz, int B, int T, int NH, int HS);
-// dqkv (B, T, 3C) += gradients of q, k, v;  dout (B, T, C).  scratch: B*NH*T floats.
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
-                        const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch);
+// dqkv (B, T, 3C) += gradients of q, k, v;  dout (B, T, C).  out (B, T, C) is
+// the forward's output as the caller kept it (a 16-bit model: rounded, as
+// the next op read it); a GPU takes rowsum(dout * out) from it, the CPU's
+// reference ignores it.  scratch: B*NH*T floats.
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
+                        const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
+                        float *scratch);
 // Softmax cross-entropy: logits (M, V) are replaced by their softmax; returns
 // sum over rows of -log p[row, targets[row]] (targets (M) in [0, V)).
 double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V);

@@ -289,8 +289,8 @@ static void attn_backward(prior_model *m, prior_acts *a, int l, int B, const lay
         backend_memset0(a->datty, sizeof(float) * (size_t)(BT * d));
         linear_backward(a->datty, gr + w->proj_w, gr + w->proj_b, dx, v->atty, P + w->proj_w, BT, (int)d, (int)d);
         backend_memset0(a->dqkv, sizeof(float) * (size_t)(BT * 3 * d));
-        attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
-                           a->dscratch);
+        attention_backward(a->dqkv, a->datty, v->qkv, v->atty, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH,
+                           m->HS, a->dscratch);
         backend_memset0(dln, sizeof(float) * (size_t)(BT * d));
         linear_backward(dln, gr + w->qkv_w, gr + w->qkv_b, a->dqkv, v->ln1, P + w->qkv_w, BT, (int)d, (int)(3 * d));
         layernorm_backward(dx, gr + w->ln1_w, gr + w->ln1_b, dln, x, P + w->ln1_w, v->mu1, v->rs1, BT, (int)d);
@@ -300,7 +300,8 @@ static void attn_backward(prior_model *m, prior_acts *a, int l, int B, const lay
     int64_t bad = scaled_in(m, dln, dx, BT * d, a->grad_mult[r]);
     bad += linear_backward16(m, a, r, gr, a->datty, dln, v->atty, w->proj_w, w->proj_b, BT, (int)d, (int)d);
     backend_memset0(a->dqkv, sizeof(float) * (size_t)(BT * 3 * d));
-    attention_backward(a->dqkv, a->datty, v->qkv, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
+    // v->atty: the attention's output as stored in 16 bits (what the projection read)
+    attention_backward(a->dqkv, a->datty, v->qkv, v->atty, v->att, k->off, k->keys, k->nnz, B, m->T, m->NH, m->HS,
                        a->dscratch);
     bad += round16(m, a->dqkv, BT * 3 * d);
     bad += linear_backward16(m, a, r, gr, dln, a->dqkv, v->ln1, w->qkv_w, w->qkv_b, BT, (int)d, (int)(3 * d));

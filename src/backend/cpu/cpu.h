@@ -51,8 +51,9 @@ void cpu_gelu_forward(float *out, const float *in, int64_t n);
 void cpu_gelu_backward(float *din, const float *dout, const float *in, int64_t n);
 void cpu_attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
                            int64_t nnz, int B, int T, int NH, int HS);
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
-                            const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch);
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
+                            const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
+                            float *scratch);
 void cpu_attention_decode(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,
                           const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
                           float *scratch);

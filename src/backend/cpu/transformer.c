@@ -224,8 +224,10 @@ void cpu_attention_forward(float *out, float *p, const float *qkv, const int32_t
         }
 }
 
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const int32_t *off,
-                            const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS, float *scratch) {
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
+                            const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
+                            float *scratch) {
+    (void)out; // rowsum(dout * out) is taken from the kept probabilities instead
     int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic, 1) collapse(2)

@@ -7,10 +7,10 @@
 // and uploaded once), with the online softmax in registers: no T x T matrix.
 // It saves the log-sum-exp of every query in p (attn_blocks.h: split in three
 // bf16-exact floats where there is room). Backward: D = rowsum(dO * O) from
-// a recomputed forward (the op is not given O), then one thread block per
-// (key block, b*NH + h) walks the query blocks that attend it, recomputes
-// the probabilities from the saved lse, accumulates dk, dv in registers and
-// adds dq with atomics.
+// the forward's output O that the caller passes (a warp per row), then one
+// thread block per (key block, b*NH + h) walks the query blocks that attend
+// it, recomputes the probabilities from the saved lse, accumulates dk, dv in
+// registers and adds dq with atomics.
 //
 // Tiles: 64 queries x 64 keys, 256 threads as 16 x 16 (ty, tx); thread
 // (ty, tx) owns rows ty + 16i (i < 4) and columns tx + 16j of a score tile,
@@ -62,14 +62,12 @@ __device__ __forceinline__ void load_tile(float *tile, int ld, const float *src,
 }
 
 // Forward over the key blocks of query block blockIdx.y (heaviest, the last,
-// first) of (b, h) = blockIdx.x. With dout NULL: out (B, T, C) and the lse
-// into p (B, NH, nnz). Else the backward's precompute: Dv (B, NH, T) =
-// rowsum(dout * out), nothing else written.
+// first) of (b, h) = blockIdx.x: out (B, T, C) and the lse into p (B, NH, nnz).
 //   qkv (B, T, 3C), C = NH*HS.
 template <int D>
 __global__ void __launch_bounds__(ATT_THREADS)
-    attn_forward_kernel(float *out, float *p, float *Dv, const float *dout, const float *qkv, dev_plan pl,
-                        int64_t nnz, int T, int NH, int HS, float scale) {
+    attn_forward_kernel(float *out, float *p, const float *qkv, dev_plan pl, int64_t nnz, int T, int NH, int HS,
+                        float scale) {
     extern __shared__ float smem[];
     float *Qs = smem;              // (BQ, D+1) padded: column reads hit 16 banks
     float *Ks = Qs + BQ * (D + 1); // (BK, D+1)
@@ -150,16 +148,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         const int t = q0 + ty + 16 * i;
         const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
         const int64_t row = ((int64_t)b * T + t) * C + h * HS;
-        if (dout) {
-            float dd = 0.0f;
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++) {
-                const int c = tx + 16 * j;
-                if (t < T && c < HS) dd += dout[row + c] * (o[i][j] * inv);
-            }
-            dd = row_sum16(dd);
-            if (t < T && tx == 0) Dv[(int64_t)bh * T + t] = dd;
-        } else if (t < T) {
+        if (t < T) {
             #pragma unroll
             for (int j = 0; j < D / 16; j++)
                 if (tx + 16 * j < HS) out[row + tx + 16 * j] = o[i][j] * inv;
@@ -167,6 +156,25 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 attn_lse_store(p + (int64_t)bh * nnz, attn_lse_split(nnz, T), t,
                                l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY);
         }
+    }
+}
+
+// The backward's precompute: Dv (B, NH, T) = rowsum(dout * out) over the HS
+// channels of each head, one warp per (b, t, h) row (lane-strided partial
+// sums, then a fixed butterfly: the same bits on every run).
+//   dout, out (B, T, C), C = NH*HS; rows = B*T*NH.
+__global__ void attn_rowdot_kernel(float *Dv, const float *dout, const float *out, int64_t rows, int T, int NH,
+                                   int HS) {
+    const int lane = threadIdx.x % 32;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    for (int64_t w = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < rows; w += warps) {
+        const int64_t bt = w / NH; // b*T + t
+        const int h = (int)(w % NH), b = (int)(bt / T), t = (int)(bt % T);
+        const int64_t row = bt * NH * HS + (int64_t)h * HS;
+        float acc = 0.0f;
+        for (int c = lane; c < HS; c += 32) acc += dout[row + c] * out[row + c];
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) Dv[((int64_t)b * NH + h) * T + t] = acc;
     }
 }
 
@@ -388,8 +396,7 @@ static void allow_smem(const void *kernel, size_t bytes, const char *name) {
 }
 
 template <int D>
-static void launch_forward(float *out, float *p, float *Dv, const float *dout, const float *qkv, const plan_entry *e,
-                           int B, int NH, int HS) {
+static void launch_forward(float *out, float *p, const float *qkv, const plan_entry *e, int B, int NH, int HS) {
     static int ready = 0;
     const size_t smem = fwd_smem(D);
     if (!ready) {
@@ -397,8 +404,8 @@ static void launch_forward(float *out, float *p, float *Dv, const float *dout, c
         ready = 1;
     }
     dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_qb);
-    attn_forward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(out, p, Dv, dout, qkv, e->d, e->nnz, e->T, NH,
-                                                                       HS, 1.0f / sqrtf((float)HS));
+    attn_forward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(out, p, qkv, e->d, e->nnz, e->T, NH, HS,
+                                                                       1.0f / sqrtf((float)HS));
     CUDA_LAUNCHED("attn_forward_kernel");
 }
 
@@ -443,32 +450,29 @@ static void cuda_attention_forward(float *out, float *p, const float *qkv, const
     check_room(nnz, T);
     const plan_entry *e = plan_get(off, keys, nnz, T);
     switch (padded_hs(HS)) {
-    case 32: launch_forward<32>(out, p, NULL, NULL, qkv, e, B, NH, HS); break;
-    case 64: launch_forward<64>(out, p, NULL, NULL, qkv, e, B, NH, HS); break;
-    default: launch_forward<128>(out, p, NULL, NULL, qkv, e, B, NH, HS); break;
+    case 32: launch_forward<32>(out, p, qkv, e, B, NH, HS); break;
+    case 64: launch_forward<64>(out, p, qkv, e, B, NH, HS); break;
+    default: launch_forward<128>(out, p, qkv, e, B, NH, HS); break;
     }
 }
 
-// scratch (B*NH*T floats) holds D = rowsum(dout * out).
-static void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *p,
-                                    const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH,
-                                    int HS, float *scratch) {
+// scratch (B*NH*T floats) holds D = rowsum(dout * out), from the forward's
+// output out as the caller kept it.
+static void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                    const float *p, const int32_t *off, const int32_t *keys, int64_t nnz, int B,
+                                    int T, int NH, int HS, float *scratch) {
     if (B <= 0 || T <= 0 || NH <= 0) return;
     check_room(nnz, T);
     const plan_entry *e = plan_get(off, keys, nnz, T);
-    switch (padded_hs(HS)) {
-    case 32:
-        launch_forward<32>(NULL, NULL, scratch, dout, qkv, e, B, NH, HS);
-        launch_backward<32>(dqkv, dout, qkv, p, scratch, e, B, NH, HS);
-        break;
-    case 64:
-        launch_forward<64>(NULL, NULL, scratch, dout, qkv, e, B, NH, HS);
-        launch_backward<64>(dqkv, dout, qkv, p, scratch, e, B, NH, HS);
-        break;
-    default:
-        launch_forward<128>(NULL, NULL, scratch, dout, qkv, e, B, NH, HS);
-        launch_backward<128>(dqkv, dout, qkv, p, scratch, e, B, NH, HS);
-        break;
+    const int D = padded_hs(HS);
+    const int64_t rows = (int64_t)B * T * NH, blocks = (rows + ATT_THREADS / 32 - 1) / (ATT_THREADS / 32);
+    const unsigned grid = (unsigned)(blocks < 65536 ? blocks : 65536); // a warp per row, grid-stride beyond
+    attn_rowdot_kernel<<<grid, ATT_THREADS, 0, cuda_stream>>>(scratch, dout, out, rows, T, NH, HS);
+    CUDA_LAUNCHED("attn_rowdot_kernel");
+    switch (D) {
+    case 32: launch_backward<32>(dqkv, dout, qkv, p, scratch, e, B, NH, HS); break;
+    case 64: launch_backward<64>(dqkv, dout, qkv, p, scratch, e, B, NH, HS); break;
+    default: launch_backward<128>(dqkv, dout, qkv, p, scratch, e, B, NH, HS); break;
     }
 }
 
