@@ -308,8 +308,8 @@ static void attention_case(const key_lists *kl, int B, int NH, int HS, const cha
     check_lse(kl, qkv.h, p.g, p.h, NH, HS);
     twin dout = twin_rand(out.n, seed + 1, -1, 1), dqkv = twin_rand(qkv.n, seed + 2, -0.5f, 0.5f);
     float *scratch_h = malloc(sizeof(float) * (size_t)B * NH * T), *scratch_g = gpu_bytes(sizeof(float) * B * NH * T);
-    cpu->attention_backward(dqkv.h, dout.h, qkv.h, p.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_h);
-    gpu->attention_backward(dqkv.g, dout.g, qkv.g, p.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_g);
+    cpu->attention_backward(dqkv.h, dout.h, qkv.h, out.h, p.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_h);
+    gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, p.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_g);
     gpu->sync();
     check_twin("backward dqkv", &dqkv, 1e-5, 1e-4);
     free(scratch_h);
@@ -406,7 +406,7 @@ static void test_attention_timing(void) {
                 if (reps == 1) t0 = now_s();
                 if (reps > 1 && now_s() - t0 > 0.2) break;
                 if (dir == 0) gpu->attention_forward(out, p, qkv, kl.off, kl.keys, kl.nnz, B, T, NH, HS);
-                else gpu->attention_backward(dqkv, dout, qkv, p, kl.off, kl.keys, kl.nnz, B, T, NH, HS, scratch);
+                else gpu->attention_backward(dqkv, dout, qkv, out, p, kl.off, kl.keys, kl.nnz, B, T, NH, HS, scratch);
                 gpu->sync();
             }
             ms[dir] = 1e3 * (now_s() - t0) / (reps - 1);
