@@ -31,7 +31,7 @@ endif
 # `make check` runs it (about 20 s here, build included), but not the
 # sanitizer pass: the emulator works under ASan+UBSan (its fibers are
 # announced to ASan, and a kernel's access past the end of a buffer is
-# reported at its line), but takes about 80 s there: `make SAN=1 test-cuda-emu`.
+# reported at its line), but takes about 70 s there: `make SAN=1 test-cuda-emu`.
 ifneq ($(SAN),1)
 check: test-cuda-emu
 endif

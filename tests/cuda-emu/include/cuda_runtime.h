@@ -10,7 +10,10 @@
 // every live thread of the block, or every lane of its warp, has arrived).
 // Blocks run one after another, so __shared__ variables are statics; the
 // dynamic shared memory is one buffer, filled with NaN bytes before each
-// block (a read before any write shows). The Makefile's sed rewrites the two
+// block (a read before any write shows). Between two barriers the threads
+// run one at a time, in opposite orders in alternate blocks (runtime.cpp), so
+// that a missing barrier usually changes the results. The Makefile's sed
+// rewrites the two
 // things g++ cannot parse: `kernel<<<grid, block, smem, stream>>>(args)` into
 // emu_launch(emu_config(grid, block, smem, stream), "kernel", kernel, args)
 // and `extern __shared__ T name[];` into a T pointer to that buffer.
@@ -23,13 +26,15 @@
 // that misses a sync sees stale data, as it may on a GPU.
 //
 // Memory: cudaMalloc and cudaMallocManaged return host memory filled with NaN
-// bytes and recorded, so that a kernel given a pointer into no allocation
-// (host memory) aborts at its launch, naming the kernel and the argument.
+// bytes, not padded (under AddressSanitizer an access past the end is
+// reported), and recorded, so that a kernel given a pointer into no
+// allocation (host memory) aborts at its launch, naming the kernel and the
+// argument.
 //
-// Not emulated: concurrency between blocks (blocks run in order, so a race
-// between blocks goes unseen), warps narrower than the block's threads
-// diverging inside a warp between shuffles (lanes run one at a time, which
-// is a legal schedule), streams other than one, events, graphs.
+// Not emulated: concurrency between blocks (they run in order: a race
+// between blocks goes unseen), warp masks other than the full warp, streams
+// other than one, events, graphs, half-precision arithmetic, the GPU's
+// rounding (nvcc contracts a*b+c into FMAs; this build does not).
 #pragma once
 #include <math.h>
 #include <stddef.h>
