@@ -38,7 +38,7 @@ endif
 
 # kernel<<<grid, block, smem, stream>>>(  ->  emu_launch(emu_config(grid, block, smem, stream), "kernel", kernel,
 # extern __shared__ T name[];            ->  T *const name = (T *)emu_dynamic_shared();
-# (#line keeps the messages on the original file's lines)
+# (each launch's <<<...>>>( on one line; #line keeps messages on the original lines)
 $(EMU_DIR)/src/%: src/%
 	@mkdir -p $(dir $@)
 	@sed -e '1i #line 1 "$<"' \
