@@ -41,6 +41,7 @@ static const backend_ops cpu_table = {
     .axpy = cpu_axpy,
     .gumbel_softmax_forward = cpu_gumbel_softmax_forward,
     .gumbel_softmax_backward = cpu_gumbel_softmax_backward,
+    .gumbel_noise = cpu_gumbel_noise,
     .kl_uniform_forward_backward = cpu_kl_uniform_forward_backward,
     .logit_laplace_nll = cpu_logit_laplace_nll,
     .linear_forward = cpu_linear_forward,
@@ -80,7 +81,8 @@ static const char *missing_entry(const backend_ops *o) {
     NEED(conv2d_forward) NEED(conv2d_backward) NEED(conv2d_scratch_floats) NEED(onehot_conv_forward)
     NEED(relu_forward) NEED(relu_backward) NEED(maxpool2_forward) NEED(maxpool2_backward) NEED(upsample2_forward)
     NEED(upsample2_backward) NEED(axpy) NEED(gumbel_softmax_forward) NEED(gumbel_softmax_backward)
-    NEED(kl_uniform_forward_backward) NEED(logit_laplace_nll) NEED(linear_forward) NEED(linear_backward)
+    NEED(gumbel_noise) NEED(kl_uniform_forward_backward) NEED(logit_laplace_nll) NEED(linear_forward)
+    NEED(linear_backward)
     NEED(layernorm_forward) NEED(layernorm_backward) NEED(gelu_forward) NEED(gelu_backward)
     NEED(attention_forward) NEED(attention_backward) NEED(attention_decode) NEED(softmax_xent_forward)
     NEED(softmax_xent_backward) NEED(embed_sum_forward) NEED(embed_sum_backward) NEED(adamw_update)
@@ -308,6 +310,11 @@ void gumbel_softmax_forward(float *z, const float *logits, const float *g, float
 
 void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
     g_ops->gumbel_softmax_backward(dlogits, dz, z, tau, B, V, P);
+    after_op();
+}
+
+void gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n) {
+    g_ops->gumbel_noise(g, key, counter, first, n);
     after_op();
 }
 

@@ -62,6 +62,7 @@ typedef struct backend_ops {
     void (*gumbel_softmax_forward)(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
     void (*gumbel_softmax_backward)(float *dlogits, const float *dz, const float *z, float tau, int B, int V,
                                     int P);
+    void (*gumbel_noise)(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n);
     double (*kl_uniform_forward_backward)(float *dlogits, const float *logits, float scale, int B, int V, int P);
     double (*logit_laplace_nll)(float *dstats, const float *stats, const float *x, float scale, int B, int N);
 

@@ -105,6 +105,12 @@ void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int 
 void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
 // dlogits += d(sum dz*z)/dlogits, from the forward's output z.
 void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P);
+// Standard Gumbel noise: g (n) = the draws first .. first+n-1 of the Philox
+// stream (key, counter) of core/rng.h, as rng_gumbel_at gives them: draw i
+// is -ln(-ln u) of the uniform of word i%4 of block counter + i/4. A GPU
+// draws the same uniforms, bit for bit; its two logarithms may round
+// differently from the CPU's (an ulp or two of each).
+void gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n);
 // Sum over positions of KL(softmax(logits) || uniform(V)) = sum_k q ln q + ln V.
 // With dlogits non-NULL, adds scale * its gradient.
 double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P);

@@ -408,13 +408,12 @@ static int rank_gradient(dvae_trainer *t, dataset *d, const dvae_train_opts *o, 
     *L = (dvae_loss){0, 0, 0};
     for (int p = 0; p < pieces; p++) {
         int64_t at = first + (int64_t)p * mb; // in the batch
-        backend_sync(); // the last pass may still read x and the noise
+        backend_sync(); // the last pass may still read x (the noise op is queued behind it)
         for (int j = 0; j < mb; j++)
             if (dataset_sample(d, step * B + at + j, o->augment, x + (size_t)j * 3 * S * S)) return DALLE_ERR;
         dvae_map_pixels(x, (int64_t)mb * 3 * S * S);
         // the batch's noise is one stream per step, of which these images take their slice
-        rng_t rng = {stream_key(o->seed, STREAM_GUMBEL), (uint64_t)step << 32};
-        rng_gumbel_at(&rng, at * VP, t->g, mb * VP);
+        gumbel_noise(t->g, stream_key(o->seed, STREAM_GUMBEL), (uint64_t)step << 32, at * VP, mb * VP);
         t->grads = p ? piece : grad;
         dvae_loss l = dvae_trainer_step(t, x, tau, beta);
         if (p) axpy(grad, 1.0f, piece, n);

@@ -343,6 +343,37 @@ static void test_gumbel_softmax(void) {
     }
 }
 
+// Gumbel noise: the same Philox uniforms on both sides, then two logf each,
+// which may round differently (CUDA's logf is within 1 ulp, glibc's too):
+// |d| <= 2.5e-7 (1 + |cpu|). A different uniform, even the next one, moves g
+// by at least e * 2^-23 = 3.2e-7 where g is 0, and far more elsewhere; the
+// count of values whose bits differ is printed. Slices at odd offsets and a
+// 64-bit counter that carries into its high word.
+static void test_gumbel_noise(void) {
+    static const struct {
+        uint64_t key, counter;
+        int64_t first, n;
+    } cases[] = {{0x9E3779B97F4A7C15ull, 7ull << 32, 0, 1000003},
+                 {3, 0xFFFFFFFFFFFFFFF0ull, 5, 4099}, // the counter wraps as uint64 on both
+                 {0xFFFFFFFFFFFFFFFFull, 123, 1 << 20, 3},
+                 {42, 9ull << 32, 6, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t n = cases[c].n;
+        pair g = pair_new(n);
+        for (int64_t i = 0; i < n; i++) g.g[i] = NAN; // every value is written
+        cpu->gumbel_noise(g.h, cases[c].key, cases[c].counter, cases[c].first, n);
+        gpu->gumbel_noise(g.g, cases[c].key, cases[c].counter, cases[c].first, n);
+        gpu->sync();
+        int64_t differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += memcmp(&g.g[i], &g.h[i], sizeof(float)) != 0;
+        char what[96];
+        snprintf(what, sizeof what, "gumbel_noise first %lld n %lld", (long long)cases[c].first, (long long)n);
+        CHECK_CLOSE(what, g.g, g.h, n, 2.5e-7, 2.5e-7);
+        printf("    %-48s %lld of %lld values differ in their bits\n", "", (long long)differ, (long long)n);
+        pair_free(&g);
+    }
+}
+
 // KL to the uniform prior: sums over V in float per position (as the CPU),
 // so 1e-4 relative on the total and on the gradient (plus 1e-5 of its
 // largest value); once with the gradient, once without.
@@ -465,6 +496,7 @@ int main(void) {
     RUN(test_pool_upsample);
     RUN(test_onehot_conv);
     RUN(test_gumbel_softmax);
+    RUN(test_gumbel_noise);
     RUN(test_kl_uniform);
     RUN(test_logit_laplace);
     RUN(test_adamw_ema);

@@ -37,6 +37,7 @@ void cpu_upsample2_backward(float *din, const float *dout, int B, int C, int H, 
 void cpu_axpy(float *y, float a, const float *x, int64_t n);
 void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
 void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P);
+void cpu_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n);
 double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P);
 double cpu_logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N);
 void cpu_linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,

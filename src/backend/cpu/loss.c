@@ -1,6 +1,6 @@
 // loss.c: the CPU ops of the dVAE's evidence lower bound (ops.h; SPEC §2,
 // paper §2.1 and App. A.3): the Gumbel-softmax relaxation of the categorical
-// posterior, its KL divergence to the uniform prior over the V codes, and the
+// posterior (and its noise, from core/rng.c), its KL divergence to the uniform prior over the V codes, and the
 // logit-Laplace likelihood of the pixels.
 //
 // Layouts are NCHW as everywhere: logits (B, V, P) have the codes on a
@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "core/common.h"
+#include "core/rng.h"
 
 void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
     float *mx = dalle_malloc(sizeof(float) * 2 * (size_t)P); // (2, P): running max, then sum
@@ -57,6 +58,11 @@ void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z
             }
     }
     dalle_free(dot);
+}
+
+void cpu_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n) {
+    const rng_t r = {key, counter};
+    rng_gumbel_at(&r, first, g, n);
 }
 
 double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {

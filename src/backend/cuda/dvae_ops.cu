@@ -2,7 +2,7 @@
 // CPU versions (backend/cpu/conv.c, pool.c, elementwise.c, dvae/loss.c) as
 // the reference: the convolutions through cuDNN, the one-hot input of the
 // decoder (a gather), ReLU, 2x2 max-pooling, nearest upsampling, and the
-// terms of the ELBO (Gumbel-softmax, KL to the uniform prior, logit-Laplace
+// terms of the ELBO (Gumbel noise and softmax, KL to the uniform prior, logit-Laplace
 // likelihood). Everything runs on cuda_stream; the losses reduce on the GPU
 // in double and copy one scalar back.
 //
@@ -553,6 +553,53 @@ static void cuda_gumbel_softmax_backward(float *dlogits, const float *dz, const 
     CUDA_LAUNCHED("gumbel_softmax_backward_kernel");
 }
 
+// ---------------------------------------------------------------- Gumbel noise
+// Philox4x32-10 as core/rng.c computes it (the same rounds and constants; the
+// library cannot call libdalle's): the four words of block (key, 0, ctr).
+static __device__ void philox4x32_dev(uint64_t key, uint64_t ctr, uint32_t w[4]) {
+    uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int round = 0; round < 10; round++) {
+        const uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2; // mul.wide.u32
+        const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c0 = n0;
+        c1 = (uint32_t)p1;
+        c2 = n2;
+        c3 = (uint32_t)p0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    w[0] = c0, w[1] = c1, w[2] = c2, w[3] = c3;
+}
+
+// g[i] = -ln(-ln u) for the draws first + i, i < n: one thread per Philox
+// block j (draws 4j .. 4j+3), from block b0 = first / 4 on. The uniform is
+// rng.c's u01, exact in float: (w >> 9 + 1/2) / 2^23.
+static __global__ void gumbel_noise_kernel(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n,
+                                           int64_t b0, int64_t nblk) {
+    for (int64_t jj = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; jj < nblk;
+         jj += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t j = b0 + jj;
+        uint32_t w[4];
+        philox4x32_dev(key, counter + (uint64_t)j, w);
+        #pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int64_t i = 4 * j + q - first;
+            if (i >= 0 && i < n) {
+                const float u = ((float)(w[q] >> 9) + 0.5f) * (1.0f / 8388608.0f);
+                g[i] = -logf(-logf(u));
+            }
+        }
+    }
+}
+
+static void cuda_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n) {
+    if (n <= 0) return;
+    const int64_t b0 = first / 4, nblk = (first + n + 3) / 4 - b0;
+    gumbel_noise_kernel<<<cuda_grid_1d(nblk), CUDA_THREADS, 0, cuda_stream>>>(g, key, counter, first, n, b0, nblk);
+    CUDA_LAUNCHED("gumbel_noise_kernel");
+}
+
 // KL(q || uniform) = sum_k q ln q + ln V per position, q = softmax(logits)
 // over V, as the CPU: lse = max + ln sum exp(l - max), ln q = l - lse.
 // Writes the block's sum of its positions' terms (in position order) to
@@ -661,6 +708,7 @@ void cuda_register_dvae_ops(backend_ops *ops) {
     ops->upsample2_backward = cuda_upsample2_backward;
     ops->gumbel_softmax_forward = cuda_gumbel_softmax_forward;
     ops->gumbel_softmax_backward = cuda_gumbel_softmax_backward;
+    ops->gumbel_noise = cuda_gumbel_noise;
     ops->kl_uniform_forward_backward = cuda_kl_uniform_forward_backward;
     ops->logit_laplace_nll = cuda_logit_laplace_nll;
 }
