@@ -39,6 +39,7 @@ static const backend_ops cpu_table = {
     .upsample2_forward = cpu_upsample2_forward,
     .upsample2_backward = cpu_upsample2_backward,
     .axpy = cpu_axpy,
+    .copy2d = cpu_copy2d,
     .gumbel_softmax_forward = cpu_gumbel_softmax_forward,
     .gumbel_softmax_backward = cpu_gumbel_softmax_backward,
     .gumbel_noise = cpu_gumbel_noise,
@@ -80,7 +81,7 @@ static const char *missing_entry(const backend_ops *o) {
     NEED(alloc) NEED(free) NEED(sync) NEED(memset0) NEED(copy) NEED(mem_info) NEED(device_name) NEED(last_error)
     NEED(conv2d_forward) NEED(conv2d_backward) NEED(conv2d_scratch_floats) NEED(onehot_conv_forward)
     NEED(relu_forward) NEED(relu_backward) NEED(maxpool2_forward) NEED(maxpool2_backward) NEED(upsample2_forward)
-    NEED(upsample2_backward) NEED(axpy) NEED(gumbel_softmax_forward) NEED(gumbel_softmax_backward)
+    NEED(upsample2_backward) NEED(axpy) NEED(copy2d) NEED(gumbel_softmax_forward) NEED(gumbel_softmax_backward)
     NEED(gumbel_noise) NEED(kl_uniform_forward_backward) NEED(logit_laplace_nll) NEED(linear_forward)
     NEED(linear_backward)
     NEED(layernorm_forward) NEED(layernorm_backward) NEED(gelu_forward) NEED(gelu_backward)
@@ -300,6 +301,11 @@ void upsample2_backward(float *din, const float *dout, int B, int C, int H, int 
 
 void axpy(float *y, float a, const float *x, int64_t n) {
     g_ops->axpy(y, a, x, n);
+    after_op();
+}
+
+void copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols) {
+    g_ops->copy2d(dst, dst_stride, src, src_stride, rows, cols);
     after_op();
 }
 

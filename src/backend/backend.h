@@ -59,6 +59,7 @@ typedef struct backend_ops {
     void (*upsample2_forward)(float *out, const float *in, int B, int C, int H, int W);
     void (*upsample2_backward)(float *din, const float *dout, int B, int C, int H, int W);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    void (*copy2d)(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols);
     void (*gumbel_softmax_forward)(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
     void (*gumbel_softmax_backward)(float *dlogits, const float *dz, const float *z, float tau, int B, int V,
                                     int P);

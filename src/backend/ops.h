@@ -55,6 +55,9 @@ void upsample2_backward(float *din, const float *dout, int B, int C, int H, int 
 // ---- Elementwise helpers.
 // y (n) += a * x
 void axpy(float *y, float a, const float *x, int64_t n);
+// A strided 2-D copy: dst[r*dst_stride + c] = src[r*src_stride + c] for
+// r < rows, c < cols (strides in floats, >= cols); the regions must not overlap.
+void copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols);
 
 // ---- Transformer ops. Sizes: M rows (tokens),
 // C channels, B batch, T positions, NH heads, HS head size.

@@ -123,10 +123,8 @@ static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
         const prior_keys *k = &m->keys[prior_layer_type_of(&m->cfg, l)]; // its first L lists are causal text
         layernorm_forward(ln, mu, rs, x, P + w->ln1_w, P + w->ln1_b, L, d);
         linear_forward(qkv, ln, P + w->qkv_w, P + w->qkv_b, L, d, 3 * d, 0);
-        for (int t = 0; t < L; t++) {
-            backend_copy(c->kt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + d, sizeof(float) * (size_t)d);
-            backend_copy(c->vt + ((int64_t)l * L + t) * d, qkv + (int64_t)t * 3 * d + 2 * d, sizeof(float) * (size_t)d);
-        }
+        copy2d(c->kt + (int64_t)l * L * d, d, qkv + d, 3 * d, L, d);     // the L keys
+        copy2d(c->vt + (int64_t)l * L * d, d, qkv + 2 * d, 3 * d, L, d); // and values
         if (l == nl - 1) break; // the last layer's output at text positions is never used
         attention_forward(atty, p, qkv, k->off, k->keys, k->off[L], 1, L, m->NH, m->HS);
         linear_forward(x, atty, P + w->proj_w, P + w->proj_b, L, d, d, 1);
@@ -161,12 +159,10 @@ static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32
         int W = c->W[l];
         layernorm_forward(c->ln, mup, rsp, c->x, P + w->ln1_w, P + w->ln1_b, K, d);
         linear_forward(c->qkv, c->ln, P + w->qkv_w, P + w->qkv_b, K, d, 3 * d, 0);
+        // each candidate's key and value into ring row j % W of its (W, d) block
         float *ki = c->ki + c->img_off[l], *vi = c->vi + c->img_off[l];
-        for (int k = 0; k < K; k++) {
-            backend_copy(ki + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + d, sizeof(float) * (size_t)d);
-            backend_copy(vi + ((int64_t)k * W + j % W) * d, c->qkv + (int64_t)k * 3 * d + 2 * d,
-                         sizeof(float) * (size_t)d);
-        }
+        copy2d(ki + (int64_t)(j % W) * d, (int64_t)W * d, c->qkv + d, 3 * d, K, d);
+        copy2d(vi + (int64_t)(j % W) * d, (int64_t)W * d, c->qkv + 2 * d, 3 * d, K, d);
         // The image keys of position L + j (its list holds all L text keys first).
         const int32_t *img_keys = kl->keys + kl->off[L + j] + L;
         int n_img = kl->off[L + j + 1] - kl->off[L + j] - L;

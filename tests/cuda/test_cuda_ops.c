@@ -279,6 +279,27 @@ static void test_relu_axpy(void) {
     pair_free(&in), pair_free(&out), pair_free(&dout), pair_free(&din);
 }
 
+// The strided copy: bit-exact, and the destination's gaps between rows keep
+// their values. Shapes: odd strides, the sampler's ring rows (K candidates'
+// keys from qkv rows of 3d into rows W*d apart), contiguous rows, nothing.
+static void test_copy2d(void) {
+    static const int64_t shapes[][4] = {{5, 7, 9, 21}, {64, 1024, 33 * 1024, 3 * 1024}, {3, 100, 100, 100},
+                                        {0, 10, 10, 10}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t rows = shapes[s][0], cols = shapes[s][1], ds = shapes[s][2], ss = shapes[s][3];
+        const int64_t nd = rows * ds + 5, ns = rows * ss + 3;
+        pair src = pair_rand(ns, 70 + s, -1, 1), dst = pair_rand(nd, 75 + s, -1, 1);
+        cpu->copy2d(dst.h + 2, ds, src.h + 1, ss, rows, cols);
+        gpu->copy2d(dst.g + 2, ds, src.g + 1, ss, rows, cols);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "copy2d %lld x %lld, strides %lld <- %lld", (long long)rows, (long long)cols,
+                 (long long)ds, (long long)ss);
+        CHECK_CLOSE(what, dst.g, dst.h, nd, 0, 0);
+        pair_free(&src), pair_free(&dst);
+    }
+}
+
 // Max-pool and upsampling: expected bit-exact (rtol 1e-6). The pool's input
 // has many ties (values on a grid of 4), where the first max must win.
 static void test_pool_upsample(void) {
@@ -493,6 +514,7 @@ int main(void) {
     printf("test_cuda_ops: %s%s%s\n", gpu->device_name(), tf32 ? " (DALLE_CUDA_TF32=1: TF32 convolutions)" : "",
            quick ? " (DALLE_CUDA_TEST_QUICK=1: no timings, no large convolutions)" : "");
     RUN(test_relu_axpy);
+    RUN(test_copy2d);
     RUN(test_pool_upsample);
     RUN(test_onehot_conv);
     RUN(test_gumbel_softmax);

@@ -35,6 +35,7 @@ void cpu_maxpool2_backward(float *din, const float *dout, const float *in, int B
 void cpu_upsample2_forward(float *out, const float *in, int B, int C, int H, int W);
 void cpu_upsample2_backward(float *din, const float *dout, int B, int C, int H, int W);
 void cpu_axpy(float *y, float a, const float *x, int64_t n);
+void cpu_copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols);
 void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P);
 void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P);
 void cpu_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n);

@@ -1,7 +1,8 @@
-// elementwise.c: the CPU elementwise ops of ops.h (ReLU forward/backward and
-// axpy). Memory-bound loops: OpenMP splits them across cores when they are
+// elementwise.c: the CPU elementwise ops of ops.h (ReLU forward/backward,
+// axpy, the strided copy). Memory-bound loops: OpenMP splits them across cores when they are
 // long enough to pay for waking the threads.
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 
@@ -21,4 +22,9 @@ void cpu_relu_backward(float *din, const float *dout, const float *in, int64_t n
 void cpu_axpy(float *y, float a, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void cpu_copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * dst_stride, src + r * src_stride, sizeof(float) * (size_t)cols);
 }

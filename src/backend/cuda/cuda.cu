@@ -1,13 +1,13 @@
 // cuda.cu: the core of the CUDA backend (libdalle-cuda.so): finding the
-// device, managed memory, the stream, errors, the shared workspace, and the
-// entry point that fills the op table (backend.h). The ops themselves live in
-// the other files of this folder.
+// device, managed memory, the stream, errors, the shared workspace, the
+// strided copy, and the entry point that fills the op table (backend.h). The
+// ops themselves live in the other files of this folder.
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cuda.h"
+#include "backend/cuda/common.cuh"
 
 cudaStream_t cuda_stream;
 cudaDeviceProp cuda_prop;
@@ -80,6 +80,26 @@ static void cu_copy(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream)); // src may be host memory the caller reuses
 }
 
+// dst[r*ds + c] = src[r*ss + c], i = r*cols + c < rows*cols: consecutive
+// threads take consecutive floats of a row (a kernel rather than
+// cudaMemcpy2DAsync: the CPU emulator of tests/cuda-emu runs it too).
+static __global__ void copy2d_kernel(float *dst, int64_t ds, const float *src, int64_t ss, int64_t rows,
+                                     int64_t cols) {
+    const int64_t n = rows * cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / cols, c = i % cols;
+        dst[r * ds + c] = src[r * ss + c];
+    }
+}
+
+static void cu_copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                      int64_t cols) {
+    if (rows <= 0 || cols <= 0) return;
+    copy2d_kernel<<<cuda_grid_1d(rows * cols), CUDA_THREADS, 0, cuda_stream>>>(dst, dst_stride, src, src_stride, rows,
+                                                                                cols);
+    CUDA_LAUNCHED("copy2d_kernel");
+}
+
 static int cu_mem_info(size_t *free_bytes, size_t *total_bytes) {
     return cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess ? 0 : 1;
 }
@@ -126,6 +146,7 @@ extern "C" __attribute__((visibility("default"))) int dalle_cuda_backend_init(ba
     ops->sync = cu_sync;
     ops->memset0 = cu_memset0;
     ops->copy = cu_copy;
+    ops->copy2d = cu_copy2d;
     ops->mem_info = cu_mem_info;
     ops->device_name = cu_device_name;
     ops->last_error = cu_last_error;
