@@ -59,8 +59,8 @@ static int run_one(const char *preset, int B, int steps, prior_precision prec, i
             const prior_tensor *t = &m->tensors[i];
             int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
             if (half)
-                adamw_update16(master + t->offset, hm + t->offset, hv + t->offset, g + t->offset, t->numel, &h, s + 1,
-                               decay);
+                adamw_update16(master + t->offset, hm + t->offset, hv + t->offset, g + t->offset, t->numel, h.lr,
+                               h.beta1, h.beta2, h.eps, decay ? h.weight_decay : 0.0f, s + 1);
             else
                 adamw_update(master + t->offset, am + t->offset, av + t->offset, g + t->offset, t->numel, h.lr, h.beta1,
                              h.beta2, h.eps, decay ? h.weight_decay : 0.0f, s + 1);

@@ -197,7 +197,7 @@ static void test_adamw16(void) {
     }
     adamw_params h = {1e-3f, 0.9f, 0.96f, 1e-8f, 0.045f};
     adamw_update(p, m, v, g, N, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, 7);
-    adamw_update16(p16, m16, v16, g, N, &h, 7, 1);
+    adamw_update16(p16, m16, v16, g, N, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, 7);
     int bad = 0;
     for (int i = 0; i < N; i++)
         bad += fbits(p[i]) != fbits(p16[i]) || m16[i] != f32_to_e6m9(m[i]) || v16[i] != f32_to_ue6m10(v[i]);

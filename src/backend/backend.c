@@ -58,7 +58,12 @@ static const backend_ops cpu_table = {
     .softmax_xent_backward = cpu_softmax_xent_backward,
     .embed_sum_forward = cpu_embed_sum_forward,
     .embed_sum_backward = cpu_embed_sum_backward,
+    .to_half = cpu_to_half,
+    .from_half = cpu_from_half,
+    .store_half = cpu_store_half,
+    .round_half = cpu_round_half,
     .adamw_update = cpu_adamw_update,
+    .adamw_update16 = cpu_adamw_update16,
     .ema_update = cpu_ema_update,
     .grad_sumsq = cpu_grad_sumsq,
     // collectives: NULL, comm.c uses MPI on the CPU
@@ -87,7 +92,8 @@ static const char *missing_entry(const backend_ops *o) {
     NEED(layernorm_forward) NEED(layernorm_backward) NEED(gelu_forward) NEED(gelu_backward)
     NEED(attention_forward) NEED(attention_backward) NEED(attention_decode) NEED(softmax_xent_forward)
     NEED(softmax_xent_backward) NEED(embed_sum_forward) NEED(embed_sum_backward) NEED(adamw_update)
-    NEED(ema_update) NEED(grad_sumsq)
+    NEED(ema_update) NEED(grad_sumsq) NEED(to_half) NEED(from_half) NEED(store_half) NEED(round_half)
+    NEED(adamw_update16)
 #undef NEED
     return NULL;
 }
@@ -411,9 +417,36 @@ void embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, i
     after_op();
 }
 
+void to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt) {
+    g_ops->to_half(dst, src, n, fmt);
+    after_op();
+}
+
+void from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt) {
+    g_ops->from_half(dst, src, n, fmt);
+    after_op();
+}
+
+void store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt) {
+    g_ops->store_half(dst, x, n, fmt);
+    after_op();
+}
+
+int64_t round_half(float *x, int64_t n, half_fmt fmt, int filter) {
+    int64_t r = g_ops->round_half(x, n, fmt, filter);
+    after_op();
+    return r;
+}
+
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t) {
     g_ops->adamw_update(p, m, v, g, n, lr, beta1, beta2, eps, weight_decay, t);
+    after_op();
+}
+
+void adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, int64_t t) {
+    g_ops->adamw_update16(p, m, v, g, n, lr, beta1, beta2, eps, weight_decay, t);
     after_op();
 }
 

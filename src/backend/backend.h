@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/half.h"
+
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } backend_kind;
 
 // The op table. Every entry has the contract of the ops.h function of the same
@@ -91,9 +93,17 @@ typedef struct backend_ops {
     void (*embed_sum_forward)(float *out, const float *table, const int64_t *rows, int64_t M, int K, int C);
     void (*embed_sum_backward)(float *dtable, const float *dout, const int64_t *rows, int64_t M, int K, int C);
 
+    // ---- mixed precision (ops.h)
+    void (*to_half)(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
+    void (*from_half)(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
+    void (*store_half)(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
+    int64_t (*round_half)(float *x, int64_t n, half_fmt fmt, int filter);
+
     // ---- the optimizer (ops.h)
     void (*adamw_update)(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, int64_t t);
+    void (*adamw_update16)(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, int64_t t);
     void (*ema_update)(float *ema, const float *p, int64_t n, float decay);
     double (*grad_sumsq)(const float *g, int64_t n);
 

@@ -11,6 +11,8 @@
 #pragma once
 #include <stdint.h>
 
+#include "core/half.h"
+
 // ---- 2-D convolution: stride 1, zero padding (k-1)/2 (k odd), no groups,
 // exactly torch.nn.functional.conv2d(x, w, b, padding=(k-1)//2).
 //   out (B, Co, H, W) = alpha * (conv(in, w) + b) + beta * out
@@ -132,6 +134,21 @@ void attention_decode(float *out, const float *qkv, const float *kt, const float
                       const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
                       float *scratch);
 
+// ---- Mixed precision: core/half.h's bulk conversions between float32 and a
+// 16-bit format (fp16 or bf16: round to nearest even, NaN kept quiet), as
+// ops, so that a 16-bit model's data stays where the ops run. Bit for bit
+// the functions named.
+// dst (n) = src (n) in fmt (half_from_f32).
+void to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
+// dst (n) = the values of src (n), exactly (half_to_f32).
+void from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
+// dst (n) = x (n) in fmt, and x becomes exactly the stored values (half_store).
+void store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
+// x (n) rounded to fmt in place; returns how many results are not finite,
+// set to 0 with `filter` (half_round). On a GPU the count is reduced there
+// and copied back (the call waits for the op, as the losses do).
+int64_t round_half(float *x, int64_t n, half_fmt fmt, int filter);
+
 // ---- Embeddings as sums of table rows: out (M, C) row r = sum over k < K of
 // table[rows[r*K + k] .. + C) (rows: offsets in floats into table; -1 adds
 // nothing). rows (M, K).
@@ -145,6 +162,11 @@ void embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, i
 //   p, m, v, g (n); weight_decay 0 for the tensors that are not decayed.
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t);
+// The same step with the moments in the paper's 16-bit formats (core/half.h):
+// m (n) e6m9, v (n) ue6m10, each decoded, updated exactly as adamw_update
+// updates it, and rounded back; p (n) the fp32 master weights.
+void adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, int64_t t);
 // ema (n) = decay * ema + (1 - decay) * p
 void ema_update(float *ema, const float *p, int64_t n, float decay);
 // The squared L2 norm of g (n), accumulated in double (in index order on the CPU).

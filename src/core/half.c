@@ -1,5 +1,5 @@
-// half.c: see half.h. The scalar functions are the reference; the bulk
-// ones run eight values at a time with F16C (fp16) and AVX2 integer
+// half.c: see half.h. The scalar functions (inline, in half.h) are the
+// reference; the bulk ones here run eight values at a time with F16C (fp16) and AVX2 integer
 // arithmetic (bf16) when the compiler targets them, the tail and other
 // builds through the scalar functions.
 #include "core/half.h"
@@ -15,61 +15,7 @@
 // Bulk loops split across threads from this many values on.
 #define HALF_PAR_MIN 65536
 
-// ---------------------------------------------------------------- fp16, bf16
-
-uint16_t f32_to_f16(float x) {
-    uint32_t u = half_bits_(x);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-    uint32_t a = u & 0x7fffffff;
-    // NaN: keep the top payload bits and set the quiet bit, so that a
-    // payload living only in the low bits cannot turn into Inf.
-    if (a > 0x7f800000) return sign | 0x7e00 | (uint16_t)((a >> 13) & 0x3ff);
-    // 65520 is halfway between 65504 (odd mantissa) and 65536: ties to even
-    // go up, so it and everything above (Inf included) becomes Inf.
-    if (a >= 0x477ff000) return sign | 0x7c00;
-    if (a >= 0x38800000) {
-        // Normal in f16: rebias the exponent (127 -> 15) and round away the
-        // 13 low mantissa bits; a carry rolls into the exponent correctly.
-        uint32_t odd = (a >> 13) & 1;
-        return sign | (uint16_t)((a - 0x38000000 + 0xfff + odd) >> 13);
-    }
-    // 2^-25 is halfway between 0 and the smallest subnormal 2^-24; even is 0.
-    if (a <= 0x33000000) return sign;
-    // Subnormal in f16: the result counts units of 2^-24.
-    uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000;
-    uint32_t shift = 126 - e; // 14..24
-    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) h++; // may reach 0x400, the smallest normal
-    return sign | (uint16_t)h;
-}
-
-float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    if (e == 0) {
-        // zero or subnormal: m * 2^-24 is exact in float32
-        float v = (float)m * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    // infinity, or NaN made quiet (as F16C's conversion does)
-    if (e == 31) return half_float_(sign | 0x7f800000 | (m << 13) | (m ? 0x400000u : 0));
-    return half_float_(sign | ((e + 112) << 23) | (m << 13));
-}
-
-uint16_t f32_to_bf16(float x) {
-    uint32_t u = half_bits_(x);
-    // NaN: truncation could clear every payload bit (giving Inf); force quiet.
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
-    // Same exponent range as float32, so rounding the low half to even is all
-    // there is; overflow carries into Inf by itself.
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
-float bf16_to_f32(uint16_t h) { return half_float_((uint32_t)h << 16); }
-
-static inline uint16_t to16(float x, half_fmt f) { return f == HALF_F16 ? f32_to_f16(x) : f32_to_bf16(x); }
-static inline float from16(uint16_t h, half_fmt f) { return f == HALF_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+// ---------------------------------------------------------------- bulk
 
 #ifdef HALF_SIMD
 // Eight floats in fmt, as eight 16-bit codes; the bf16 rounding is
@@ -106,8 +52,8 @@ static void store(uint16_t *dst, const float *src, float *back, int64_t n, half_
     }
 #endif
     for (int64_t i = n8; i < n; i++) {
-        dst[i] = to16(src[i], fmt);
-        if (back) back[i] = from16(dst[i], fmt);
+        dst[i] = half_encode(src[i], fmt);
+        if (back) back[i] = half_decode(dst[i], fmt);
     }
 }
 
@@ -123,7 +69,7 @@ void half_to_f32(float *dst, const uint16_t *src, int64_t n, half_fmt fmt) {
     for (int64_t i = 0; i < n8; i += 8)
         _mm256_storeu_ps(dst + i, from16x8(_mm_loadu_si128((const __m128i *)(src + i)), fmt));
 #endif
-    for (int64_t i = n8; i < n; i++) dst[i] = from16(src[i], fmt);
+    for (int64_t i = n8; i < n; i++) dst[i] = half_decode(src[i], fmt);
 }
 
 int64_t half_round(float *x, int64_t n, half_fmt fmt, int filter) {
@@ -144,7 +90,7 @@ int64_t half_round(float *x, int64_t n, half_fmt fmt, int filter) {
     }
 #endif
     for (int64_t i = n8; i < n; i++) {
-        float r = from16(to16(x[i], fmt), fmt);
+        float r = half_decode(half_encode(x[i], fmt), fmt);
         if (!isfinite(r)) {
             bad++;
             if (filter) r = 0.0f;

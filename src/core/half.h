@@ -6,21 +6,32 @@
 // variance). Every conversion from float32 rounds to nearest, ties to even.
 // The bulk functions use F16C and AVX2 when the build has them
 // (-march=native) and give exactly the scalar functions' results
-// (tests/test_half.c checks every 16-bit code and the rounding cases).
+// (tests/test_half.c checks every 16-bit code and the rounding cases). The
+// scalar functions are inline, and host-and-device functions under nvcc: the
+// CUDA backend's conversion and optimizer kernels run this very code.
 #pragma once
 #include <stdint.h>
 #include <string.h>
+
+#ifdef __CUDACC__
+#define HALF_FN static inline __host__ __device__
+#else
+#define HALF_FN static inline
+#endif
 
 // The two IEEE-style storage formats of mixed precision.
 typedef enum { HALF_F16, HALF_BF16 } half_fmt;
 
 // fp16: overflow gives infinity (65520 and up), tiny values the subnormals,
 // then zero; NaN stays NaN (quiet, the top payload bits kept).
-uint16_t f32_to_f16(float x);
-float f16_to_f32(uint16_t h);
+HALF_FN uint16_t f32_to_f16(float x);
+HALF_FN float f16_to_f32(uint16_t h);
 // bf16: float32's exponent range, 8 significant bits; NaN stays NaN (quiet).
-uint16_t f32_to_bf16(float x);
-float bf16_to_f32(uint16_t h);
+HALF_FN uint16_t f32_to_bf16(float x);
+HALF_FN float bf16_to_f32(uint16_t h);
+// One value in fmt, and back.
+HALF_FN uint16_t half_encode(float x, half_fmt fmt);
+HALF_FN float half_decode(uint16_t h, half_fmt fmt);
 
 // dst (n) = src (n) in fmt.
 void half_from_f32(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
@@ -46,24 +57,24 @@ int64_t half_round(float *x, int64_t n, half_fmt fmt, int filter);
 //   ue6m10 (v): no sign, 6-bit exponent (bias 48), 10-bit mantissa. Normal
 //     values 2^-47 .. (2 - 2^-10) 2^15 = 65504, subnormals down to 2^-57;
 //     a negative value becomes 0.
-// Inline and branch-free, so that the optimizer's loop (train/optim.c)
+// Inline and branch-free, so that the optimizer's loop (backend/cpu/optim.c)
 // vectorises with them.
 #define E6M9_BIAS 56
 #define UE6M10_BIAS 48
-static inline uint16_t f32_to_e6m9(float x);
-static inline float e6m9_to_f32(uint16_t h);
-static inline uint16_t f32_to_ue6m10(float x);
-static inline float ue6m10_to_f32(uint16_t h);
+HALF_FN uint16_t f32_to_e6m9(float x);
+HALF_FN float e6m9_to_f32(uint16_t h);
+HALF_FN uint16_t f32_to_ue6m10(float x);
+HALF_FN float ue6m10_to_f32(uint16_t h);
 
-// ---- their implementation, and the bits of a float (half.c uses them too)
+// ---- the implementation of the scalar functions, and the bits of a float
 
-static inline uint32_t half_bits_(float x) {
+HALF_FN uint32_t half_bits_(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
     return u;
 }
 
-static inline float half_float_(uint32_t u) {
+HALF_FN float half_float_(uint32_t u) {
     float x;
     memcpy(&x, &u, 4);
     return x;
@@ -75,7 +86,7 @@ static inline float half_float_(uint32_t u) {
 // nearest even (a carry rolls into the exponent). Subnormal ones: adding
 // `magic`, whose last place is the smallest subnormal, makes the FPU round a
 // to a whole number of those (to nearest even), left in magic's low bits.
-static inline uint32_t half_mag_encode_(uint32_t a, int mb, int bias) {
+HALF_FN uint32_t half_mag_encode_(uint32_t a, int mb, int bias) {
     const uint32_t sh = 23 - (uint32_t)mb, max = (1u << (6 + mb)) - 1;
     const uint32_t rebias = (uint32_t)(127 - bias) << 23, magic = (uint32_t)(127 - bias + (int)sh + 1) << 23;
     uint32_t normal = (a - rebias + ((1u << (sh - 1)) - 1) + ((a >> sh) & 1)) >> sh;
@@ -84,7 +95,7 @@ static inline uint32_t half_mag_encode_(uint32_t a, int mb, int bias) {
     return c > max ? max : c;
 }
 
-static inline float half_mag_decode_(uint32_t c, int mb, int bias) {
+HALF_FN float half_mag_decode_(uint32_t c, int mb, int bias) {
     const uint32_t sh = 23 - (uint32_t)mb, rebias = (uint32_t)(127 - bias) << 23;
     const float magic = half_float_((uint32_t)(127 - bias + (int)sh + 1) << 23);
     float sub = half_float_(half_bits_(magic) + c) - magic; // c units of the smallest subnormal, exactly
@@ -92,20 +103,76 @@ static inline float half_mag_decode_(uint32_t c, int mb, int bias) {
     return c >> mb ? normal : sub;
 }
 
-static inline uint16_t f32_to_e6m9(float x) {
+HALF_FN uint16_t f32_to_e6m9(float x) {
     uint32_t u = half_bits_(x), a = u & 0x7fffffff;
     uint32_t c = ((u >> 16) & 0x8000) | half_mag_encode_(a, 9, E6M9_BIAS);
     return (uint16_t)(a > 0x7f800000 ? 0 : c);
 }
 
-static inline float e6m9_to_f32(uint16_t h) {
+HALF_FN float e6m9_to_f32(uint16_t h) {
     return half_float_(half_bits_(half_mag_decode_(h & 0x7fffu, 9, E6M9_BIAS)) | (uint32_t)(h & 0x8000) << 16);
 }
 
-static inline uint16_t f32_to_ue6m10(float x) {
+HALF_FN uint16_t f32_to_ue6m10(float x) {
     uint32_t u = half_bits_(x);
     // NaN and every negative value (sign bit set) give 0
     return (uint16_t)(u > 0x7f800000 ? 0 : half_mag_encode_(u, 10, UE6M10_BIAS));
 }
 
-static inline float ue6m10_to_f32(uint16_t h) { return half_mag_decode_(h, 10, UE6M10_BIAS); }
+HALF_FN float ue6m10_to_f32(uint16_t h) { return half_mag_decode_(h, 10, UE6M10_BIAS); }
+
+// ---- fp16 and bf16
+
+HALF_FN uint16_t f32_to_f16(float x) {
+    uint32_t u = half_bits_(x);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7fffffff;
+    // NaN: keep the top payload bits and set the quiet bit, so that a
+    // payload living only in the low bits cannot turn into Inf.
+    if (a > 0x7f800000) return sign | 0x7e00 | (uint16_t)((a >> 13) & 0x3ff);
+    // 65520 is halfway between 65504 (odd mantissa) and 65536: ties to even
+    // go up, so it and everything above (Inf included) becomes Inf.
+    if (a >= 0x477ff000) return sign | 0x7c00;
+    if (a >= 0x38800000) {
+        // Normal in f16: rebias the exponent (127 -> 15) and round away the
+        // 13 low mantissa bits; a carry rolls into the exponent correctly.
+        uint32_t odd = (a >> 13) & 1;
+        return sign | (uint16_t)((a - 0x38000000 + 0xfff + odd) >> 13);
+    }
+    // 2^-25 is halfway between 0 and the smallest subnormal 2^-24; even is 0.
+    if (a <= 0x33000000) return sign;
+    // Subnormal in f16: the result counts units of 2^-24.
+    uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - e; // 14..24
+    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++; // may reach 0x400, the smallest normal
+    return sign | (uint16_t)h;
+}
+
+HALF_FN float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0) {
+        // zero or subnormal: m * 2^-24 is exact in float32
+        float v = (float)m * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    // infinity, or NaN made quiet (as F16C's conversion does)
+    if (e == 31) return half_float_(sign | 0x7f800000 | (m << 13) | (m ? 0x400000u : 0));
+    return half_float_(sign | ((e + 112) << 23) | (m << 13));
+}
+
+HALF_FN uint16_t f32_to_bf16(float x) {
+    uint32_t u = half_bits_(x);
+    // NaN: truncation could clear every payload bit (giving Inf); force quiet.
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+    // Same exponent range as float32, so rounding the low half to even is all
+    // there is; overflow carries into Inf by itself.
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+HALF_FN float bf16_to_f32(uint16_t h) { return half_float_((uint32_t)h << 16); }
+
+HALF_FN uint16_t half_encode(float x, half_fmt fmt) { return fmt == HALF_F16 ? f32_to_f16(x) : f32_to_bf16(x); }
+HALF_FN float half_decode(uint16_t h, half_fmt fmt) { return fmt == HALF_F16 ? f16_to_f32(h) : bf16_to_f32(h); }

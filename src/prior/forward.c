@@ -5,8 +5,9 @@
 // its 16-bit matrices are converted for each product, and what it stores in
 // 16 bits (a resblock's saved activations, its gradients) is rounded where it
 // is produced, so that the computation goes on with the stored values. Those
-// conversions and roundings run on the host (on a GPU: on managed memory,
-// after the ops have finished; correct, not fast).
+// conversions and roundings are ops too (to_half, from_half, store_half,
+// round_half): on a GPU the data stays there; only round_half's count of
+// non-finite values comes back to the host.
 #include <math.h>
 #include <string.h>
 
@@ -50,12 +51,11 @@ static void attention_dense_forward(float *out, const float *qkv, const prior_mo
 // ---------------------------------------------------------------- pieces
 
 // The matrix at flat offset off (n floats) as fp32: in the parameters, or
-// converted from 16 bits into a->wbuf (so: one at a time; the op before may
-// still be reading it).
+// converted from 16 bits into a->wbuf (so: one at a time; the ops run in
+// order, so the op before has finished reading it).
 static const float *matrix(const prior_model *m, prior_acts *a, int64_t off, int64_t n) {
     if (m->prec == PRIOR_FP32) return m->params + off;
-    backend_sync();
-    half_to_f32(a->wbuf, m->w16 + (off - m->n32), n, m->fmt);
+    from_half(a->wbuf, m->w16 + (off - m->n32), n, m->fmt);
     return a->wbuf;
 }
 
@@ -77,17 +77,13 @@ static layer_bufs layer_at(const prior_model *m, const prior_acts *a, int l, int
 // in an fp32 model.
 static void keep(const prior_model *m, uint16_t *h, float *x, int64_t n) {
     if (m->prec == PRIOR_FP32) return;
-    backend_sync();
-    if (h) half_store(h, x, n, m->fmt);
-    else half_round(x, n, m->fmt, 0);
+    if (h) store_half(h, x, n, m->fmt);
+    else round_half(x, n, m->fmt, 0);
 }
 
-// A 16-bit model's gradient x (n) just computed by an op, rounded on the
-// host to its format, the non-finite values zeroed: their count.
-static int64_t round16(const prior_model *m, float *x, int64_t n) {
-    backend_sync();
-    return half_round(x, n, m->fmt, 1);
-}
+// A 16-bit model's gradient x (n) just computed by an op, rounded to its
+// format, the non-finite values zeroed: their count.
+static int64_t round16(const prior_model *m, float *x, int64_t n) { return round_half(x, n, m->fmt, 1); }
 
 // The attention resblock of layer l up to its output projection: ln_1(x),
 // qkv, the attention probabilities and output, into v. store: the forward
@@ -339,9 +335,8 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         if (a->checkpoint) {
             mlp_internals(m, a, l, B, &v, 0);
         } else if (a->h_ln2) {
-            backend_sync();
-            half_to_f32(v.ln2, a->h_ln2 + l * dd, dd, m->fmt);
-            half_to_f32(v.fch, a->h_fch + l * ff, ff, m->fmt);
+            from_half(v.ln2, a->h_ln2 + l * dd, dd, m->fmt);
+            from_half(v.fch, a->h_fch + l * ff, ff, m->fmt);
             gelu_forward(v.fcg, v.fch, ff);
             keep(m, NULL, v.fcg, ff);
         }
@@ -349,12 +344,11 @@ void prior_backward(prior_model *m, prior_acts *a, const int32_t *text, const in
         if (a->checkpoint) {
             attn_internals(m, a, l, B, &v, 0);
         } else if (a->h_ln1) {
-            backend_sync();
             int64_t na = (int64_t)B * m->NH * m->keys[prior_layer_type_of(&m->cfg, l)].nnz;
-            half_to_f32(v.ln1, a->h_ln1 + l * dd, dd, m->fmt);
-            half_to_f32(v.qkv, a->h_qkv + l * 3 * dd, 3 * dd, m->fmt);
-            half_to_f32(v.att, a->h_att + a->att_off[l], na, m->fmt);
-            half_to_f32(v.atty, a->h_atty + l * dd, dd, m->fmt);
+            from_half(v.ln1, a->h_ln1 + l * dd, dd, m->fmt);
+            from_half(v.qkv, a->h_qkv + l * 3 * dd, 3 * dd, m->fmt);
+            from_half(v.att, a->h_att + a->att_off[l], na, m->fmt);
+            from_half(v.atty, a->h_atty + l * dd, dd, m->fmt);
         }
         attn_backward(m, a, l, B, &v, gr);
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/ops.h"
 #include "core/common.h"
 #include "core/rng.h"
 #include "dalle/dalle.h"
@@ -150,7 +151,13 @@ prior_model *prior_model_new(const prior_config *cfg, prior_precision prec) {
         goto fail;
     }
     backend_memset0(m->params, sizeof(float) * (size_t)m->n32);
-    if (prec != PRIOR_FP32 && !(m->w16 = dalle_calloc((size_t)(m->n_params - m->n32), sizeof(uint16_t)))) goto fail;
+    if (prec != PRIOR_FP32) {
+        if (!(m->w16 = backend_alloc(sizeof(uint16_t) * (size_t)(m->n_params - m->n32)))) {
+            dalle_errprefix("prior: 16-bit matrices (%.1f MB)", 2.0 * (double)(m->n_params - m->n32) / 1e6);
+            goto fail;
+        }
+        backend_memset0(m->w16, sizeof(uint16_t) * (size_t)(m->n_params - m->n32));
+    }
     if (prior_build_keys(m) != DALLE_OK) goto fail;
     dalle_free(slots);
     return m;
@@ -166,7 +173,7 @@ void prior_model_free(prior_model *m) {
     dalle_free(m->tensors);
     dalle_free(m->blocks);
     backend_free(m->params);
-    dalle_free(m->w16);
+    backend_free(m->w16);
     dalle_free(m);
 }
 
@@ -201,7 +208,7 @@ void prior_init(const prior_model *m, uint64_t seed, float *dst) {
 
 void prior_set_params(prior_model *m, const float *full) {
     if (full != m->params) backend_copy(m->params, full, sizeof(float) * (size_t)m->n32);
-    if (m->w16) half_from_f32(m->w16, full + m->n32, m->n_params - m->n32, m->fmt);
+    if (m->w16) to_half(m->w16, full + m->n32, m->n_params - m->n32, m->fmt);
 }
 
 void prior_act_sizes(const prior_config *c, const int64_t nnz[3], int B, prior_precision prec, int checkpoint,

@@ -53,7 +53,7 @@ struct prior_model {
     half_fmt fmt;          // bf16 or fp16 when prec is
     float *params;         // (n32) the fp32 tensors (all of them in an fp32 model, n32 = n_params); backend memory
     int64_t n_params, n32;
-    uint16_t *w16;         // (n_params - n32) the blocks' matrices in fmt; NULL in an fp32 model
+    uint16_t *w16;         // (n_params - n32) the blocks' matrices in fmt, backend memory; NULL in an fp32 model
     int64_t text_emb, text_pos, image_emb, row_emb, col_emb, lnf_w, lnf_b, text_head, image_head;
     prior_block *blocks;   // (n_layer)
     prior_keys keys[3];    // by prior_layer_type
@@ -122,8 +122,9 @@ void prior_model_free(prior_model *m);
 // Sparse Transformer initialisation from Philox (see docs/prior.md) into
 // dst (n_params, m's flat layout): m->params for an fp32 model.
 void prior_init(const prior_model *m, uint64_t seed, float *dst);
-// The model's weights from a flat parameter vector full (n_params): copied,
-// the 16-bit matrices rounded from it. full may be m->params (fp32 model).
+// The model's weights from a flat parameter vector full (n_params, backend
+// memory): copied, the 16-bit matrices rounded from it (the to_half op).
+// full may be m->params (fp32 model).
 void prior_set_params(prior_model *m, const float *full);
 // Index of the tensor NAME, or -1.
 int prior_find_tensor(const prior_model *m, const char *name);

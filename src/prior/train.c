@@ -107,11 +107,10 @@ static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays
 #define PSGD_ERROR "powersgd.error" // (K, n_err): the error feedback of each of the K ranks
 
 // The training state that 16-bit precision adds, for this rank's range
-// (cap each): the fp32 master weights, which the update changes and the
-// model's weights are made from (backend memory: the EMA op reads them),
-// and Adam's moments in the paper's 16-bit formats (core/half.h; host
-// memory: adamw_update16 runs on the host); the EMA stays in dp_state (fp32,
-// its m and v unused). And the gradient scales.
+// (cap each, backend memory): the fp32 master weights, which the update
+// changes and the model's weights are made from, and Adam's moments in the
+// paper's 16-bit formats (core/half.h; the adamw_update16 op); the EMA stays
+// in dp_state (fp32, its m and v unused). And the gradient scales.
 typedef struct {
     float *master;
     uint16_t *m, *v;
@@ -121,17 +120,18 @@ typedef struct {
 static int half_state_alloc(const dp_t *d, dp_state *s, half_state *h) {
     s->ema = backend_alloc(sizeof(float) * (size_t)d->cap); // dp_state_free frees it
     h->master = backend_alloc(sizeof(float) * (size_t)d->cap);
-    h->m = dalle_calloc(2 * (size_t)d->cap, sizeof(uint16_t));
+    h->m = backend_alloc(2 * sizeof(uint16_t) * (size_t)d->cap);
     if (!s->ema || !h->master || !h->m) return DALLE_ERR;
     backend_memset0(s->ema, sizeof(float) * (size_t)d->cap);
     backend_memset0(h->master, sizeof(float) * (size_t)d->cap);
+    backend_memset0(h->m, 2 * sizeof(uint16_t) * (size_t)d->cap);
     h->v = h->m + d->cap;
     return DALLE_OK;
 }
 
 static void half_state_free(half_state *h) {
     backend_free(h->master);
-    dalle_free(h->m);
+    backend_free(h->m);
     gscale_free(&h->g);
     memset(h, 0, sizeof *h);
 }
@@ -246,7 +246,9 @@ static int fit_check(const prior_config *c, const prior_train_opts *o, int K) {
     if (prior_costs_compute(c, mb, 1, &k) || prior_rank_costs_compute(c, o->dp == DP_SHARD ? K : 1, o->precision, &r))
         return DALLE_ERR;
     const int64_t n = k.params, s = r.shard, T = (int64_t)c->text_len + (int64_t)c->grid * c->grid;
-    int64_t need = 4 * (half ? n - k.params16 : n) + (half ? 4 * s : 0) + r.bytes_grads + (half ? 0 : 8 * s) + 4 * s;
+    // weights (16-bit: the fp32 rest, the 16-bit matrices and the master), gradients, Adam's moments, the EMA
+    int64_t need = (half ? 4 * (n - k.params16) + 2 * k.params16 + 4 * s : 4 * n) + r.bytes_grads + r.bytes_adam;
+    need += 4 * s;
     need += half ? (ck ? k.bytes_acts_ckpt16 : k.bytes_acts16) : (ck ? k.bytes_acts_ckpt : k.bytes_acts);
     need += 24 * mb * T + 4 * mb * T;                             // embedding rows, batch ids
     need += 4 * (3 * (T + 1) + k.nnz[0] + k.nnz[1] + k.nnz[2]);   // key lists
@@ -314,6 +316,7 @@ static int load_state(const st_file *f, prior_model *m, dp_t *d, dp_state *s, ha
             continue;
         }
         uint16_t *q = i == 1 ? h->m : h->v; // exact: the values were decoded from these formats
+        backend_sync();                     // (zeroed by an op)
         for (int64_t j = 0; j < d->len; j++)
             q[j] = i == 1 ? f32_to_e6m9(d->grad[d->lo + j]) : f32_to_ue6m10(d->grad[d->lo + j]);
     }
@@ -621,15 +624,16 @@ int prior_train(const prior_train_opts *opts) {
                 for (int64_t i = 0; i < dp.len; i++) dp.own[i] *= k;
             }
             adamw_params hp = {(float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay};
-            if (h) backend_sync(); // adamw_update16 runs on the host
             for (int i = 0; i < m->n_tensors; i++) { // this rank's part of each tensor
                 const prior_tensor *t = &m->tensors[i];
                 int64_t at, n = dp_overlap(&dp, t->offset, t->numel, &at), r = at - dp.lo;
                 int decay = t->kind == PT_MATRIX || t->kind == PT_HEAD;
                 if (!n) continue;
-                if (h) adamw_update16(h->master + r, h->m + r, h->v + r, dp.own + r, n, &hp, step - skips.total, decay);
+                const float wd = decay ? hp.weight_decay : 0.0f;
+                if (h) adamw_update16(h->master + r, h->m + r, h->v + r, dp.own + r, n, hp.lr, hp.beta1, hp.beta2,
+                                      hp.eps, wd, step - skips.total);
                 else adamw_update(m->params + at, s.m + r, s.v + r, dp.own + r, n, hp.lr, hp.beta1, hp.beta2, hp.eps,
-                                  decay ? hp.weight_decay : 0.0f, step - skips.total);
+                                  wd, step - skips.total);
             }
             if (h) {
                 const float *full;

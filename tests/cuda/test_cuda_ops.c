@@ -1,6 +1,6 @@
-// test_cuda_ops.c: the dVAE's and the optimizer's ops of the CUDA backend
-// (src/backend/cuda/dvae_ops.cu, optim_ops.cu) against the CPU backend, op by
-// op: the same random inputs in a host copy and in GPU (managed) memory, the
+// test_cuda_ops.c: the dVAE's, the optimizer's and mixed precision's ops of
+// the CUDA backend (src/backend/cuda/dvae_ops.cu, optim_ops.cu, half_ops.cu,
+// cuda.cu's strided copy) against the CPU backend, op by op: the same random inputs in a host copy and in GPU (managed) memory, the
 // CPU's op on the one and the GPU's on the other, then every output and
 // every gradient compared with |gpu - cpu| <= atol + rtol*|cpu| (the max
 // error printed). Backward ops start from gradients that already hold
@@ -37,14 +37,17 @@ typedef struct {
     int64_t n;
 } pair;
 
-static float *gpu_floats(int64_t n) {
-    float *p = gpu->alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+// n elements of `size` bytes in GPU memory (at least one); aborts on failure.
+static void *gpu_elems(int64_t n, size_t size) {
+    void *p = gpu->alloc(size * (size_t)(n > 0 ? n : 1));
     if (!p) {
-        printf("GPU alloc of %lld floats failed: %s\n", (long long)n, gpu->last_error());
+        printf("GPU alloc of %lld x %zu bytes failed: %s\n", (long long)n, size, gpu->last_error());
         abort();
     }
     return p;
 }
+
+static float *gpu_floats(int64_t n) { return gpu_elems(n, sizeof(float)); }
 
 static pair pair_new(int64_t n) {
     pair p = {malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), gpu_floats(n), n};
@@ -500,6 +503,139 @@ static void test_grad_sumsq(void) {
     pair_free(&g);
 }
 
+// ---------------------------------------------------------------- mixed precision
+
+static uint16_t *gpu_codes(int64_t n) { return gpu_elems(n, sizeof(uint16_t)); }
+
+// The number of the n elements of size `size` whose bytes differ (NaN is
+// compared by its bits), printed with the first difference.
+static int64_t bits_differ(const char *what, const void *got, const void *ref, int64_t n, size_t size) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp((const char *)got + i * size, (const char *)ref + i * size, size)) {
+            bad++;
+            if (first < 0) first = i;
+        }
+    printf("    %-48s n=%-9lld %lld differ in their bits", what, (long long)n, (long long)bad);
+    if (first >= 0) {
+        uint32_t g = 0, r = 0;
+        memcpy(&g, (const char *)got + first * size, size);
+        memcpy(&r, (const char *)ref + first * size, size);
+        printf(" (first at %lld: gpu 0x%x cpu 0x%x)  <-- MISMATCH", (long long)first, g, r);
+    }
+    printf("\n");
+    return bad;
+}
+
+// The float32 inputs of the conversion checks: every pattern of the high 16
+// bits (every bf16 code, every exponent and sign, inf and NaN) with low bits
+// on and around the rounding points of bf16 (bit 15) and of fp16's normals
+// (bit 12) and subnormals (bits 13, 14, and above through the high bits):
+// exact ties with either parity and their neighbours.
+static const uint32_t LOW_BITS[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x2000, 0x2fff, 0x3000,
+                                    0x3001, 0x4000, 0x7fff, 0x8000, 0x8001, 0xc000, 0xffff};
+#define N_LOW ((int64_t)(sizeof LOW_BITS / sizeof LOW_BITS[0]))
+
+// to_half, from_half, store_half and round_half (filter 0 and 1) of every
+// 16-bit code and of the inputs above, in fp16 and bf16, against the CPU's
+// functions: bit for bit, NaN payloads included, and the same non-finite
+// counts; round_half also on a slice at an odd offset.
+static void test_half_conversions(void) {
+    const int64_t n = 65536 * N_LOW;
+    float *x = malloc(sizeof(float) * (size_t)n), *xg = gpu_floats(n), *back = malloc(sizeof(float) * (size_t)n);
+    uint16_t *codes = malloc(sizeof(uint16_t) * 65536), *cg = gpu_codes(n), *ch = malloc(sizeof(uint16_t) * n);
+    float *dec = malloc(sizeof(float) * 65536), *decg = gpu_floats(65536);
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)(i / N_LOW) << 16 | LOW_BITS[i % N_LOW];
+        memcpy(&x[i], &u, 4);
+    }
+    for (int fi = 0; fi < 2; fi++) {
+        const half_fmt fmt = fi ? HALF_BF16 : HALF_F16;
+        const char *name = fi ? "bf16" : "fp16";
+        char what[96];
+        // every code to float
+        for (int i = 0; i < 65536; i++) codes[i] = (uint16_t)i, cg[i] = (uint16_t)i;
+        cpu->from_half(dec, codes, 65536, fmt);
+        gpu->from_half(decg, cg, 65536, fmt);
+        gpu->sync();
+        snprintf(what, sizeof what, "from_half %s, every code", name);
+        CHECK(bits_differ(what, decg, dec, 65536, sizeof(float)) == 0);
+        // floats to codes
+        memcpy(xg, x, sizeof(float) * (size_t)n);
+        cpu->to_half(ch, x, n, fmt);
+        gpu->to_half(cg, xg, n, fmt);
+        gpu->sync();
+        snprintf(what, sizeof what, "to_half %s, ties and neighbours", name);
+        CHECK(bits_differ(what, cg, ch, n, sizeof(uint16_t)) == 0);
+        // store: the codes, and x becomes their values
+        memcpy(back, x, sizeof(float) * (size_t)n);
+        cpu->store_half(ch, back, n, fmt);
+        gpu->store_half(cg, xg, n, fmt);
+        gpu->sync();
+        snprintf(what, sizeof what, "store_half %s codes", name);
+        CHECK(bits_differ(what, cg, ch, n, sizeof(uint16_t)) == 0);
+        snprintf(what, sizeof what, "store_half %s values", name);
+        CHECK(bits_differ(what, xg, back, n, sizeof(float)) == 0);
+        // round in place, counting (and filtering) the non-finite results
+        for (int filter = 0; filter < 2; filter++) {
+            memcpy(back, x, sizeof(float) * (size_t)n);
+            memcpy(xg, x, sizeof(float) * (size_t)n);
+            const int64_t nc = cpu->round_half(back, n, fmt, filter), ng = gpu->round_half(xg, n, fmt, filter);
+            snprintf(what, sizeof what, "round_half %s filter %d", name, filter);
+            CHECK(bits_differ(what, xg, back, n, sizeof(float)) == 0);
+            printf("    %-48s gpu %lld cpu %lld non-finite\n", "", (long long)ng, (long long)nc);
+            CHECK(ng == nc && nc > 0);
+        }
+        const int64_t off = 65536 * 7 + 3, m = 4099; // around 65504 and 65520: fp16's overflow
+        memcpy(back, x, sizeof(float) * (size_t)n);
+        memcpy(xg, x, sizeof(float) * (size_t)n);
+        const int64_t nc = cpu->round_half(back + off, m, fmt, 1), ng = gpu->round_half(xg + off, m, fmt, 1);
+        snprintf(what, sizeof what, "round_half %s filter 1, %lld from %lld", name, (long long)m, (long long)off);
+        CHECK(bits_differ(what, xg, back, n, sizeof(float)) == 0 && ng == nc);
+        CHECK(gpu->round_half(xg, 0, fmt, 1) == 0);
+    }
+    free(x), free(back), free(codes), free(ch), free(dec);
+    gpu->free(xg), gpu->free(cg), gpu->free(decg);
+}
+
+// AdamW with e6m9/ue6m10 moments: the same operations as adamw_update between
+// the conversions, expected bit-exact: the moments' codes must match, p
+// within 1e-6 relative (1e-7 absolute), as test_adamw_ema. Moments include
+// zero, subnormal codes, the largest codes and negative m.
+static void test_adamw16(void) {
+    const int64_t n = 100003;
+    pair p = pair_rand(n, 211, -1, 1), g = pair_rand(n, 212, -1, 1), mf = pair_rand(n, 213, -0.1f, 0.1f);
+    pair vf = pair_rand(n, 214, 0, 0.01f);
+    uint16_t *mh = malloc(sizeof(uint16_t) * n), *vh = malloc(sizeof(uint16_t) * n);
+    uint16_t *mg = gpu_codes(n), *vg = gpu_codes(n);
+    for (int64_t i = 0; i < n; i++) {
+        mh[i] = f32_to_e6m9(mf.h[i]);
+        vh[i] = f32_to_ue6m10(vf.h[i]);
+        if (i % 101 == 0) mh[i] = (uint16_t)(i % 3 ? 0x0005 : 0x7fff), vh[i] = (uint16_t)(i % 2 ? 0x0003 : 0xffff);
+        if (i % 103 == 0) g.h[i] = g.g[i] = 0.0f;
+        mg[i] = mh[i], vg[i] = vh[i];
+    }
+    static const struct {
+        int64_t t;
+        float lr, wd;
+    } steps[] = {{1, 1e-3f, 0.01f}, {2, 1e-3f, 0.0f}, {1000, 3e-4f, 0.1f}};
+    for (int s = 0; s < 3; s++) {
+        cpu->adamw_update16(p.h, mh, vh, g.h, n, steps[s].lr, 0.9f, 0.96f, 1e-8f, steps[s].wd, steps[s].t);
+        gpu->adamw_update16(p.g, mg, vg, g.g, n, steps[s].lr, 0.9f, 0.96f, 1e-8f, steps[s].wd, steps[s].t);
+        gpu->sync();
+        char what[96];
+        snprintf(what, sizeof what, "adamw_update16 t %lld p", (long long)steps[s].t);
+        CHECK_CLOSE(what, p.g, p.h, n, 1e-7, 1e-6);
+        snprintf(what, sizeof what, "adamw_update16 t %lld m (e6m9)", (long long)steps[s].t);
+        CHECK(bits_differ(what, mg, mh, n, sizeof(uint16_t)) == 0);
+        snprintf(what, sizeof what, "adamw_update16 t %lld v (ue6m10)", (long long)steps[s].t);
+        CHECK(bits_differ(what, vg, vh, n, sizeof(uint16_t)) == 0);
+    }
+    pair_free(&p), pair_free(&g), pair_free(&mf), pair_free(&vf);
+    free(mh), free(vh);
+    gpu->free(mg), gpu->free(vg);
+}
+
 int main(void) {
     gpu = backend_cuda_load();
     if (!gpu) {
@@ -523,6 +659,8 @@ int main(void) {
     RUN(test_logit_laplace);
     RUN(test_adamw_ema);
     RUN(test_grad_sumsq);
+    RUN(test_half_conversions);
+    RUN(test_adamw16);
     RUN(test_conv2d);
     return test_summary();
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/half.h"
+
 // ---- memory and the device (backend.h's table entries): dalle_malloc'ed
 // (counted, 64-byte aligned) host memory; sync is a no-op.
 void *cpu_alloc(size_t bytes);
@@ -67,9 +69,15 @@ void cpu_adamw_update(float *p, float *m, float *v, const float *g, int64_t n, f
                       float eps, float weight_decay, int64_t t);
 void cpu_ema_update(float *ema, const float *p, int64_t n, float decay);
 double cpu_grad_sumsq(const float *g, int64_t n);
+void cpu_adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr, float beta1,
+                        float beta2, float eps, float weight_decay, int64_t t);
+void cpu_to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
+void cpu_from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
+void cpu_store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
+int64_t cpu_round_half(float *x, int64_t n, half_fmt fmt, int filter);
 
-// ---- AdamW's arithmetic (optim.c: cpu_adamw_update; train/optim.c:
-// adamw_update16 with 16-bit moments). The scalars of step t, in double as
+// ---- AdamW's arithmetic (optim.c: cpu_adamw_update, and
+// cpu_adamw_update16 with 16-bit moments). The scalars of step t, in double as
 // torch computes them in Python; shrink is 1 - lr*wd (exactly 1 for wd 0).
 typedef struct {
     float b1, b2, step_size, bc2_sqrt, shrink, eps;

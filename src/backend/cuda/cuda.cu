@@ -152,6 +152,7 @@ extern "C" __attribute__((visibility("default"))) int dalle_cuda_backend_init(ba
     ops->last_error = cu_last_error;
     cuda_register_dvae_ops(ops);
     cuda_register_optim_ops(ops);
+    cuda_register_half_ops(ops);
     cuda_register_transformer_ops(ops);
     cuda_register_attention_ops(ops);
     cuda_register_comm(ops);

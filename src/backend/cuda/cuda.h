@@ -40,7 +40,8 @@ void *cuda_workspace(size_t bytes);
 // Each file of the backend fills its entries of the table (called once by
 // dalle_cuda_backend_init after the device is set up).
 void cuda_register_dvae_ops(backend_ops *ops);        // dvae_ops.cu: conv (cuDNN), pool, upsample, relu, losses
-void cuda_register_optim_ops(backend_ops *ops);       // optim_ops.cu: AdamW, EMA, norms, axpy
+void cuda_register_optim_ops(backend_ops *ops);       // optim_ops.cu: AdamW (fp32, 16-bit moments), EMA, norms, axpy
+void cuda_register_half_ops(backend_ops *ops);        // half_ops.cu: the 16-bit conversions of mixed precision
 void cuda_register_transformer_ops(backend_ops *ops); // transformer_ops.cu: linear (cuBLASLt), LN, GELU, xent, embeddings
 void cuda_register_attention_ops(backend_ops *ops);   // attention.cu: block-sparse flash attention, decode
 void cuda_register_comm(backend_ops *ops);            // comm_nccl.cu: NCCL collectives

@@ -1,7 +1,8 @@
 // optim_ops.cu: the optimizer's ops on the GPU (ops.h; the CPU reference is
-// src/train/optim.c and backend/cpu/elementwise.c): the fused AdamW step,
-// the EMA of the parameters, the squared gradient norm, and axpy. Each is one
-// grid-stride kernel on cuda_stream.
+// backend/cpu/optim.c and elementwise.c): the fused AdamW step (with fp32
+// moments, or 16-bit ones in core/half.h's e6m9/ue6m10, converted by that
+// header's own inline functions), the EMA of the parameters, the squared
+// gradient norm, and axpy. Each is one grid-stride kernel on cuda_stream.
 //
 // AdamW, EMA and axpy round every product and sum on its own (__fmul_rn,
 // __fadd_rn: no fused multiply-add), in the CPU's order, with its scalars
@@ -12,34 +13,71 @@
 
 // ---------------------------------------------------------------- AdamW
 
-// p, m, v, g (n): one step with the step's scalars (see cuda_adamw_update).
+// The scalars of step t, as torch (and the CPU's cpu_adam_consts_at) compute
+// them: the bias corrections in double, rounded to float once; the decay
+// factor 1 - lr*wd in float.
+typedef struct {
+    float one_m_b1, b2, one_m_b2, step_size, bc2_sqrt, shrink, eps;
+} adam_consts;
+
+static adam_consts adam_consts_at(float lr, float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+    adam_consts c;
+    c.one_m_b1 = 1.0f - beta1;
+    c.b2 = beta2;
+    c.one_m_b2 = 1.0f - beta2;
+    c.step_size = (float)((double)lr / (1.0 - pow((double)beta1, (double)t)));
+    c.bc2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)t));
+    c.shrink = 1.0f - lr * weight_decay;
+    c.eps = eps;
+    return c;
+}
+
+// One parameter's step, the CPU's operations in its order:
 //   m += (1-b1) (g - m);  v = b2 v + (1-b2) g g;  p = p shrink - step_size m / (sqrt(v)/bc2_sqrt + eps)
-static __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, float one_m_b1,
-                                    float b2, float one_m_b2, float step_size, float bc2_sqrt, float shrink,
-                                    float eps) {
+static __device__ __forceinline__ void adam_step(float &p, float &m, float &v, float g, const adam_consts &c) {
+    m = __fadd_rn(m, __fmul_rn(c.one_m_b1, __fsub_rn(g, m))); // torch's lerp
+    v = __fadd_rn(__fmul_rn(c.b2, v), __fmul_rn(__fmul_rn(c.one_m_b2, g), g));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), c.bc2_sqrt), c.eps);
+    p = __fsub_rn(__fmul_rn(p, c.shrink), __fdiv_rn(__fmul_rn(c.step_size, m), denom));
+}
+
+// p, m, v, g (n): one step.
+static __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, adam_consts c) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const float gi = g[i];
-        const float mi = __fadd_rn(m[i], __fmul_rn(one_m_b1, __fsub_rn(gi, m[i]))); // torch's lerp
-        const float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(one_m_b2, gi), gi));
-        const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-        p[i] = __fsub_rn(__fmul_rn(p[i], shrink), __fdiv_rn(__fmul_rn(step_size, mi), denom));
+        float pi = p[i], mi = m[i], vi = v[i];
+        adam_step(pi, mi, vi, g[i], c);
+        p[i] = pi;
         m[i] = mi;
         v[i] = vi;
     }
 }
 
-// The scalars as torch (and optim.c) compute them: the bias corrections in
-// double, rounded to float once; the decay factor 1 - lr*wd in float.
 static void cuda_adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
                               float beta2, float eps, float weight_decay, int64_t t) {
     if (n <= 0) return;
-    const float step_size = (float)((double)lr / (1.0 - pow((double)beta1, (double)t)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)t));
-    const float shrink = 1.0f - lr * weight_decay;
-    adamw_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(p, m, v, g, n, 1.0f - beta1, beta2,
-                                                                    1.0f - beta2, step_size, bc2_sqrt, shrink,
-                                                                    eps);
+    const adam_consts c = adam_consts_at(lr, beta1, beta2, eps, weight_decay, t);
+    adamw_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(p, m, v, g, n, c);
     CUDA_LAUNCHED("adamw_kernel");
+}
+
+// The same with m (n) in e6m9 and v (n) in ue6m10: decoded, stepped, rounded back.
+static __global__ void adamw16_kernel(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n,
+                                      adam_consts c) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float pi = p[i], mi = e6m9_to_f32(m[i]), vi = ue6m10_to_f32(v[i]);
+        adam_step(pi, mi, vi, g[i], c);
+        p[i] = pi;
+        m[i] = f32_to_e6m9(mi);
+        v[i] = f32_to_ue6m10(vi);
+    }
+}
+
+static void cuda_adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr,
+                                float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+    if (n <= 0) return;
+    const adam_consts c = adam_consts_at(lr, beta1, beta2, eps, weight_decay, t);
+    adamw16_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(p, m, v, g, n, c);
+    CUDA_LAUNCHED("adamw16_kernel");
 }
 
 // ---------------------------------------------------------------- EMA
@@ -97,6 +135,7 @@ static void cuda_axpy(float *y, float a, const float *x, int64_t n) {
 
 void cuda_register_optim_ops(backend_ops *ops) {
     ops->adamw_update = cuda_adamw_update;
+    ops->adamw_update16 = cuda_adamw_update16;
     ops->ema_update = cuda_ema_update;
     ops->grad_sumsq = cuda_grad_sumsq;
     ops->axpy = cuda_axpy;
