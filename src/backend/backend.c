@@ -62,6 +62,8 @@ static const backend_ops cpu_table = {
     .from_half = cpu_from_half,
     .store_half = cpu_store_half,
     .round_half = cpu_round_half,
+    .linear16_forward = cpu_linear16_forward,
+    .linear16_backward = cpu_linear16_backward,
     .adamw_update = cpu_adamw_update,
     .adamw_update16 = cpu_adamw_update16,
     .ema_update = cpu_ema_update,
@@ -93,7 +95,7 @@ static const char *missing_entry(const backend_ops *o) {
     NEED(attention_forward) NEED(attention_backward) NEED(attention_decode) NEED(softmax_xent_forward)
     NEED(softmax_xent_backward) NEED(embed_sum_forward) NEED(embed_sum_backward) NEED(adamw_update)
     NEED(ema_update) NEED(grad_sumsq) NEED(to_half) NEED(from_half) NEED(store_half) NEED(round_half)
-    NEED(adamw_update16)
+    NEED(adamw_update16) NEED(linear16_forward) NEED(linear16_backward)
 #undef NEED
     return NULL;
 }
@@ -436,6 +438,18 @@ int64_t round_half(float *x, int64_t n, half_fmt fmt, int filter) {
     int64_t r = g_ops->round_half(x, n, fmt, filter);
     after_op();
     return r;
+}
+
+void linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in, int n_out,
+                      float beta, half_fmt fmt, float *scratch) {
+    g_ops->linear16_forward(out, in, w, b, M, n_in, n_out, beta, fmt, scratch);
+    after_op();
+}
+
+void linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                       int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch) {
+    g_ops->linear16_backward(din, dw, db, dout, in, w, M, n_in, n_out, fmt, scratch);
+    after_op();
 }
 
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,

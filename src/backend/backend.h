@@ -98,6 +98,10 @@ typedef struct backend_ops {
     void (*from_half)(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
     void (*store_half)(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
     int64_t (*round_half)(float *x, int64_t n, half_fmt fmt, int filter);
+    void (*linear16_forward)(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in,
+                             int n_out, float beta, half_fmt fmt, float *scratch);
+    void (*linear16_backward)(float *din, float *dw, float *db, const float *dout, const float *in,
+                              const uint16_t *w, int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
 
     // ---- the optimizer (ops.h)
     void (*adamw_update)(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,

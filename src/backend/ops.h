@@ -148,6 +148,18 @@ void store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
 // set to 0 with `filter` (half_round). On a GPU the count is reduced there
 // and copied back (the call waits for the op, as the losses do).
 int64_t round_half(float *x, int64_t n, half_fmt fmt, int filter);
+// A 16-bit model's products: linear_forward / linear_backward with the
+// weight w (n_out, n_in) given as its 16-bit codes in fmt (the model's
+// matrices), and activations (in, dout) whose fp32 values the caller has
+// already rounded to fmt. Every product of two such values is exact in fp32,
+// so this is linear_forward / linear_backward over the decoded weight, the
+// sums in fp32 in the device's order. scratch: n_out*n_in floats (the CPU,
+// and a GPU for fp16, decode w there; a GPU for bf16 gives the codes to its
+// tensor cores and converts the activations to bf16, exactly, on the side).
+void linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in,
+                      int n_out, float beta, half_fmt fmt, float *scratch);
+void linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                       int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
 
 // ---- Embeddings as sums of table rows: out (M, C) row r = sum over k < K of
 // table[rows[r*K + k] .. + C) (rows: offsets in floats into table; -1 adds

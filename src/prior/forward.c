@@ -2,12 +2,13 @@
 // model.h for the activations and docs/prior.md for the model). Every op is
 // a call into the backend (backend/ops.h); this file only wires them. A
 // bf16/fp16 model (mixed precision, docs/training.md) computes in fp32 too:
-// its 16-bit matrices are converted for each product, and what it stores in
-// 16 bits (a resblock's saved activations, its gradients) is rounded where it
-// is produced, so that the computation goes on with the stored values. Those
-// conversions and roundings are ops too (to_half, from_half, store_half,
-// round_half): on a GPU the data stays there; only round_half's count of
-// non-finite values comes back to the host.
+// its products take the 16-bit matrices as they are (linear16_forward and
+// _backward: exact products, fp32 sums; bf16 on a GPU's tensor cores), and
+// what it stores in 16 bits (a resblock's saved activations, its gradients)
+// is rounded where it is produced, so that the computation goes on with the
+// stored values. Those conversions and roundings are ops too (to_half,
+// from_half, store_half, round_half): on a GPU the data stays there; only
+// round_half's count of non-finite values comes back to the host.
 #include <math.h>
 #include <string.h>
 
@@ -50,13 +51,14 @@ static void attention_dense_forward(float *out, const float *qkv, const prior_mo
 
 // ---------------------------------------------------------------- pieces
 
-// The matrix at flat offset off (n floats) as fp32: in the parameters, or
-// converted from 16 bits into a->wbuf (so: one at a time; the ops run in
-// order, so the op before has finished reading it).
-static const float *matrix(const prior_model *m, prior_acts *a, int64_t off, int64_t n) {
-    if (m->prec == PRIOR_FP32) return m->params + off;
-    from_half(a->wbuf, m->w16 + (off - m->n32), n, m->fmt);
-    return a->wbuf;
+// out (M, n_out) = in (M, n_in) . W^T + b + beta out for the matrix W at flat
+// offset ow and the bias at ob: fp32, or W's 16-bit codes (linear16_forward,
+// a->wbuf its scratch; in holds values stored in 16 bits).
+static void product(const prior_model *m, prior_acts *a, float *out, const float *in, int64_t ow, int64_t ob,
+                    int64_t M, int n_in, int n_out, float beta) {
+    const float *P = m->params;
+    if (m->prec == PRIOR_FP32) linear_forward(out, in, P + ow, P + ob, M, n_in, n_out, beta);
+    else linear16_forward(out, in, m->w16 + (ow - m->n32), P + ob, M, n_in, n_out, beta, m->fmt, a->wbuf);
 }
 
 // Layer l's internals as fp32 buffers: its slices of the arrays when they
@@ -97,7 +99,7 @@ static void attn_internals(prior_model *m, prior_acts *a, int l, int B, const la
     const int h = store && a->h_ln1;
     layernorm_forward(v->ln1, v->mu1, v->rs1, a->x + l * BT * d, P + w->ln1_w, P + w->ln1_b, BT, (int)d);
     keep(m, h ? a->h_ln1 + l * BT * d : NULL, v->ln1, BT * d);
-    linear_forward(v->qkv, v->ln1, matrix(m, a, w->qkv_w, 3 * d * d), P + w->qkv_b, BT, (int)d, (int)(3 * d), 0);
+    product(m, a, v->qkv, v->ln1, w->qkv_w, w->qkv_b, BT, (int)d, (int)(3 * d), 0);
     keep(m, h ? a->h_qkv + l * BT * 3 * d : NULL, v->qkv, BT * 3 * d);
     if (m->dense) {
         attention_dense_forward(v->atty, v->qkv, m, type, B);
@@ -117,7 +119,7 @@ static void mlp_internals(prior_model *m, prior_acts *a, int l, int B, const lay
     const int h = store && a->h_ln2;
     layernorm_forward(v->ln2, v->mu2, v->rs2, a->xmid + l * BT * d, P + w->ln2_w, P + w->ln2_b, BT, (int)d);
     keep(m, h ? a->h_ln2 + l * BT * d : NULL, v->ln2, BT * d);
-    linear_forward(v->fch, v->ln2, matrix(m, a, w->fc_w, f * d), P + w->fc_b, BT, (int)d, (int)f, 0);
+    product(m, a, v->fch, v->ln2, w->fc_w, w->fc_b, BT, (int)d, (int)f, 0);
     keep(m, h ? a->h_fch + l * BT * f : NULL, v->fch, BT * f);
     gelu_forward(v->fcg, v->fch, BT * f);
     keep(m, NULL, v->fcg, BT * f);
@@ -165,10 +167,10 @@ int prior_forward(prior_model *m, prior_acts *a, const int32_t *text, const int3
         float *x = a->x + (int64_t)l * BT * d, *xn = x + BT * d, *xmid = a->xmid + (int64_t)l * BT * d;
         attn_internals(m, a, l, B, &v, 1);
         backend_copy(xmid, x, sizeof(float) * (size_t)(BT * d));
-        linear_forward(xmid, v.atty, matrix(m, a, w->proj_w, (int64_t)d * d), P + w->proj_b, BT, d, d, 1);
+        product(m, a, xmid, v.atty, w->proj_w, w->proj_b, BT, d, d, 1);
         mlp_internals(m, a, l, B, &v, 1);
         backend_copy(xn, xmid, sizeof(float) * (size_t)(BT * d));
-        linear_forward(xn, v.fcg, matrix(m, a, w->fc2_w, (int64_t)d * f), P + w->fc2_b, BT, f, d, 1);
+        product(m, a, xn, v.fcg, w->fc2_w, w->fc2_b, BT, f, d, 1);
     }
     // Heads and loss.
     layernorm_forward(a->lnf, a->muf, a->rsf, a->x + (int64_t)nl * BT * d, P + m->lnf_w, P + m->lnf_b, BT, d);
@@ -225,7 +227,7 @@ static int64_t linear_backward16(const prior_model *m, prior_acts *a, int r, flo
     const int64_t nw = (int64_t)n_in * n_out;
     backend_memset0(din, sizeof(float) * (size_t)(M * n_in));
     float *pg = pgrad(a, nw + n_out);
-    linear_backward(din, pg, pg + nw, dout, in, matrix(m, a, ow, nw), M, n_in, n_out);
+    linear16_backward(din, pg, pg + nw, dout, in, m->w16 + (ow - m->n32), M, n_in, n_out, m->fmt, a->wbuf);
     int64_t bad = flush_params(m, a, r, grads, ow, nw, ob, n_out);
     return bad + round16(m, din, M * n_in);
 }

@@ -1,6 +1,7 @@
 // test_cuda_transformer.c: the prior's ops of the CUDA backend
 // (src/backend/cuda/transformer_ops.cu, attention.cu) against the CPU
-// backend, op by op: the same random inputs in a host copy and in GPU
+// backend, op by op (the linear layers also with a 16-bit model's weights
+// and activations): the same random inputs in a host copy and in GPU
 // (managed) memory, the CPU's op on the one and the GPU's on the other, then
 // every output and gradient compared with |gpu - cpu| <= atol + rtol*|cpu|,
 // atol a fraction of the tensor's largest |value| (the max error printed).
@@ -24,6 +25,7 @@
 #include "backend/attn_blocks.h"
 #include "backend/backend.h"
 #include "core/common.h"
+#include "core/half.h"
 
 static const backend_ops *gpu, *cpu;
 static int tf32;  // DALLE_CUDA_TF32=1
@@ -150,6 +152,73 @@ static void test_linear(void) {
     linear_case(256, 256, 768, 1, 0);  // qkv of the small prior
     linear_case(640, 512, 2048, 0, 0); // no bias
     linear_case(2560, 256, 256, 1, 0); // many rows: dw sums 2560 products
+}
+
+// ---- a 16-bit model's products: the weight as codes, the activations
+// rounded to the format (as the prior stores them), so every product is exact
+// on both sides and only the fp32 sums' order differs. Tolerance: fp16 runs
+// the fp32 products over the decoded weight (2e-5 of the largest value, as
+// above); bf16 the tensor cores, fp32 accumulation in their own order (5e-5).
+static void linear16_case(int64_t M, int n_in, int n_out, half_fmt fmt) {
+    const char *name = fmt == HALF_BF16 ? "bf16" : "fp16";
+    printf("   linear16 %s M=%lld %d -> %d +b\n", name, (long long)M, n_in, n_out);
+    const uint64_t seed = 300 + (uint64_t)(M * 3 + n_in * 7 + n_out);
+    const int64_t nw = (int64_t)n_out * n_in;
+    twin in = twin_rand(M * n_in, seed, -1, 1), wf = twin_rand(nw, seed + 1, -0.5f, 0.5f);
+    twin b = twin_rand(n_out, seed + 2, -1, 1), out = twin_new(M * n_out);
+    uint16_t *wh = malloc(sizeof(uint16_t) * (size_t)nw), *wg = gpu_bytes(sizeof(uint16_t) * (size_t)nw);
+    float *sh = malloc(sizeof(float) * (size_t)nw), *sg = gpu_bytes(sizeof(float) * (size_t)nw); // scratch
+    half_round(in.h, in.n, fmt, 0);
+    memcpy(in.g, in.h, sizeof(float) * (size_t)in.n);
+    half_from_f32(wh, wf.h, nw, fmt);
+    memcpy(wg, wh, sizeof(uint16_t) * (size_t)nw);
+    const double frac = fmt == HALF_BF16 ? 5e-5 : linear_frac();
+    char what[96];
+
+    for (int64_t i = 0; i < out.n; i++) out.g[i] = NAN;
+    cpu->linear16_forward(out.h, in.h, wh, b.h, M, n_in, n_out, 0, fmt, sh);
+    gpu->linear16_forward(out.g, in.g, wg, b.g, M, n_in, n_out, 0, fmt, sg);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s forward, beta 0", name);
+    check_twin(what, &out, frac, 1e-4);
+    cpu->linear16_forward(out.h, in.h, wh, b.h, M, n_in, n_out, 1, fmt, sh);
+    gpu->linear16_forward(out.g, in.g, wg, b.g, M, n_in, n_out, 1, fmt, sg);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s forward, beta 1", name);
+    check_twin(what, &out, frac, 1e-4);
+
+    twin dout = twin_rand(M * n_out, seed + 4, -1, 1), din = twin_rand(M * n_in, seed + 5, -1, 1);
+    twin dw = twin_rand(nw, seed + 6, -1, 1), db = twin_rand(n_out, seed + 7, -1, 1);
+    half_round(dout.h, dout.n, fmt, 0);
+    memcpy(dout.g, dout.h, sizeof(float) * (size_t)dout.n);
+    cpu->linear16_backward(din.h, dw.h, db.h, dout.h, in.h, wh, M, n_in, n_out, fmt, sh);
+    gpu->linear16_backward(din.g, dw.g, db.g, dout.g, in.g, wg, M, n_in, n_out, fmt, sg);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s backward din", name);
+    check_twin(what, &din, frac, 1e-4);
+    snprintf(what, sizeof what, "%s backward dw", name);
+    check_twin(what, &dw, frac, 1e-4);
+    snprintf(what, sizeof what, "%s backward db (column sums)", name);
+    check_twin(what, &db, 1e-5, 1e-4);
+    cpu->linear16_backward(NULL, dw.h, NULL, dout.h, in.h, wh, M, n_in, n_out, fmt, sh);
+    gpu->linear16_backward(NULL, dw.g, NULL, dout.g, in.g, wg, M, n_in, n_out, fmt, sg);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s backward dw alone (accumulates again)", name);
+    check_twin(what, &dw, frac, 1e-4);
+    twin_free(&in), twin_free(&wf), twin_free(&b), twin_free(&out);
+    twin_free(&dout), twin_free(&din), twin_free(&dw), twin_free(&db);
+    free(wh), free(sh);
+    gpu->free(wg), gpu->free(sg);
+}
+
+static void test_linear16(void) {
+    for (int f = 0; f < 2; f++) {
+        const half_fmt fmt = f ? HALF_BF16 : HALF_F16;
+        linear16_case(7, 33, 65, fmt);      // odd sizes: no aligned rows
+        linear16_case(256, 256, 768, fmt);  // qkv of the small prior
+        linear16_case(640, 512, 2048, fmt); // fc
+        linear16_case(2560, 256, 256, fmt); // many rows: dw sums 2560 products
+    }
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -478,6 +547,7 @@ int main(void) {
            tf32 ? " (DALLE_CUDA_TF32=1: TF32 linear layers)" : "",
            quick ? " (DALLE_CUDA_TEST_QUICK=1: no timings)" : "");
     RUN(test_linear);
+    RUN(test_linear16);
     RUN(test_layernorm);
     RUN(test_gelu);
     RUN(test_softmax_xent);

@@ -75,6 +75,10 @@ void cpu_to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
 void cpu_from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
 void cpu_store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt);
 int64_t cpu_round_half(float *x, int64_t n, half_fmt fmt, int filter);
+void cpu_linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in,
+                          int n_out, float beta, half_fmt fmt, float *scratch);
+void cpu_linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                           int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
 
 // ---- AdamW's arithmetic (optim.c: cpu_adamw_update, and
 // cpu_adamw_update16 with 16-bit moments). The scalars of step t, in double as

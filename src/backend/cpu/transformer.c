@@ -1,5 +1,5 @@
 // transformer.c: the CPU ops of the transformer prior (ops.h): linear layers
-// over OpenBLAS sgemm, LayerNorm, GELU, sparse attention over precomputed key
+// over OpenBLAS sgemm (a 16-bit model's weights decoded first), LayerNorm, GELU, sparse attention over precomputed key
 // lists (and its one-position form over the sampling's KV cache), softmax
 // cross-entropy, and the embeddings as sums of table rows. Rows (tokens) are
 // split across threads with OpenMP; column sums (bias, LayerNorm gains) are
@@ -73,6 +73,19 @@ void cpu_linear_backward(float *din, float *dw, float *db, const float *dout, co
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, (int)M, 1.0f, dout, n_out, in, n_in, 1.0f,
                     dw, n_in);
     if (db) colsum_add(db, dout, M, n_out);
+}
+
+// The 16-bit weight decoded into scratch, then the fp32 product.
+void cpu_linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in,
+                          int n_out, float beta, half_fmt fmt, float *scratch) {
+    half_to_f32(scratch, w, (int64_t)n_out * n_in, fmt);
+    cpu_linear_forward(out, in, scratch, b, M, n_in, n_out, beta);
+}
+
+void cpu_linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                           int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch) {
+    half_to_f32(scratch, w, (int64_t)n_out * n_in, fmt);
+    cpu_linear_backward(din, dw, db, dout, in, scratch, M, n_in, n_out);
 }
 
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,

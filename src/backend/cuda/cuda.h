@@ -37,6 +37,12 @@ void cuda_after_launch(const char *kernel, const char *file, int line);
 // call (ops that need a workspace share it; all run on cuda_stream).
 void *cuda_workspace(size_t bytes);
 
+// half_ops.cu's conversions (ops.h's to_half, from_half), for the other
+// files: dst (n) = src (n) in fmt, or the values of the codes src (n);
+// queued on cuda_stream.
+void cuda_half_encode(uint16_t *dst, const float *src, int64_t n, half_fmt fmt);
+void cuda_half_decode(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
+
 // Each file of the backend fills its entries of the table (called once by
 // dalle_cuda_backend_init after the device is set up).
 void cuda_register_dvae_ops(backend_ops *ops);        // dvae_ops.cu: conv (cuDNN), pool, upsample, relu, losses

@@ -6,7 +6,8 @@
 // are those of the CPU bit for bit: round to nearest even, fp16 overflow to
 // infinity and subnormals, NaN kept quiet with its payload. One grid-stride
 // kernel per op on cuda_stream; round_half counts the non-finite results on
-// the GPU and copies the count back.
+// the GPU and copies the count back. The encoding and decoding serve
+// transformer_ops.cu's 16-bit products too (cuda.h).
 #include <math.h>
 
 #include "backend/cuda/common.cuh"
@@ -49,13 +50,13 @@ static __global__ void round_half_kernel(float *x, int64_t n, half_fmt fmt, int 
     if (threadIdx.x % 32 == 0 && bad) atomicAdd(count, (unsigned long long)bad);
 }
 
-static void cuda_to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt) {
+void cuda_half_encode(uint16_t *dst, const float *src, int64_t n, half_fmt fmt) {
     if (n <= 0) return;
     to_half_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(dst, src, n, fmt);
     CUDA_LAUNCHED("to_half_kernel");
 }
 
-static void cuda_from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt) {
+void cuda_half_decode(float *dst, const uint16_t *src, int64_t n, half_fmt fmt) {
     if (n <= 0) return;
     from_half_kernel<<<cuda_grid_1d(n), CUDA_THREADS, 0, cuda_stream>>>(dst, src, n, fmt);
     CUDA_LAUNCHED("from_half_kernel");
@@ -83,8 +84,8 @@ static int64_t cuda_round_half(float *x, int64_t n, half_fmt fmt, int filter) {
 }
 
 void cuda_register_half_ops(backend_ops *ops) {
-    ops->to_half = cuda_to_half;
-    ops->from_half = cuda_from_half;
+    ops->to_half = cuda_half_encode;
+    ops->from_half = cuda_half_decode;
     ops->store_half = cuda_store_half;
     ops->round_half = cuda_round_half;
 }

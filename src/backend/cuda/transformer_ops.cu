@@ -1,7 +1,8 @@
 // transformer_ops.cu: the prior's dense ops on the GPU, with the contracts of
 // ops.h and the CPU versions (backend/cpu/transformer.c) as the reference:
-// linear layers through cuBLASLt (bias as its epilogue), LayerNorm, GELU,
-// softmax cross-entropy, and the embeddings as sums of table rows.
+// linear layers through cuBLASLt (bias as its epilogue; a bf16 model's on
+// the tensor cores), LayerNorm, GELU, softmax cross-entropy, and the
+// embeddings as sums of table rows.
 // Column sums (bias and LayerNorm gain gradients) are per-block partial sums
 // over row chunks, then one fixed-order pass: no atomics, the same bits on
 // every run. Attention lives in attention.cu.
@@ -9,7 +10,6 @@
 // Sizes as in ops.h: M rows (tokens), C channels, n_in/n_out the features of
 // a linear layer, V vocabulary. Row-major fp32 throughout.
 #include <cublasLt.h>
-#include <cuda_bf16.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,15 +204,6 @@ static void cuda_linear_forward(float *out, const float *in, const float *w, con
               g_compute32, 1.0f, beta);
 }
 
-// The bf16-input variant of linear_forward for mixed-precision training (not
-// in the op table yet): out (M, n_out) fp32 = in (M, n_in) . w^T + b + beta
-// out, in and w bf16, products accumulated in fp32, b (n_out) fp32 or NULL.
-extern "C" void cuda_linear_forward_bf16(float *out, const __nv_bfloat16 *in, const __nv_bfloat16 *w,
-                                         const float *b, int64_t M, int n_in, int n_out, float beta) {
-    lt_matmul(out, w, in, b, 1, 0, (uint64_t)n_out, (uint64_t)M, (uint64_t)n_in, n_in, n_in, n_out, CUDA_R_16BF,
-              CUBLAS_COMPUTE_32F, 1.0f, beta);
-}
-
 // ---- column sums: dw (C) += sum over rows of g * (x - mean) * rstd and
 // db (C) += sum over rows of g, for g, x (M, C); or, with x NULL, db only.
 // Each block sums 32 columns over one chunk of rows (CS_ROWS threads down
@@ -291,6 +282,55 @@ static void cuda_linear_backward(float *din, float *dw, float *db, const float *
     if (dw)
         lt_matmul(dw, in, dout, NULL, 0, 1, (uint64_t)n_in, (uint64_t)n_out, (uint64_t)M, n_in, n_out, n_in,
                   CUDA_R_32F, g_compute32, 1.0f, 1.0f);
+    if (db) colsum_add(NULL, db, dout, NULL, NULL, NULL, M, n_out);
+}
+
+// ---- A 16-bit model's products (ops.h: linear16_forward, _backward). bf16:
+// the weight's codes as they are and the activations converted to bf16
+// (exactly: the caller stored them in bf16) in the workspace, products on
+// the tensor cores, accumulated in fp32 (cuBLASLt's COMPUTE_32F). fp16: the
+// weight decoded into scratch, then the fp32 products above (an fp16
+// tensor-core path would need its inputs' range checked: not yet).
+
+// Room for n 16-bit codes rounded up to 256 bytes (the next buffer aligned).
+static size_t codes_bytes(int64_t n) { return ((size_t)n * 2 + 255) & ~(size_t)255; }
+
+static void cuda_linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M,
+                                  int n_in, int n_out, float beta, half_fmt fmt, float *scratch) {
+    if (fmt != HALF_BF16) {
+        cuda_half_decode(scratch, w, (int64_t)n_out * n_in, fmt);
+        cuda_linear_forward(out, in, scratch, b, M, n_in, n_out, beta);
+        return;
+    }
+    if (M <= 0 || n_out <= 0) return;
+    uint16_t *in16 = (uint16_t *)cuda_workspace(codes_bytes(M * n_in)); // (M, n_in)
+    cuda_half_encode(in16, in, M * n_in, HALF_BF16);
+    lt_matmul(out, w, in16, b, 1, 0, (uint64_t)n_out, (uint64_t)M, (uint64_t)n_in, n_in, n_in, n_out, CUDA_R_16BF,
+              CUBLAS_COMPUTE_32F, 1.0f, beta);
+}
+
+// The bias gradient (fp32 column sums of dout) last: colsum_add takes the
+// workspace over, after the products that read the codes there.
+static void cuda_linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                                   const uint16_t *w, int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch) {
+    if (fmt != HALF_BF16) {
+        cuda_half_decode(scratch, w, (int64_t)n_out * n_in, fmt);
+        cuda_linear_backward(din, dw, db, dout, in, scratch, M, n_in, n_out);
+        return;
+    }
+    if (M > 0 && (din || dw)) {
+        char *ws = (char *)cuda_workspace(codes_bytes(M * n_out) + (dw ? codes_bytes(M * n_in) : 0));
+        uint16_t *dout16 = (uint16_t *)ws, *in16 = (uint16_t *)(ws + codes_bytes(M * n_out)); // (M, n_out), (M, n_in)
+        cuda_half_encode(dout16, dout, M * n_out, HALF_BF16);
+        if (din)
+            lt_matmul(din, w, dout16, NULL, 0, 0, (uint64_t)n_in, (uint64_t)M, (uint64_t)n_out, n_in, n_out, n_in,
+                      CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.0f, 1.0f);
+        if (dw) {
+            cuda_half_encode(in16, in, M * n_in, HALF_BF16);
+            lt_matmul(dw, in16, dout16, NULL, 0, 1, (uint64_t)n_in, (uint64_t)n_out, (uint64_t)M, n_in, n_out, n_in,
+                      CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1.0f, 1.0f);
+        }
+    }
     if (db) colsum_add(NULL, db, dout, NULL, NULL, NULL, M, n_out);
 }
 
@@ -518,6 +558,8 @@ void cuda_register_transformer_ops(backend_ops *ops) {
     g_compute32 = s && atoi(s) == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     ops->linear_forward = cuda_linear_forward;
     ops->linear_backward = cuda_linear_backward;
+    ops->linear16_forward = cuda_linear16_forward;
+    ops->linear16_backward = cuda_linear16_backward;
     ops->layernorm_forward = cuda_layernorm_forward;
     ops->layernorm_backward = cuda_layernorm_backward;
     ops->gelu_forward = cuda_gelu_forward;
