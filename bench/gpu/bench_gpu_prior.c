@@ -6,7 +6,11 @@
 // CONFIG: a preset or a prior config JSON (bench/gpu/prior-350m.json).
 // train: the library's own step as the trainer runs it (prior_forward,
 // prior_backward, AdamW per tensor with the prior's decay rule), fp32 storage
-// (TF32 where DALLE_CUDA_TF32=1); one warm-up step, then timed steps until
+// (TF32 where DALLE_CUDA_TF32=1), or with DALLE_BENCH_PRECISION=bf16 (fp16)
+// the trainer's mixed precision (16-bit matrices, activations and gradients,
+// bf16 products on the tensor cores, fp32 master weights, adamw_update16 and
+// the 16-bit weights remade from the master each step; gradient scale 1: the
+// scales change no work); one warm-up step, then timed steps until
 // STEPS or SECONDS; tokens/s of the best step, and model FLOPs utilisation:
 // the sparse model's training FLOPs per token (prior_costs_compute) x tokens/s
 // / the H100's bf16 dense peak (bench_gpu.h).
@@ -34,16 +38,31 @@ static int die(const char *what) {
     return 1;
 }
 
+// The mode of the figures: the storage precision, else fp32 or tf32.
+static const char *bench_mode(const prior_model *m) {
+    return m->prec == PRIOR_FP32 ? bench_gpu_mode() : prior_precision_name(m->prec);
+}
+
 static int bench_train(prior_model *m, const prior_costs *pc, int B, int steps, double seconds) {
     int64_t n = m->n_params;
+    const int half = m->prec != PRIOR_FP32;
     prior_acts *a = prior_acts_new(m, B, 0);
+    // fp32: Adam's moments (n each); 16-bit: the master weights (n), then the moments as codes
     float *g = backend_alloc(sizeof(float) * (size_t)n), *am = backend_alloc(sizeof(float) * (size_t)n),
-          *av = backend_alloc(sizeof(float) * (size_t)n);
+          *av = half ? NULL : backend_alloc(sizeof(float) * (size_t)n);
+    uint16_t *m16 = half ? backend_alloc(2 * sizeof(uint16_t) * (size_t)n) : NULL, *v16 = m16 ? m16 + n : NULL;
     int32_t *text = backend_alloc(sizeof(int32_t) * (size_t)B * m->L),
             *image = backend_alloc(sizeof(int32_t) * (size_t)B * m->N);
-    if (!a || !g || !am || !av || !text || !image) return die("activations, gradient and Adam state");
-    backend_memset0(am, sizeof(float) * (size_t)n);
-    backend_memset0(av, sizeof(float) * (size_t)n);
+    if (!a || !g || !am || (!av && !m16) || !text || !image) return die("activations, gradient and Adam state");
+    if (half) {
+        prior_init(m, 1, am);
+        prior_set_params(m, am);
+        backend_memset0(m16, 2 * sizeof(uint16_t) * (size_t)n);
+    } else {
+        prior_init(m, 1, m->params);
+        backend_memset0(am, sizeof(float) * (size_t)n);
+        backend_memset0(av, sizeof(float) * (size_t)n);
+    }
     backend_sync();
     for (int i = 0; i < B * m->L; i++) text[i] = (int32_t)((i * 7919u) % (unsigned)m->Vt);
     for (int i = 0; i < B * m->N; i++) image[i] = (int32_t)((i * 104729u) % (unsigned)m->Vi);
@@ -59,10 +78,15 @@ static int bench_train(prior_model *m, const prior_costs *pc, int B, int steps, 
         prior_backward(m, a, text, image, B, g);
         for (int i = 0; i < m->n_tensors; i++) {
             const prior_tensor *t = &m->tensors[i];
+            const int64_t o = t->offset;
             float wd = t->kind == PT_MATRIX || t->kind == PT_HEAD ? h.weight_decay : 0.0f;
-            adamw_update(m->params + t->offset, am + t->offset, av + t->offset, g + t->offset, t->numel, h.lr,
-                         h.beta1, h.beta2, h.eps, wd, s + 1);
+            if (half)
+                adamw_update16(am + o, m16 + o, v16 + o, g + o, t->numel, h.lr, h.beta1, h.beta2, h.eps, wd, s + 1);
+            else
+                adamw_update(m->params + o, am + o, av + o, g + o, t->numel, h.lr, h.beta1, h.beta2, h.eps, wd,
+                             s + 1);
         }
+        if (half) prior_set_params(m, am);
         backend_sync();
         double dt = dalle_time() - t0;
         if (s == 0) {
@@ -80,15 +104,15 @@ static int bench_train(prior_model *m, const prior_costs *pc, int B, int steps, 
     double mfu = tok_s * pc->flops_train / BENCH_GPU_PEAK_FLOPS;
     printf("%s, dalle.c %s: batch %d x T %d: %.0f tok/s best (%.1f ms/step; mean %.1f ms over %d steps); "
            "MFU %.1f%% of %.1f TFLOP/s; loss %.4f -> %.4f; %.1f GiB in use on the device\n",
-           NAME_TRAIN, bench_gpu_mode(), B, m->T, tok_s, best * 1e3, sum / timed * 1e3, timed, 100 * mfu,
+           NAME_TRAIN, bench_mode(m), B, m->T, tok_s, best * 1e3, sum / timed * 1e3, timed, 100 * mfu,
            BENCH_GPU_PEAK_FLOPS / 1e12, loss0, loss_last, bench_gpu_used_gib());
     printf("BENCH {\"bench\":\"%s\",\"impl\":\"dalle.c\",\"mode\":\"%s\",\"batch\":%d,\"T\":%d,\"steps\":%d,"
            "\"tokens_per_s\":%.3f,\"tokens_per_s_mean\":%.3f,\"s_per_step\":%.6f,\"mfu\":%.5f,\"device_gib\":%.2f,"
            "\"loss_first\":%.6f,\"loss_last\":%.6f}\n",
-           NAME_TRAIN, bench_gpu_mode(), B, m->T, timed, tok_s, tokens * timed / sum, best, mfu,
+           NAME_TRAIN, bench_mode(m), B, m->T, timed, tok_s, tokens * timed / sum, best, mfu,
            bench_gpu_used_gib(), loss0, loss_last);
     prior_acts_free(a);
-    backend_free(g), backend_free(am), backend_free(av), backend_free(text), backend_free(image);
+    backend_free(g), backend_free(am), backend_free(av), backend_free(m16), backend_free(text), backend_free(image);
     return 0;
 }
 
@@ -140,14 +164,18 @@ int main(int argc, char **argv) {
            BENCH_GPU_PEAK_FLOPS);
     const char *name = train ? NAME_TRAIN : NAME_SAMPLE;
     if (!bench_gpu_select(name)) return 0;
+    // DALLE_BENCH_PRECISION: the storage of a training run (sampling runs an fp32 model)
+    prior_precision prec = PRIOR_FP32;
+    const char *ps = getenv("DALLE_BENCH_PRECISION");
+    if (train && ps && *ps && prior_precision_parse(ps, &prec)) return die("DALLE_BENCH_PRECISION");
     size_t host0 = dalle_mem_current();
-    prior_model *m = prior_model_new(&c, PRIOR_FP32);
+    prior_model *m = prior_model_new(&c, prec);
     if (!m) return die("model");
-    if (!bench_gpu_on_device(host0, 4.0 * (double)m->n_params, name)) {
+    if (!bench_gpu_on_device(host0, 4.0 * (double)m->n32 + 2.0 * (double)(m->n_params - m->n32), name)) {
         prior_model_free(m);
         return 0;
     }
-    prior_init(m, 1, m->params);
+    if (!train) prior_init(m, 1, m->params);
     printf("%s: %s: %lld parameters, T = %d, DALLE_CUDA_ASYNC=%s\n", name, argv[2], (long long)m->n_params, m->T,
            getenv("DALLE_CUDA_ASYNC") ? getenv("DALLE_CUDA_ASYNC") : "unset");
     int rc = train ? bench_train(m, &pc, B, steps, seconds) : bench_sample(m, cand);
