@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/conv16.h"
 #include "backend/cpu/cpu.h"
 #include "backend/ops.h"
 #include "core/common.h"
@@ -64,6 +65,8 @@ static const backend_ops cpu_table = {
     .round_half = cpu_round_half,
     .linear16_forward = cpu_linear16_forward,
     .linear16_backward = cpu_linear16_backward,
+    .conv2d16_forward = cpu_conv2d16_forward,
+    .conv2d16_backward = cpu_conv2d16_backward,
     .adamw_update = cpu_adamw_update,
     .adamw_update16 = cpu_adamw_update16,
     .ema_update = cpu_ema_update,
@@ -95,7 +98,8 @@ static const char *missing_entry(const backend_ops *o) {
     NEED(attention_forward) NEED(attention_backward) NEED(attention_decode) NEED(softmax_xent_forward)
     NEED(softmax_xent_backward) NEED(embed_sum_forward) NEED(embed_sum_backward) NEED(adamw_update)
     NEED(ema_update) NEED(grad_sumsq) NEED(to_half) NEED(from_half) NEED(store_half) NEED(round_half)
-    NEED(adamw_update16) NEED(linear16_forward) NEED(linear16_backward)
+    NEED(adamw_update16) NEED(linear16_forward) NEED(linear16_backward) NEED(conv2d16_forward)
+    NEED(conv2d16_backward)
 #undef NEED
     return NULL;
 }
@@ -450,6 +454,22 @@ void linear16_backward(float *din, float *dw, float *db, const float *dout, cons
                        int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch) {
     g_ops->linear16_backward(din, dw, db, dout, in, w, M, n_in, n_out, fmt, scratch);
     after_op();
+}
+
+void conv2d16_forward(float *out, const float *in, const uint16_t *w, const float *b, int B, int Ci, int Co, int H,
+                      int W, int k, float alpha, float beta, half_fmt fmt, float *scratch) {
+    g_ops->conv2d16_forward(out, in, w, b, B, Ci, Co, H, W, k, alpha, beta, fmt, scratch);
+    after_op();
+}
+
+void conv2d16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                       int B, int Ci, int Co, int H, int W, int k, float alpha, half_fmt fmt, float *scratch) {
+    g_ops->conv2d16_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha, fmt, scratch);
+    after_op();
+}
+
+int64_t conv2d16_scratch_floats(int B, int Ci, int Co, int H, int W, int k) {
+    return conv16_scratch(g_ops->conv2d_scratch_floats(Ci, Co, H, W, k), B, Ci, Co, H, W, k);
 }
 
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,

@@ -102,6 +102,11 @@ typedef struct backend_ops {
                              int n_out, float beta, half_fmt fmt, float *scratch);
     void (*linear16_backward)(float *din, float *dw, float *db, const float *dout, const float *in,
                               const uint16_t *w, int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
+    void (*conv2d16_forward)(float *out, const float *in, const uint16_t *w, const float *b, int B, int Ci, int Co,
+                             int H, int W, int k, float alpha, float beta, half_fmt fmt, float *scratch);
+    void (*conv2d16_backward)(float *din, float *dw, float *db, const float *dout, const float *in,
+                              const uint16_t *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
+                              half_fmt fmt, float *scratch);
 
     // ---- the optimizer (ops.h)
     void (*adamw_update)(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1,

@@ -161,6 +161,27 @@ void linear16_forward(float *out, const float *in, const uint16_t *w, const floa
 void linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
                        int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
 
+// A 16-bit dVAE's convolutions (dvae train --precision bf16): conv2d_forward /
+// conv2d_backward with the weight w (Co, Ci, k, k) given as its 16-bit codes
+// in fmt (made from the fp32 master each step) and every other operand fp32.
+// The op rounds its inputs to fmt (in, and dout in the backward), so every
+// product is exact in fp32 and the sums are fp32; each convolution's result
+// (conv(in, w), and the backward's din and dw parts) is rounded to fmt, as a
+// GPU's bf16 convolution writes it; then the bias, alpha, beta and the
+// accumulation into din/dw are fp32:
+//   out = alpha * (r(conv(r(in), w)) + b) + beta * out,  r = rounding to fmt
+//   din += alpha * r(dconv_in(r(dout), w)),  dw += alpha * r(dconv_w(r(in), r(dout))),
+//   db += alpha * sum of dout (fp32, not rounded).
+// The CPU: the rounding plus the fp32 convolution of conv2d_forward/backward
+// (bit for bit reproducible); a GPU: the same composition on its own
+// convolution. scratch: conv2d16_scratch_floats(B, Ci, Co, H, W, k) floats.
+void conv2d16_forward(float *out, const float *in, const uint16_t *w, const float *b, int B, int Ci, int Co, int H,
+                      int W, int k, float alpha, float beta, half_fmt fmt, float *scratch);
+void conv2d16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                       int B, int Ci, int Co, int H, int W, int k, float alpha, half_fmt fmt, float *scratch);
+// conv2d_scratch_floats of the selected backend + 2 Co*Ci*k*k + B*(Ci + Co)*H*W.
+int64_t conv2d16_scratch_floats(int B, int Ci, int Co, int H, int W, int k);
+
 // ---- Embeddings as sums of table rows: out (M, C) row r = sum over k < K of
 // table[rows[r*K + k] .. + C) (rows: offsets in floats into table; -1 adds
 // nothing). rows (M, K).

@@ -327,7 +327,8 @@ int64_t dvae_exec_train_floats(const dvae_net *net, int B, int need_din, int64_t
     for (int i = 0; i < net->n_ops; i++) {
         const dvae_op *op = &net->ops[i];
         if (op->kind != OP_CONV) continue;
-        int64_t s = conv2d_scratch_floats(op->ci, op->co, op->h, op->w, op->k);
+        int64_t s = net->half ? conv2d16_scratch_floats(B, op->ci, op->co, op->h, op->w, op->k)
+                              : conv2d_scratch_floats(op->ci, op->co, op->h, op->w, op->k);
         if (s > *scratch) *scratch = s;
     }
     int64_t total = 0;
@@ -347,7 +348,12 @@ int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need
     e->act = dalle_calloc((size_t)net->n_slots, sizeof(float *));
     e->grad = dalle_calloc((size_t)net->n_slots, sizeof(float *));
     if (!e->act || !e->grad) goto fail;
-    const int64_t train_floats = dvae_exec_train_floats(net, B, need_din, &e->scratch_floats);
+    int64_t train_floats = dvae_exec_train_floats(net, B, need_din, &e->scratch_floats);
+    if (!train && net->half) { // inference runs the fp32 convolutions
+        dvae_net fp32 = *net;
+        fp32.half = 0;
+        train_floats = dvae_exec_train_floats(&fp32, B, need_din, &e->scratch_floats);
+    }
     if (train) {
         e->arena_floats = train_floats;
         e->arena = backend_alloc(sizeof(float) * (size_t)train_floats);
@@ -401,8 +407,12 @@ float *dvae_forward(dvae_exec *e, const float *params) {
         int64_t nin = (int64_t)B * op->ci * op->h * op->w;
         switch (op->kind) {
         case OP_CONV:
-            conv2d_forward(out, in, params + op->w_off, params + op->b_off, B, op->ci, op->co, op->h,
-                           op->w, op->k, op->alpha, op->beta, e->scratch);
+            if (e->train && n->half)
+                conv2d16_forward(out, in, e->w16 + op->w_off, params + op->b_off, B, op->ci, op->co, op->h,
+                                 op->w, op->k, op->alpha, op->beta, n->fmt, e->scratch);
+            else
+                conv2d_forward(out, in, params + op->w_off, params + op->b_off, B, op->ci, op->co, op->h,
+                               op->w, op->k, op->alpha, op->beta, e->scratch);
             break;
         case OP_ONEHOT:
             onehot_conv_forward(out, e->codes, params + op->w_off, params + op->b_off, B, op->ci,
@@ -431,8 +441,12 @@ void dvae_backward(dvae_exec *e, const float *params, float *dparams) {
         int64_t nin = (int64_t)B * op->ci * op->h * op->w;
         switch (op->kind) {
         case OP_CONV:
-            conv2d_backward(din, dparams + op->w_off, dparams + op->b_off, dout, in, params + op->w_off,
-                            B, op->ci, op->co, op->h, op->w, op->k, op->alpha, e->scratch);
+            if (n->half)
+                conv2d16_backward(din, dparams + op->w_off, dparams + op->b_off, dout, in, e->w16 + op->w_off,
+                                  B, op->ci, op->co, op->h, op->w, op->k, op->alpha, n->fmt, e->scratch);
+            else
+                conv2d_backward(din, dparams + op->w_off, dparams + op->b_off, dout, in, params + op->w_off,
+                                B, op->ci, op->co, op->h, op->w, op->k, op->alpha, e->scratch);
             break;
         case OP_ONEHOT: DALLE_ASSERT(!"the one-hot input conv has no backward"); break;
         case OP_RELU: if (din) relu_backward(din, dout, e->act[op->out], nin); break;

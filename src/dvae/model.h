@@ -51,6 +51,10 @@ typedef struct {
     dvae_slot *slots; // (n_slots,)
     int n_slots;
     int in_slot, out_slot;
+    // 16-bit convolutions in training bindings (dvae train --precision bf16):
+    // set by the trainer before it binds the net; inference stays fp32
+    int half;
+    half_fmt fmt;
 } dvae_net;
 
 // A net bound to memory for B images. Every buffer is backend memory
@@ -64,6 +68,11 @@ typedef struct {
     float *scratch;    // the convolutions' scratch (conv2d_scratch_floats of the selected backend)
     int64_t arena_floats, scratch_floats;
     const int32_t *codes; // input of an OP_ONEHOT net: (B, G*G)
+    // a training binding of a 16-bit net (net->half): the 16-bit codes of the
+    // parameter block (n_params, made from the fp32 master by the caller
+    // before each forward), the convolutions' weights; scratch is then sized
+    // for conv2d16_* (conv2d16_scratch_floats)
+    const uint16_t *w16;
     // inference through dvae_encode_logits / dvae_decode_stats: the input,
     // copied from the caller's host memory (one of the two)
     float *in_buf;        // (B, c, h, w) of the input slot
@@ -97,7 +106,8 @@ int dvae_find_tensor(const dvae_model *m, const char *name);
 int dvae_exec_init(dvae_exec *e, const dvae_net *net, int B, int train, int need_din);
 // The floats of the arena of a training binding of `net` for B images (every
 // slot and its gradient), and in *scratch those of its convolutions' scratch
-// on the selected backend: what dvae_exec_init(e, net, B, 1, need_din) allocates.
+// on the selected backend: what dvae_exec_init(e, net, B, 1, need_din) allocates
+// (with net->half, the scratch of the 16-bit convolutions).
 int64_t dvae_exec_train_floats(const dvae_net *net, int B, int need_din, int64_t *scratch);
 void dvae_exec_free(dvae_exec *e);
 // Runs the net forward; returns the output slot (B, c, h, w).

@@ -64,6 +64,10 @@ int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B) {
     t->dlogits = t->enc.grad[m->enc.out_slot];
     t->grads = backend_alloc(sizeof(float) * (size_t)m->n_params);
     if (!t->g || !t->z || !t->grads) goto fail;
+    if (m->enc.half || m->dec.half) {
+        if (!(t->w16 = backend_alloc(sizeof(uint16_t) * (size_t)m->n_params))) goto fail;
+        t->enc.w16 = t->dec.w16 = t->w16;
+    }
     t->dec.act[m->dec.in_slot] = t->z;
     return DALLE_OK;
 fail:
@@ -77,6 +81,7 @@ void dvae_trainer_free(dvae_trainer *t) {
     backend_free(t->g);
     backend_free(t->z);
     backend_free(t->grads);
+    backend_free(t->w16);
     memset(t, 0, sizeof *t);
 }
 
@@ -88,6 +93,7 @@ dvae_loss dvae_trainer_step(dvae_trainer *t, const float *x, float tau, float be
     // (summed over positions) weighs beta / (3*S*S / P), i.e. beta/192 at 256x256.
     const float norm = 1.0f / ((float)B * 3.0f * (float)N);
 
+    if (t->w16) to_half(t->w16, m->params, m->n_params, m->enc.fmt); // this step's 16-bit weights
     t->enc.act[m->enc.in_slot] = (float *)x;
     const float *logits = dvae_forward(&t->enc, m->params); // (B, V, G, G)
     gumbel_softmax_forward(t->z, logits, t->g, tau, B, V, P);
@@ -282,6 +288,7 @@ static int save_checkpoint(const char *path, const dvae_model *m, dp_t *d, const
     snprintf(buf, sizeof buf, "%lld", (long long)skipped);
     if (skipped && st_writer_meta(w, "train.skipped", buf)) goto done; // steps without an update (not finite)
     if (st_writer_meta(w, "train.rng", "philox4x32-10, streams keyed by seed, counters by step")) goto done;
+    if (st_writer_meta(w, "train.precision", o->bf16 ? "bf16" : "fp32")) goto done;
     char js[1024];
     snprintf(js, sizeof js,
              "{\"batch\": %d, \"lr\": %.17g, \"lr_end\": %.17g, \"lr_steps\": %lld, \"tau\": %.17g, "
@@ -341,6 +348,7 @@ static int fit_check(const dvae_config *cfg, const dvae_train_opts *o, int K) {
     if (!m) return DALLE_ERR;
     m->cfg = *cfg;
     int rc = dvae_build(m);
+    m->enc.half = m->dec.half = o->bf16;
     if (rc == DALLE_OK) {
         const int64_t n = m->n_params, sharded = o->dp == DP_SHARD && K > 1, s = sharded ? (n + K - 1) / K : n;
         const int64_t VP = (int64_t)cfg->vocab_size * dvae_grid(cfg) * dvae_grid(cfg);
@@ -348,6 +356,7 @@ static int fit_check(const dvae_config *cfg, const dvae_train_opts *o, int K) {
         int64_t se, sd, floats = n + (sharded ? K * s + s : n) + 3 * s + n;
         floats += dvae_exec_train_floats(&m->enc, mb, 0, &se) + dvae_exec_train_floats(&m->dec, mb, 1, &sd) + se + sd;
         floats += 2 * mb * VP + (int64_t)mb * 3 * cfg->image_size * cfg->image_size;
+        if (o->bf16) floats += (n + 1) / 2; // the 16-bit codes
         char what[96];
         snprintf(what, sizeof what, "dvae train (micro-batch %d)", mb);
         rc = backend_check_fit(what, 4 * floats, "use a smaller --micro-batch or --batch, or --device cpu");
@@ -368,6 +377,12 @@ static dvae_model *load_checkpoint(const st_file *f, int64_t *step, int64_t *ski
         read_opts(f, o))
         return NULL;
     if (st_meta(f, "train.skipped") && st_meta_int(f, "train.skipped", &sk)) return NULL;
+    const char *prec = st_meta(f, "train.precision"); // absent: fp32 (written before bf16 existed)
+    if (prec && strcmp(prec, "fp32") && strcmp(prec, "bf16")) {
+        dalle_seterr("%s: metadata 'train.precision' is '%s' (fp32 or bf16)", f->path, prec);
+        return NULL;
+    }
+    o->bf16 = prec && !strcmp(prec, "bf16");
     if (fit_check(&cfg, o, K) || !(m = dvae_new(&cfg, 0))) return NULL;
     if (dvae_check_names(m, f, prefixes, 4) || dvae_read_tensors(m, f, "", m->params)) {
         dvae_free(m);
@@ -454,6 +469,8 @@ int dvae_train(const dvae_train_opts *opts) {
         if (o->kl_steps < 0) o->kl_steps = o->steps / 600;
         if (fit_check(&o->cfg, o, K) || !(m = dvae_new(&o->cfg, o->seed))) return DALLE_ERR;
     }
+    m->enc.half = m->dec.half = o->bf16;
+    m->enc.fmt = m->dec.fmt = HALF_BF16;
     if (o->batch % K) {
         if (o->resume)
             dalle_seterr("%s: its batch of %d images is not divisible by %d ranks: resume on a number of ranks "
@@ -488,6 +505,8 @@ int dvae_train(const dvae_train_opts *opts) {
         dalle_log("data parallel: %d ranks (%s) of %d images each, --dp %s: each rank updates %lld parameters", K,
                   comm_backend(o->comm), b, dp_mode_name(o->dp), (long long)dp.len);
     if (pieces > 1) dalle_log("each rank's %d images in %d pieces of %d (gradient accumulated)", b, pieces, mb);
+    if (o->bf16) dalle_log("precision bf16: the convolutions' weights and inputs in bf16, products exact, sums and "
+                           "master weights fp32 (no loss scaling: bf16 has fp32's range)");
     if (dvae_trainer_init(&t, m, mb)) goto done;
     backend_free(t.grads); // the step's gradient goes where dp reduces it
     t.grads = dp.grad;

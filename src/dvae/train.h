@@ -32,6 +32,8 @@ typedef struct {
     int64_t stop_after;    // stop (with a checkpoint) after this many steps of this run (0: never)
     comm *comm;            // the ranks of a data-parallel run (train/dp.h); NULL: this process alone
     dp_mode dp;            // DP_SHARD (default) or DP_ALLREDUCE
+    int bf16;              // --precision bf16: the convolutions in bf16 (ops.h conv2d16_*), fp32 master,
+                           // optimizer and losses; kept across --resume ("train.precision")
 } dvae_train_opts;
 
 // Default options for a run of `steps` steps. The schedule horizons are -1:
@@ -71,8 +73,11 @@ typedef struct {
     float *z;       // (B, V, G, G) relaxed sample, the decoder's input
     float *dlogits; // (B, V, G, G)
     float *grads;   // (n_params,) (dvae_train lends its own, padded for the ranks)
+    uint16_t *w16;  // (n_params,) the parameters' 16-bit codes when m's nets are 16-bit (dvae_net.half)
 } dvae_trainer;
 
+// With m->enc.half and m->dec.half set, the step runs the 16-bit convolutions
+// (the codes remade from m->params at the start of each step).
 int dvae_trainer_init(dvae_trainer *t, dvae_model *m, int B);
 void dvae_trainer_free(dvae_trainer *t);
 // Forward and backward of one batch x (B, 3, S, S) of MAPPED pixels (backend

@@ -1,5 +1,5 @@
 // test_cuda_ops.c: the dVAE's, the optimizer's and mixed precision's ops of
-// the CUDA backend (src/backend/cuda/dvae_ops.cu, optim_ops.cu, half_ops.cu,
+// the CUDA backend (src/backend/cuda/dvae_ops.cu, optim_ops.cu, half_ops.cu, conv16_ops.cu,
 // cuda.cu's strided copy) against the CPU backend, op by op: the same random inputs in a host copy and in GPU (managed) memory, the
 // CPU's op on the one and the GPU's on the other, then every output and
 // every gradient compared with |gpu - cpu| <= atol + rtol*|cpu| (the max
@@ -19,6 +19,7 @@
 #include "../test.h"
 #include "../testfill.h"
 #include "backend/backend.h"
+#include "backend/conv16.h"
 #include "core/common.h"
 
 static const backend_ops *gpu, *cpu;
@@ -227,6 +228,120 @@ static void test_conv2d(void) {
             continue;
         }
         conv_case(s);
+    }
+}
+
+// ---------------------------------------------------------------- conv2d16
+
+// A bf16 dVAE's convolutions (conv2d16_*): both sides round the same inputs
+// and the same weight codes exactly, then round their fp32 sums to bf16. Sums
+// in another order may round to the neighbouring bf16 value, one step of at
+// most 2^-7 of the value: each element within that of the CPU's (atol 2^-7
+// of the largest, for sums that cancel), and at most 5% of them off by more
+// than the fp32 tolerance (a missing or wrong rounding moves nearly all).
+static void check16(const char *what, const pair *p) {
+    const double tol = conv_tol(), m = amax(p->h, p->n);
+    int64_t off = 0;
+    for (int64_t i = 0; i < p->n; i++)
+        if (fabs((double)p->g[i] - p->h[i]) > tol * m + tol * fabs((double)p->h[i])) off++;
+    CHECK_CLOSE(what, p->g, p->h, p->n, m / 128, 1.0 / 128);
+    const double frac = p->n ? (double)off / (double)p->n : 0;
+    printf("    %-48s %lld of %lld past fp32's tolerance (%.2f%%)%s\n", what, (long long)off, (long long)p->n,
+           100 * frac, frac > 0.05 ? "  <-- MISMATCH" : "");
+    CHECK(frac <= 0.05);
+}
+
+// One shape in bf16: the forward with beta 0 over NaN and beta 1; the
+// backward into random gradients (all three, then dw alone).
+static void conv16_case(const conv_shape *s) {
+    const int B = s->B, Ci = s->Ci, Co = s->Co, H = s->H, W = s->W, k = s->k;
+    const int64_t n_in = (int64_t)B * Ci * H * W, n_out = (int64_t)B * Co * H * W, n_w = (int64_t)Co * Ci * k * k;
+    char what[160], name[96];
+    snprintf(name, sizeof name, "conv16 %dx%dx%dx%d k%d ->%d%s a%g", B, Ci, H, W, k, Co, s->bias ? " +b" : "",
+             s->alpha);
+    printf("   %s (%s)\n", name, s->note);
+    const uint64_t seed = 5000 + (uint64_t)(B * 7 + Ci * 131 + Co * 17 + H * 3 + W * 5 + k);
+    pair in = pair_rand(n_in, seed, -1, 1), wf = pair_rand(n_w, seed + 1, -0.5f, 0.5f);
+    pair b = pair_rand(Co, seed + 2, -1, 1), out = pair_new(n_out);
+    const float *bh = s->bias ? b.h : NULL, *bg = s->bias ? b.g : NULL;
+    uint16_t *wh = malloc(sizeof(uint16_t) * (size_t)n_w), *wg = gpu_elems(n_w, sizeof(uint16_t));
+    if (!wh) abort();
+    cpu->to_half(wh, wf.h, n_w, HALF_BF16);
+    memcpy(wg, wh, sizeof(uint16_t) * (size_t)n_w);
+    const int64_t cs = conv16_scratch(cpu->conv2d_scratch_floats(Ci, Co, H, W, k), B, Ci, Co, H, W, k);
+    const int64_t gs = conv16_scratch(gpu->conv2d_scratch_floats(Ci, Co, H, W, k), B, Ci, Co, H, W, k);
+    float *cscratch = malloc(sizeof(float) * (size_t)cs), *gscratch = gpu_floats(gs);
+    if (!cscratch) abort();
+
+    memset(out.h, 0, sizeof(float) * (size_t)n_out);
+    for (int64_t i = 0; i < n_out; i++) out.g[i] = NAN;
+    cpu->conv2d16_forward(out.h, in.h, wh, bh, B, Ci, Co, H, W, k, s->alpha, 0.0f, HALF_BF16, cscratch);
+    gpu->conv2d16_forward(out.g, in.g, wg, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, HALF_BF16, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s out, beta 0 over NaN", name);
+    check16(what, &out);
+
+    fill_uniform(out.h, n_out, seed + 3, -1, 1);
+    memcpy(out.g, out.h, sizeof(float) * (size_t)n_out);
+    cpu->conv2d16_forward(out.h, in.h, wh, bh, B, Ci, Co, H, W, k, s->alpha, 1.0f, HALF_BF16, cscratch);
+    gpu->conv2d16_forward(out.g, in.g, wg, bg, B, Ci, Co, H, W, k, s->alpha, 1.0f, HALF_BF16, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s out, beta 1", name);
+    check16(what, &out);
+
+    pair dout = pair_rand(n_out, seed + 4, -1, 1), din = pair_rand(n_in, seed + 5, -1, 1);
+    pair dw = pair_rand(n_w, seed + 6, -1, 1), db = pair_rand(Co, seed + 7, -1, 1);
+    cpu->conv2d16_backward(din.h, dw.h, db.h, dout.h, in.h, wh, B, Ci, Co, H, W, k, s->alpha, HALF_BF16, cscratch);
+    gpu->conv2d16_backward(din.g, dw.g, db.g, dout.g, in.g, wg, B, Ci, Co, H, W, k, s->alpha, HALF_BF16, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s din +=", name);
+    check16(what, &din);
+    snprintf(what, sizeof what, "%s dw +=", name);
+    check16(what, &dw);
+    snprintf(what, sizeof what, "%s db += (fp32)", name);
+    check_pair(what, &db, conv_tol(), conv_tol());
+    cpu->conv2d16_backward(NULL, dw.h, NULL, dout.h, in.h, wh, B, Ci, Co, H, W, k, s->alpha, HALF_BF16, cscratch);
+    gpu->conv2d16_backward(NULL, dw.g, NULL, dout.g, in.g, wg, B, Ci, Co, H, W, k, s->alpha, HALF_BF16, gscratch);
+    gpu->sync();
+    snprintf(what, sizeof what, "%s dw += again (din, db NULL)", name);
+    check16(what, &dw);
+
+    if (!quick) { // the composition's time, beside conv_case's fp32 one
+        const double flop = 2.0 * B * Co * H * W * (double)Ci * k * k;
+        double fwd_ms = 0, bwd_ms = 0;
+        TIME_MS(fwd_ms, gpu->conv2d16_forward(out.g, in.g, wg, bg, B, Ci, Co, H, W, k, s->alpha, 0.0f, HALF_BF16,
+                                              gscratch));
+        TIME_MS(bwd_ms, gpu->conv2d16_backward(din.g, dw.g, NULL, dout.g, in.g, wg, B, Ci, Co, H, W, k, s->alpha,
+                                               HALF_BF16, gscratch));
+        printf("    time %-44s fwd %8.3f ms %7.0f GFLOP/s   bwd (din+dw) %8.3f ms %7.0f GFLOP/s\n", name, fwd_ms,
+               flop / fwd_ms * 1e-6, bwd_ms, 2 * flop / bwd_ms * 1e-6);
+    }
+
+    pair_free(&in), pair_free(&wf), pair_free(&b), pair_free(&out);
+    pair_free(&dout), pair_free(&din), pair_free(&dw), pair_free(&db);
+    free(wh), free(cscratch);
+    gpu->free(wg), gpu->free(gscratch);
+}
+
+static void test_conv2d16(void) {
+    static const conv_shape shapes[] = {
+        {2, 3, 5, 7, 9, 1, 1, 1.0f, "k 1, odd sizes"},
+        {2, 5, 7, 13, 11, 3, 1, 0.75f, "k 3, odd sizes"},
+        {2, 33, 65, 17, 15, 3, 0, 0.5f, "k 3, no bias, channels past 32 and 64"},
+        {2, 3, 8, 33, 31, 7, 1, 1.0f, "k 7, 33x31"},
+        {1, 16, 64, 64, 64, 1, 1, 1.0f / 64, "dVAE res conv_4 (post gain)"},
+        {1, 64, 16, 64, 64, 3, 1, 1.0f, "dVAE encoder group 1 res conv_1"},
+        {1, 3, 256, 256, 256, 7, 1, 1.0f, "paper encoder input"},
+        {1, 256, 64, 256, 256, 3, 1, 1.0f, "paper encoder group 1 res conv_1"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const conv_shape *s = &shapes[i];
+        if (quick && (double)s->B * s->Co * s->H * s->W * s->Ci * s->k * s->k > QUICK_MACS) {
+            printf("   conv16 %dx%dx%dx%d k%d ->%d (%s): skipped (DALLE_CUDA_TEST_QUICK)\n", s->B, s->Ci, s->H,
+                   s->W, s->k, s->Co, s->note);
+            continue;
+        }
+        conv16_case(s);
     }
 }
 
@@ -662,5 +777,6 @@ int main(void) {
     RUN(test_half_conversions);
     RUN(test_adamw16);
     RUN(test_conv2d);
+    RUN(test_conv2d16);
     return test_summary();
 }

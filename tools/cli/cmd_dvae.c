@@ -69,7 +69,7 @@ static void numbered_path(char *buf, size_t len, const char *path, int k, int n)
 
 static int dvae_cmd_train(int argc, char **argv) {
     dvae_train_opts o;
-    const char *preset = "small", *dp = "shard";
+    const char *preset = "small", *dp = "shard", *precision = "fp32";
     int n_hid = 0, n_blk = 0, vocab = 0, n_init = 0, image_size = 0, n_pool = -1, no_augment = 0;
     dvae_train_defaults(&o, 10000);
     o.out = "dvae.safetensors";
@@ -108,6 +108,8 @@ static int dvae_cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_I64, &o.stop_after, "stop after this many steps of this run, with a checkpoint (0: never)"},
         {"--dp", OPT_STR, &dp, "under mpirun: shard (gradients reduce-scattered, each rank updates its shard) "
                                "or allreduce (every rank updates everything)"},
+        {"--precision", OPT_STR, &precision, "fp32, or bf16: the convolutions' weights and inputs in bf16, sums "
+                                             "and master weights fp32 (a resumed run keeps its checkpoint's)"},
         {NULL, 0, NULL, NULL},
     };
     char *pos[OPTS_MAX_POS];
@@ -136,6 +138,16 @@ static int dvae_cmd_train(int argc, char **argv) {
     o.seed = (uint64_t)seed;
     o.augment = !no_augment;
     if (dp_mode_parse(dp, &o.dp)) return cli_fail();
+    if (!strcmp(precision, "fp16")) {
+        fprintf(stderr, "dalle: dvae train: --precision fp16 is not supported for the dVAE (fp16's range would need "
+                        "loss scaling): use bf16 or fp32\n");
+        return 2;
+    }
+    if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) {
+        fprintf(stderr, "dalle: dvae train: --precision '%s': expected fp32 or bf16\n", precision);
+        return 2;
+    }
+    o.bf16 = !strcmp(precision, "bf16");
     if (!(o.comm = cli_comm_open())) return 1;
     return cli_comm_finish(o.comm, dvae_train(&o) != DALLE_OK);
 }

@@ -79,6 +79,11 @@ void cpu_linear16_forward(float *out, const float *in, const uint16_t *w, const 
                           int n_out, float beta, half_fmt fmt, float *scratch);
 void cpu_linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
                            int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch);
+// conv16.c: a 16-bit dVAE's convolutions (ops.h conv2d16_*): rounding + cpu_conv2d_*.
+void cpu_conv2d16_forward(float *out, const float *in, const uint16_t *w, const float *b, int B, int Ci, int Co,
+                          int H, int W, int k, float alpha, float beta, half_fmt fmt, float *scratch);
+void cpu_conv2d16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
+                           int B, int Ci, int Co, int H, int W, int k, float alpha, half_fmt fmt, float *scratch);
 
 // ---- AdamW's arithmetic (optim.c: cpu_adamw_update, and
 // cpu_adamw_update16 with 16-bit moments). The scalars of step t, in double as

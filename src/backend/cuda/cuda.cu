@@ -153,6 +153,7 @@ extern "C" __attribute__((visibility("default"))) int dalle_cuda_backend_init(ba
     cuda_register_dvae_ops(ops);
     cuda_register_optim_ops(ops);
     cuda_register_half_ops(ops);
+    cuda_register_conv16_ops(ops); // composes the conv and axpy entries registered above
     cuda_register_transformer_ops(ops);
     cuda_register_attention_ops(ops);
     cuda_register_comm(ops);

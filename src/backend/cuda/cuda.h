@@ -48,6 +48,7 @@ void cuda_half_decode(float *dst, const uint16_t *src, int64_t n, half_fmt fmt);
 void cuda_register_dvae_ops(backend_ops *ops);        // dvae_ops.cu: conv (cuDNN), pool, upsample, relu, losses
 void cuda_register_optim_ops(backend_ops *ops);       // optim_ops.cu: AdamW (fp32, 16-bit moments), EMA, norms, axpy
 void cuda_register_half_ops(backend_ops *ops);        // half_ops.cu: the 16-bit conversions of mixed precision
+void cuda_register_conv16_ops(backend_ops *ops);      // conv16_ops.cu: a bf16 dVAE's convolutions (after dvae, optim)
 void cuda_register_transformer_ops(backend_ops *ops); // transformer_ops.cu: linear (cuBLASLt), LN, GELU, xent, embeddings
 void cuda_register_attention_ops(backend_ops *ops);   // attention.cu: block-sparse flash attention, decode
 void cuda_register_comm(backend_ops *ops);            // comm_nccl.cu: NCCL collectives
