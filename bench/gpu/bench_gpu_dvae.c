@@ -4,7 +4,10 @@
 //   build/bench/gpu/bench_gpu_dvae [PRESET [BATCH [STEPS [SECONDS]]]]   (paper 8 5 20)
 // One step is the trainer's (dvae_trainer_step: encoder, Gumbel softmax,
 // decoder, logit-Laplace + KL, backward; then AdamW per tensor, decay on the
-// conv weights), fp32 storage (TF32 where DALLE_CUDA_TF32=1), with the step's
+// conv weights), fp32 storage (TF32 where DALLE_CUDA_TF32=1), or with
+// DALLE_BENCH_PRECISION=bf16 the convolutions of `dvae train --precision bf16`
+// (conv2d16: bf16 weight codes remade from the fp32 master each step, inputs
+// and results rounded to bf16, fp32 sums; mode "bf16"), with the step's
 // Gumbel noise drawn on the GPU inside it (the gumbel_noise op, as the
 // trainer does; PyTorch draws its own in its step too). One warm-up step,
 // then timed steps until STEPS or SECONDS; images/s of the best step. Prints
@@ -12,6 +15,7 @@
 // code does not allocate through the backend, it says so and exits 0.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/ops.h"
 #include "bench_gpu.h"
@@ -44,6 +48,15 @@ int main(int argc, char **argv) {
         dvae_free(m);
         return 0;
     }
+    const char *ps = getenv("DALLE_BENCH_PRECISION");
+    const int bf16 = ps && !strcmp(ps, "bf16");
+    if (ps && *ps && !bf16 && strcmp(ps, "fp32")) {
+        fprintf(stderr, "bench_gpu_dvae: DALLE_BENCH_PRECISION=%s: fp32 or bf16\n", ps);
+        return 2;
+    }
+    m->enc.half = m->dec.half = bf16; // before the trainer binds the nets
+    m->enc.fmt = m->dec.fmt = HALF_BF16;
+    const char *mode = bf16 ? "bf16" : bench_gpu_mode();
     int S = cfg.image_size, G = dvae_grid(&cfg);
     int64_t n = m->n_params, nx = (int64_t)B * 3 * S * S, ng = (int64_t)B * cfg.vocab_size * G * G;
     dvae_trainer t;
@@ -88,12 +101,12 @@ int main(int argc, char **argv) {
     }
     printf("%s, dalle.c %s: %s %dx%d, batch %d: %.1f images/s best (%.1f ms/step; mean %.1f ms over %d steps); "
            "loss %.4f -> %.4f; %.1f GiB in use on the device\n",
-           NAME, bench_gpu_mode(), preset, S, S, B, B / best, best * 1e3, sum / timed * 1e3, timed, l0.loss, l.loss,
+           NAME, mode, preset, S, S, B, B / best, best * 1e3, sum / timed * 1e3, timed, l0.loss, l.loss,
            bench_gpu_used_gib());
     printf("BENCH {\"bench\":\"%s\",\"impl\":\"dalle.c\",\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,"
            "\"image_size\":%d,\"steps\":%d,\"images_per_s\":%.4f,\"images_per_s_mean\":%.4f,\"s_per_step\":%.6f,"
            "\"device_gib\":%.2f,\"loss_first\":%.6f,\"loss_last\":%.6f}\n",
-           NAME, bench_gpu_mode(), preset, B, S, timed, B / best, B * timed / sum, best, bench_gpu_used_gib(),
+           NAME, mode, preset, B, S, timed, B / best, B * timed / sum, best, bench_gpu_used_gib(),
            l0.loss, l.loss);
     backend_free(x), backend_free(am), backend_free(av);
     dvae_trainer_free(&t);

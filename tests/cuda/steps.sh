@@ -19,7 +19,8 @@
 #   4. `dalle dvae recon`: the same PSNR (two decimals); three steps of `dalle
 #      train --precision bf16` log the CPU's losses within 2e-3 relative (bf16
 #      products on the tensor cores: a different sum order can flip a 16-bit
-#      rounding); `dalle generate` with the shipped model writes its grid
+#      rounding), and so do two steps of `dalle dvae train --precision bf16`
+#      at step size 0; `dalle generate` with the shipped model writes its grid
 #      (smoke).
 # Without a usable GPU it prints "no GPU: skipped (why)" and exits 0.
 # STEPS_GPU_DEVICE=cpu runs the "GPU" side on the CPU too: a check of this
@@ -151,6 +152,16 @@ if "${GPU[@]}" "${pb[@]}" -o "$T/pb.st" "$T/train.dshard" > "$T/pb.log" 2> "$T/p
     same_losses "prior bf16 (tensor-core products, 16-bit ops on the GPU)" "$T/pb.log" "$T/pb_cpu.log" 2e-3
 else
     bad "prior train --precision bf16 on the GPU: $(tail -3 "$T/pb.err")"
+fi
+# the dVAE in bf16 (conv2d16: bf16 weights and inputs, fp32 sums, results rounded to bf16) at step size 0
+dvb=("${dv[@]}" --precision bf16)
+"${CPU[@]}" "${dvb[@]}" -o "$T/dvb_cpu.st" > "$T/dvb_cpu.log" 2>&1 || bad "dvae bf16 on the CPU"
+if "${GPU[@]}" "${dvb[@]}" -o "$T/dvb.st" > "$T/dvb.log" 2> "$T/dvb.err"; then
+    same_losses "dvae bf16 (lr 0)" "$T/dvb.log" "$T/dvb_cpu.log" 2e-3
+    grep -aq '"train.precision":"bf16"' "$T/dvb.st" && ok "dvae bf16 checkpoint records its precision" \
+        || bad "dvae bf16 checkpoint without train.precision bf16"
+else
+    bad "dvae train --precision bf16 on the GPU: $(tail -3 "$T/dvb.err")"
 fi
 if "${GPU[@]}" -q generate --model models/default -n 1 --seed 1 -o "$T/gen.png" "a red circle" 2> "$T/gen.err" \
     && [ -s "$T/gen.png" ]; then
