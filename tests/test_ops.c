@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/ops.h"
+#include "core/half.h"
 #include "test.h"
 #include "testfill.h"
 
@@ -553,6 +554,101 @@ static void test_onehot_conv(void) {
     free(codes), free(w), free(b), free(onehot), free(ref), free(out);
 }
 
+// ---------------------------------------------------------------- conv2d16
+
+// x (n) rounded to bf16 (a copy).
+static float *bf16_copy(const float *x, int64_t n) {
+    float *r = fcopy(x, n);
+    half_round(r, n, HALF_BF16, 0);
+    return r;
+}
+
+// The largest |x| of x (n).
+static double amax_f(const float *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+// The fraction of got (n) off ref by more than 1e-5 of ref's largest: a sum
+// order may flip a rounding now and then, a missing rounding moves most.
+static double frac_off(const float *got, const float *ref, int64_t n) {
+    const double tol = 1e-5 * amax_f(ref, n);
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; i++) off += fabs((double)got[i] - ref[i]) > tol;
+    return n ? (double)off / (double)n : 0;
+}
+
+// Elements of x (n) that are not bf16 values.
+static int64_t not_bf16(const float *x, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += half_decode(half_encode(x[i], HALF_BF16), HALF_BF16) != x[i];
+    return bad;
+}
+
+// conv2d16_forward/backward (ops.h) against the reference on bf16-rounded
+// operands, with the results rounded to bf16 and the rest in fp32: every case
+// of conv_cases. The fp32 sums of the CPU and the double sums of the reference
+// may round to neighbouring bf16 values: each element within 2^-7 of the
+// reference's (relative, and of the largest for sums that cancel), at most 5%
+// of them off by more than fp32's rounding (measured: none). The
+// rounding points themselves are checked exactly: with alpha 1, beta 0, no
+// bias, and gradients from zero, every result is a bf16 value; db is fp32.
+static void test_conv2d16(void) {
+    for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+        const ConvCase c = conv_cases[t];
+        const int64_t nin = (int64_t)c.B * c.Ci * c.H * c.W, nout = (int64_t)c.B * c.Co * c.H * c.W;
+        const int64_t nw = (int64_t)c.Co * c.Ci * c.k * c.k;
+        float *in = frand(nin, 110 + t, -1, 1), *w = frand(nw, 120 + t, -0.5f, 0.5f); // (B, Ci, H, W), (Co, Ci, k, k)
+        float *b = c.bias ? frand(c.Co, 130 + t, -0.3f, 0.3f) : NULL;
+        float *out0 = frand(nout, 140 + t, -1, 1), *dout = frand(nout, 150 + t, -1, 1); // (B, Co, H, W)
+        if (c.beta == 0) for (int64_t i = 0; i < nout; i++) out0[i] = NAN;
+        uint16_t *w16 = malloc(sizeof(uint16_t) * (size_t)nw);
+        half_from_f32(w16, w, nw, HALF_BF16);
+        float *rin = bf16_copy(in, nin), *rw = bf16_copy(w, nw), *rdout = bf16_copy(dout, nout);
+        float *scratch = falloc(conv2d16_scratch_floats(c.B, c.Ci, c.Co, c.H, c.W, c.k));
+        char what[96];
+        snprintf(what, sizeof what, "bf16 B%d Ci%d Co%d %dx%d k%d a%g b%g%s", c.B, c.Ci, c.Co, c.H, c.W, c.k,
+                 c.alpha, c.beta, c.bias ? "" : " nobias");
+
+        // forward: r(conv(r(in), r(w))), then alpha (. + b) + beta out0
+        float *ref = falloc(nout);
+        ref_conv_forward(ref, rin, rw, NULL, c.B, c.Ci, c.Co, c.H, c.W, c.k, 1.0f, 0.0f);
+        half_round(ref, nout, HALF_BF16, 0);
+        for (int64_t i = 0; i < nout; i++) {
+            const float bias = b ? b[(i / ((int64_t)c.H * c.W)) % c.Co] : 0.0f, v = c.alpha * (ref[i] + bias);
+            ref[i] = c.beta != 0 ? v + c.beta * out0[i] : v;
+        }
+        float *out = fcopy(out0, nout);
+        conv2d16_forward(out, in, w16, b, c.B, c.Ci, c.Co, c.H, c.W, c.k, c.alpha, c.beta, HALF_BF16, scratch);
+        CHECK_CLOSE(what, out, ref, nout, amax_f(ref, nout) / 128, 1.0 / 128);
+        CHECK(frac_off(out, ref, nout) <= 0.05);
+        conv2d16_forward(out, in, w16, NULL, c.B, c.Ci, c.Co, c.H, c.W, c.k, 1.0f, 0.0f, HALF_BF16, scratch);
+        CHECK(not_bf16(out, nout) == 0);
+
+        // backward from zero, alpha 1: din, dw bf16 values; db the fp32 sums of dout
+        float *din = falloc(nin), *dw = falloc(nw), *db = falloc(c.Co);
+        float *gin = falloc(nin), *gw = falloc(nw), *gb = falloc(c.Co);
+        memset(din, 0, sizeof(float) * (size_t)nin), memset(dw, 0, sizeof(float) * (size_t)nw);
+        memset(db, 0, sizeof(float) * (size_t)c.Co);
+        memset(gin, 0, sizeof(float) * (size_t)nin), memset(gw, 0, sizeof(float) * (size_t)nw);
+        memset(gb, 0, sizeof(float) * (size_t)c.Co);
+        conv2d16_backward(din, dw, db, dout, in, w16, c.B, c.Ci, c.Co, c.H, c.W, c.k, 1.0f, HALF_BF16, scratch);
+        CHECK(not_bf16(din, nin) == 0 && not_bf16(dw, nw) == 0);
+        ref_conv_backward(gin, gw, NULL, rdout, rin, rw, c.B, c.Ci, c.Co, c.H, c.W, c.k, 1.0f);
+        ref_conv_backward(NULL, NULL, gb, dout, in, w, c.B, c.Ci, c.Co, c.H, c.W, c.k, 1.0f);
+        half_round(gin, nin, HALF_BF16, 0);
+        half_round(gw, nw, HALF_BF16, 0);
+        CHECK_CLOSE("  din", din, gin, nin, amax_f(gin, nin) / 128, 1.0 / 128);
+        CHECK_CLOSE("  dw", dw, gw, nw, amax_f(gw, nw) / 128, 1.0 / 128);
+        CHECK(frac_off(din, gin, nin) <= 0.05 && frac_off(dw, gw, nw) <= 0.05);
+        CHECK_CLOSE("  db (fp32)", db, gb, c.Co, 1e-5, 1e-5);
+
+        free(in), free(w), free(b), free(out0), free(dout), free(w16), free(rin), free(rw), free(rdout);
+        free(scratch), free(ref), free(out), free(din), free(dw), free(db), free(gin), free(gw), free(gb);
+    }
+}
+
 int main(void) {
     RUN(test_conv_forward_reference);
     RUN(test_conv_backward_reference);
@@ -565,5 +661,6 @@ int main(void) {
     RUN(test_upsample2);
     RUN(test_axpy);
     RUN(test_onehot_conv);
+    RUN(test_conv2d16);
     return test_summary();
 }
