@@ -14,81 +14,11 @@
 // With DALLE_CUDA_TF32=1 the linear layers run in TF32 and are held to
 // TF32's tolerance. DALLE_CUDA_TEST_QUICK=1 (make test-cuda-emu, on the CPU
 // emulator of tests/cuda-emu) skips the timings.
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include "../attn_lists.h"
-#include "../test.h"
-#include "../testfill.h"
+#include "cuda_test.h"
 #include "backend/attn_blocks.h"
-#include "backend/backend.h"
-#include "core/common.h"
 #include "core/half.h"
-
-static const backend_ops *gpu, *cpu;
-static int tf32;  // DALLE_CUDA_TF32=1
-static int quick; // DALLE_CUDA_TEST_QUICK=1
-
-// ---------------------------------------------------------------- buffers
-
-// n floats twice: h on the host for the CPU, g in GPU memory. The host
-// touches g only before a GPU op or after gpu->sync().
-typedef struct {
-    float *h, *g;
-    int64_t n;
-} twin;
-
-static void *gpu_bytes(size_t bytes) {
-    void *p = gpu->alloc(bytes ? bytes : 1);
-    if (!p) {
-        printf("GPU alloc of %zu bytes failed: %s\n", bytes, gpu->last_error());
-        abort();
-    }
-    return p;
-}
-
-static twin twin_new(int64_t n) {
-    twin t = {malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), gpu_bytes(sizeof(float) * (size_t)n), n};
-    if (!t.h) abort();
-    return t;
-}
-
-// Both copies U(lo, hi) from stream seed.
-static twin twin_rand(int64_t n, uint64_t seed, float lo, float hi) {
-    twin t = twin_new(n);
-    fill_uniform(t.h, n, seed, lo, hi);
-    memcpy(t.g, t.h, sizeof(float) * (size_t)n);
-    return t;
-}
-
-static void twin_free(twin *t) {
-    free(t->h);
-    gpu->free(t->g);
-}
-
-// The GPU's copy against the CPU's: atol = frac * max|cpu|, rtol.
-static void check_twin(const char *what, const twin *t, double frac, double rtol) {
-    double mx = 0;
-    for (int64_t i = 0; i < t->n; i++) mx = fmax(mx, fabs((double)t->h[i]));
-    CHECK_CLOSE(what, t->g, t->h, t->n, frac * mx, rtol);
-}
-
-// A double result: |gpu - cpu| <= rtol |cpu|.
-static void check_double(const char *what, double got, double ref, double rtol) {
-    const double d = fabs(got - ref);
-    const int bad = !(d <= rtol * fabs(ref));
-    printf("    %-48s gpu %.10g cpu %.10g  |d|/|cpu|=%.3e%s\n", what, got, ref, d / fmax(fabs(ref), 1e-300),
-           bad ? "  <-- MISMATCH" : "");
-    CHECK(!bad);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 // ---------------------------------------------------------------- linear
 // Tolerance: sums of n_in (forward, din) or M (dw) products in another order
@@ -106,8 +36,8 @@ static void linear_case(int64_t M, int n_in, int n_out, int bias, int bias_off) 
     printf("   linear M=%lld %d -> %d%s%s\n", (long long)M, n_in, n_out, bias ? " +b" : "",
            bias_off ? " (bias unaligned)" : "");
     const uint64_t seed = 100 + (uint64_t)(M * 3 + n_in * 7 + n_out);
-    twin in = twin_rand(M * n_in, seed, -1, 1), w = twin_rand((int64_t)n_out * n_in, seed + 1, -0.5f, 0.5f);
-    twin b = twin_rand(n_out + bias_off, seed + 2, -1, 1), out = twin_new(M * n_out);
+    pair in = pair_rand(M * n_in, seed, -1, 1), w = pair_rand((int64_t)n_out * n_in, seed + 1, -0.5f, 0.5f);
+    pair b = pair_rand(n_out + bias_off, seed + 2, -1, 1), out = pair_new(M * n_out);
     const float *bh = bias ? b.h + bias_off : NULL, *bg = bias ? b.g + bias_off : NULL;
     const float frac = (float)linear_frac();
 
@@ -115,35 +45,35 @@ static void linear_case(int64_t M, int n_in, int n_out, int bias, int bias_off) 
     cpu->linear_forward(out.h, in.h, w.h, bh, M, n_in, n_out, 0);
     gpu->linear_forward(out.g, in.g, w.g, bg, M, n_in, n_out, 0);
     gpu->sync();
-    check_twin("forward, beta 0", &out, frac, 1e-4);
+    check_pair("forward, beta 0", &out, frac, 1e-4);
     fill_uniform(out.h, out.n, seed + 3, -1, 1);
     memcpy(out.g, out.h, sizeof(float) * (size_t)out.n);
     cpu->linear_forward(out.h, in.h, w.h, bh, M, n_in, n_out, 1);
     gpu->linear_forward(out.g, in.g, w.g, bg, M, n_in, n_out, 1);
     gpu->sync();
-    check_twin("forward, beta 1", &out, frac, 1e-4);
+    check_pair("forward, beta 1", &out, frac, 1e-4);
 
-    twin dout = twin_rand(M * n_out, seed + 4, -1, 1), din = twin_rand(M * n_in, seed + 5, -1, 1);
-    twin dw = twin_rand((int64_t)n_out * n_in, seed + 6, -1, 1), db = twin_rand(n_out, seed + 7, -1, 1);
+    pair dout = pair_rand(M * n_out, seed + 4, -1, 1), din = pair_rand(M * n_in, seed + 5, -1, 1);
+    pair dw = pair_rand((int64_t)n_out * n_in, seed + 6, -1, 1), db = pair_rand(n_out, seed + 7, -1, 1);
     cpu->linear_backward(din.h, dw.h, db.h, dout.h, in.h, w.h, M, n_in, n_out);
     gpu->linear_backward(din.g, dw.g, db.g, dout.g, in.g, w.g, M, n_in, n_out);
     gpu->sync();
-    check_twin("backward din", &din, frac, 1e-4);
-    check_twin("backward dw", &dw, frac, 1e-4);
-    check_twin("backward db (column sums)", &db, 1e-5, 1e-4);
+    check_pair("backward din", &din, frac, 1e-4);
+    check_pair("backward dw", &dw, frac, 1e-4);
+    check_pair("backward db (column sums)", &db, 1e-5, 1e-4);
     cpu->linear_backward(NULL, dw.h, NULL, dout.h, in.h, w.h, M, n_in, n_out);
     gpu->linear_backward(NULL, dw.g, NULL, dout.g, in.g, w.g, M, n_in, n_out);
     gpu->sync();
     snprintf(what, sizeof what, "backward dw alone (accumulates again)");
-    check_twin(what, &dw, frac, 1e-4);
-    twin_free(&in);
-    twin_free(&w);
-    twin_free(&b);
-    twin_free(&out);
-    twin_free(&dout);
-    twin_free(&din);
-    twin_free(&dw);
-    twin_free(&db);
+    check_pair(what, &dw, frac, 1e-4);
+    pair_free(&in);
+    pair_free(&w);
+    pair_free(&b);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&din);
+    pair_free(&dw);
+    pair_free(&db);
 }
 
 static void test_linear(void) {
@@ -164,10 +94,10 @@ static void linear16_case(int64_t M, int n_in, int n_out, half_fmt fmt) {
     printf("   linear16 %s M=%lld %d -> %d +b\n", name, (long long)M, n_in, n_out);
     const uint64_t seed = 300 + (uint64_t)(M * 3 + n_in * 7 + n_out);
     const int64_t nw = (int64_t)n_out * n_in;
-    twin in = twin_rand(M * n_in, seed, -1, 1), wf = twin_rand(nw, seed + 1, -0.5f, 0.5f);
-    twin b = twin_rand(n_out, seed + 2, -1, 1), out = twin_new(M * n_out);
-    uint16_t *wh = malloc(sizeof(uint16_t) * (size_t)nw), *wg = gpu_bytes(sizeof(uint16_t) * (size_t)nw);
-    float *sh = malloc(sizeof(float) * (size_t)nw), *sg = gpu_bytes(sizeof(float) * (size_t)nw); // scratch
+    pair in = pair_rand(M * n_in, seed, -1, 1), wf = pair_rand(nw, seed + 1, -0.5f, 0.5f);
+    pair b = pair_rand(n_out, seed + 2, -1, 1), out = pair_new(M * n_out);
+    uint16_t *wh = malloc(sizeof(uint16_t) * (size_t)nw), *wg = gpu_elems(1, sizeof(uint16_t) * (size_t)nw);
+    float *sh = malloc(sizeof(float) * (size_t)nw), *sg = gpu_elems(1, sizeof(float) * (size_t)nw); // scratch
     half_round(in.h, in.n, fmt, 0);
     memcpy(in.g, in.h, sizeof(float) * (size_t)in.n);
     half_from_f32(wh, wf.h, nw, fmt);
@@ -180,33 +110,33 @@ static void linear16_case(int64_t M, int n_in, int n_out, half_fmt fmt) {
     gpu->linear16_forward(out.g, in.g, wg, b.g, M, n_in, n_out, 0, fmt, sg);
     gpu->sync();
     snprintf(what, sizeof what, "%s forward, beta 0", name);
-    check_twin(what, &out, frac, 1e-4);
+    check_pair(what, &out, frac, 1e-4);
     cpu->linear16_forward(out.h, in.h, wh, b.h, M, n_in, n_out, 1, fmt, sh);
     gpu->linear16_forward(out.g, in.g, wg, b.g, M, n_in, n_out, 1, fmt, sg);
     gpu->sync();
     snprintf(what, sizeof what, "%s forward, beta 1", name);
-    check_twin(what, &out, frac, 1e-4);
+    check_pair(what, &out, frac, 1e-4);
 
-    twin dout = twin_rand(M * n_out, seed + 4, -1, 1), din = twin_rand(M * n_in, seed + 5, -1, 1);
-    twin dw = twin_rand(nw, seed + 6, -1, 1), db = twin_rand(n_out, seed + 7, -1, 1);
+    pair dout = pair_rand(M * n_out, seed + 4, -1, 1), din = pair_rand(M * n_in, seed + 5, -1, 1);
+    pair dw = pair_rand(nw, seed + 6, -1, 1), db = pair_rand(n_out, seed + 7, -1, 1);
     half_round(dout.h, dout.n, fmt, 0);
     memcpy(dout.g, dout.h, sizeof(float) * (size_t)dout.n);
     cpu->linear16_backward(din.h, dw.h, db.h, dout.h, in.h, wh, M, n_in, n_out, fmt, sh);
     gpu->linear16_backward(din.g, dw.g, db.g, dout.g, in.g, wg, M, n_in, n_out, fmt, sg);
     gpu->sync();
     snprintf(what, sizeof what, "%s backward din", name);
-    check_twin(what, &din, frac, 1e-4);
+    check_pair(what, &din, frac, 1e-4);
     snprintf(what, sizeof what, "%s backward dw", name);
-    check_twin(what, &dw, frac, 1e-4);
+    check_pair(what, &dw, frac, 1e-4);
     snprintf(what, sizeof what, "%s backward db (column sums)", name);
-    check_twin(what, &db, 1e-5, 1e-4);
+    check_pair(what, &db, 1e-5, 1e-4);
     cpu->linear16_backward(NULL, dw.h, NULL, dout.h, in.h, wh, M, n_in, n_out, fmt, sh);
     gpu->linear16_backward(NULL, dw.g, NULL, dout.g, in.g, wg, M, n_in, n_out, fmt, sg);
     gpu->sync();
     snprintf(what, sizeof what, "%s backward dw alone (accumulates again)", name);
-    check_twin(what, &dw, frac, 1e-4);
-    twin_free(&in), twin_free(&wf), twin_free(&b), twin_free(&out);
-    twin_free(&dout), twin_free(&din), twin_free(&dw), twin_free(&db);
+    check_pair(what, &dw, frac, 1e-4);
+    pair_free(&in), pair_free(&wf), pair_free(&b), pair_free(&out);
+    pair_free(&dout), pair_free(&din), pair_free(&dw), pair_free(&db);
     free(wh), free(sh);
     gpu->free(wg), gpu->free(sg);
 }
@@ -226,35 +156,35 @@ static void test_linear16(void) {
 static void layernorm_case(int64_t M, int C) {
     printf("   layernorm M=%lld C=%d\n", (long long)M, C);
     const uint64_t seed = 200 + (uint64_t)(M + C);
-    twin in = twin_rand(M * C, seed, -2, 3), w = twin_rand(C, seed + 1, 0.5f, 1.5f), b = twin_rand(C, seed + 2, -1, 1);
-    twin out = twin_new(M * C), mean = twin_new(M), rstd = twin_new(M);
+    pair in = pair_rand(M * C, seed, -2, 3), w = pair_rand(C, seed + 1, 0.5f, 1.5f), b = pair_rand(C, seed + 2, -1, 1);
+    pair out = pair_new(M * C), mean = pair_new(M), rstd = pair_new(M);
     cpu->layernorm_forward(out.h, mean.h, rstd.h, in.h, w.h, b.h, M, C);
     gpu->layernorm_forward(out.g, mean.g, rstd.g, in.g, w.g, b.g, M, C);
     gpu->sync();
-    check_twin("forward out", &out, 1e-5, 1e-4);
-    check_twin("forward mean", &mean, 1e-6, 1e-5);
-    check_twin("forward rstd", &rstd, 1e-6, 1e-5);
+    check_pair("forward out", &out, 1e-5, 1e-4);
+    check_pair("forward mean", &mean, 1e-6, 1e-5);
+    check_pair("forward rstd", &rstd, 1e-6, 1e-5);
     // the backward from the CPU's saved statistics on both sides
     memcpy(mean.g, mean.h, sizeof(float) * (size_t)M);
     memcpy(rstd.g, rstd.h, sizeof(float) * (size_t)M);
-    twin dout = twin_rand(M * C, seed + 3, -1, 1), din = twin_rand(M * C, seed + 4, -1, 1);
-    twin dw = twin_rand(C, seed + 5, -1, 1), db = twin_rand(C, seed + 6, -1, 1);
+    pair dout = pair_rand(M * C, seed + 3, -1, 1), din = pair_rand(M * C, seed + 4, -1, 1);
+    pair dw = pair_rand(C, seed + 5, -1, 1), db = pair_rand(C, seed + 6, -1, 1);
     cpu->layernorm_backward(din.h, dw.h, db.h, dout.h, in.h, w.h, mean.h, rstd.h, M, C);
     gpu->layernorm_backward(din.g, dw.g, db.g, dout.g, in.g, w.g, mean.g, rstd.g, M, C);
     gpu->sync();
-    check_twin("backward din", &din, 1e-5, 1e-4);
-    check_twin("backward dw (column sums)", &dw, 1e-5, 1e-4);
-    check_twin("backward db (column sums)", &db, 1e-5, 1e-4);
-    twin_free(&in);
-    twin_free(&w);
-    twin_free(&b);
-    twin_free(&out);
-    twin_free(&mean);
-    twin_free(&rstd);
-    twin_free(&dout);
-    twin_free(&din);
-    twin_free(&dw);
-    twin_free(&db);
+    check_pair("backward din", &din, 1e-5, 1e-4);
+    check_pair("backward dw (column sums)", &dw, 1e-5, 1e-4);
+    check_pair("backward db (column sums)", &db, 1e-5, 1e-4);
+    pair_free(&in);
+    pair_free(&w);
+    pair_free(&b);
+    pair_free(&out);
+    pair_free(&mean);
+    pair_free(&rstd);
+    pair_free(&dout);
+    pair_free(&din);
+    pair_free(&dw);
+    pair_free(&db);
 }
 
 static void test_layernorm(void) {
@@ -268,19 +198,19 @@ static void test_layernorm(void) {
 
 static void test_gelu(void) {
     const int64_t n = 1000003;
-    twin in = twin_rand(n, 300, -6, 6), out = twin_new(n), dout = twin_rand(n, 301, -1, 1);
-    twin din = twin_rand(n, 302, -1, 1);
+    pair in = pair_rand(n, 300, -6, 6), out = pair_new(n), dout = pair_rand(n, 301, -1, 1);
+    pair din = pair_rand(n, 302, -1, 1);
     cpu->gelu_forward(out.h, in.h, n);
     gpu->gelu_forward(out.g, in.g, n);
     cpu->gelu_backward(din.h, dout.h, in.h, n);
     gpu->gelu_backward(din.g, dout.g, in.g, n);
     gpu->sync();
-    check_twin("gelu forward", &out, 1e-6, 1e-5);
-    check_twin("gelu backward", &din, 1e-6, 1e-5);
-    twin_free(&in);
-    twin_free(&out);
-    twin_free(&dout);
-    twin_free(&din);
+    check_pair("gelu forward", &out, 1e-6, 1e-5);
+    check_pair("gelu backward", &din, 1e-6, 1e-5);
+    pair_free(&in);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&din);
 }
 
 // ---------------------------------------------------------------- softmax cross-entropy
@@ -288,19 +218,19 @@ static void test_gelu(void) {
 static void xent_case(int64_t M, int V) {
     printf("   softmax_xent M=%lld V=%d\n", (long long)M, V);
     const uint64_t seed = 400 + (uint64_t)(M + V);
-    twin x = twin_rand(M * V, seed, -8, 8);
-    int32_t *tg = gpu_bytes(sizeof(int32_t) * (size_t)M);
+    pair x = pair_rand(M * V, seed, -8, 8);
+    int32_t *tg = gpu_elems(1, sizeof(int32_t) * (size_t)M);
     for (int64_t r = 0; r < M; r++) tg[r] = (int32_t)(fill_u(seed + 1, (uint64_t)r) * V);
     const double lc = cpu->softmax_xent_forward(x.h, tg, M, V);
     const double lg = gpu->softmax_xent_forward(x.g, tg, M, V);
     gpu->sync();
-    check_double("loss (sum of -log p)", lg, lc, 1e-5);
-    check_twin("probabilities", &x, 1e-5, 1e-4);
+    check_scalar("loss (sum of -log p)", lg, lc, 1e-5);
+    check_pair("probabilities", &x, 1e-5, 1e-4);
     cpu->softmax_xent_backward(x.h, tg, M, V, 1.0f / (float)M);
     gpu->softmax_xent_backward(x.g, tg, M, V, 1.0f / (float)M);
     gpu->sync();
-    check_twin("backward (p - onehot) / M", &x, 1e-5, 1e-4);
-    twin_free(&x);
+    check_pair("backward (p - onehot) / M", &x, 1e-5, 1e-4);
+    pair_free(&x);
     gpu->free(tg);
 }
 
@@ -315,8 +245,8 @@ static void test_softmax_xent(void) {
 static void test_embed_sum(void) {
     const int64_t M = 777;
     const int K = 3, C = 96, R = 50; // R table rows: ids repeat
-    twin table = twin_rand((int64_t)R * C, 500, -1, 1), out = twin_new(M * C);
-    int64_t *rows = gpu_bytes(sizeof(int64_t) * (size_t)(M * K));
+    pair table = pair_rand((int64_t)R * C, 500, -1, 1), out = pair_new(M * C);
+    int64_t *rows = gpu_elems(1, sizeof(int64_t) * (size_t)(M * K));
     for (int64_t i = 0; i < M * K; i++) {
         const double u = fill_u(501, (uint64_t)i);
         rows[i] = u < 0.2 ? -1 : (int64_t)(u * R) * C; // some slots name no row
@@ -324,16 +254,16 @@ static void test_embed_sum(void) {
     cpu->embed_sum_forward(out.h, table.h, rows, M, K, C);
     gpu->embed_sum_forward(out.g, table.g, rows, M, K, C);
     gpu->sync();
-    check_twin("forward (the CPU's sums exactly)", &out, 0, 0);
-    twin dout = twin_rand(M * C, 502, -1, 1), dtable = twin_rand((int64_t)R * C, 503, -1, 1);
+    check_pair("forward (the CPU's sums exactly)", &out, 0, 0);
+    pair dout = pair_rand(M * C, 502, -1, 1), dtable = pair_rand((int64_t)R * C, 503, -1, 1);
     cpu->embed_sum_backward(dtable.h, dout.h, rows, M, K, C);
     gpu->embed_sum_backward(dtable.g, dout.g, rows, M, K, C);
     gpu->sync();
-    check_twin("backward (atomics: any order)", &dtable, 1e-5, 1e-4);
-    twin_free(&table);
-    twin_free(&out);
-    twin_free(&dout);
-    twin_free(&dtable);
+    check_pair("backward (atomics: any order)", &dtable, 1e-5, 1e-4);
+    pair_free(&table);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&dtable);
     gpu->free(rows);
 }
 
@@ -347,7 +277,7 @@ static void test_embed_sum(void) {
 static void check_lse(const key_lists *kl, const float *qkv, const float *p_gpu, const float *p_cpu, int NH, int HS) {
     const int C = NH * HS, split = attn_lse_split(kl->nnz, kl->T);
     const float scale = 1.0f / sqrtf((float)HS);
-    twin pr = twin_new(kl->nnz);
+    pair pr = pair_new(kl->nnz);
     for (int t = 0; t < kl->T; t++) {
         const float lse = attn_lse_load(p_gpu, split, t);
         for (int i = kl->off[t]; i < kl->off[t + 1]; i++) {
@@ -358,8 +288,8 @@ static void check_lse(const key_lists *kl, const float *qkv, const float *p_gpu,
             pr.h[i] = p_cpu[i];
         }
     }
-    check_twin("probabilities from the saved lse (b=0, h=0)", &pr, 1e-5, 1e-4);
-    twin_free(&pr);
+    check_pair("probabilities from the saved lse (b=0, h=0)", &pr, 1e-5, 1e-4);
+    pair_free(&pr);
 }
 
 // Forward and backward of one key list at (B, NH, HS).
@@ -367,27 +297,27 @@ static void attention_case(const key_lists *kl, int B, int NH, int HS, const cha
     const int T = kl->T, C = NH * HS;
     printf("   attention %s: T=%d nnz=%lld B=%d NH=%d HS=%d\n", what, T, (long long)kl->nnz, B, NH, HS);
     const uint64_t seed = 600 + (uint64_t)(T + NH * 7 + HS * 13 + B);
-    twin qkv = twin_rand((int64_t)B * T * 3 * C, seed, -1.5f, 1.5f), out = twin_new((int64_t)B * T * C);
-    twin p = twin_new((int64_t)B * NH * kl->nnz);
+    pair qkv = pair_rand((int64_t)B * T * 3 * C, seed, -1.5f, 1.5f), out = pair_new((int64_t)B * T * C);
+    pair p = pair_new((int64_t)B * NH * kl->nnz);
     for (int64_t i = 0; i < out.n; i++) out.g[i] = NAN; // every output is written
     cpu->attention_forward(out.h, p.h, qkv.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
     gpu->attention_forward(out.g, p.g, qkv.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
     gpu->sync();
-    check_twin("forward out", &out, 1e-5, 1e-4);
+    check_pair("forward out", &out, 1e-5, 1e-4);
     check_lse(kl, qkv.h, p.g, p.h, NH, HS);
-    twin dout = twin_rand(out.n, seed + 1, -1, 1), dqkv = twin_rand(qkv.n, seed + 2, -0.5f, 0.5f);
-    float *scratch_h = malloc(sizeof(float) * (size_t)B * NH * T), *scratch_g = gpu_bytes(sizeof(float) * B * NH * T);
+    pair dout = pair_rand(out.n, seed + 1, -1, 1), dqkv = pair_rand(qkv.n, seed + 2, -0.5f, 0.5f);
+    float *scratch_h = malloc(sizeof(float) * (size_t)B * NH * T), *scratch_g = gpu_elems(1, sizeof(float) * B * NH * T);
     cpu->attention_backward(dqkv.h, dout.h, qkv.h, out.h, p.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_h);
     gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, p.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_g);
     gpu->sync();
-    check_twin("backward dqkv", &dqkv, 1e-5, 1e-4);
+    check_pair("backward dqkv", &dqkv, 1e-5, 1e-4);
     free(scratch_h);
     gpu->free(scratch_g);
-    twin_free(&qkv);
-    twin_free(&out);
-    twin_free(&p);
-    twin_free(&dout);
-    twin_free(&dqkv);
+    pair_free(&qkv);
+    pair_free(&out);
+    pair_free(&p);
+    pair_free(&dout);
+    pair_free(&dqkv);
 }
 
 static void prior_cases(const char *preset, int B, int NH, int HS) {
@@ -437,13 +367,13 @@ static void test_attention_plan_cache(void) {
         kls[i] = lists_build(90, allow_window, &n, gpu->alloc, gpu->free);
     }
     for (int i = 0; i < 20; i++) {
-        twin qkv = twin_rand(90 * 3 * 64, 700 + (uint64_t)i, -1, 1), out = twin_new(90 * 64);
-        float *p = gpu_bytes(sizeof(float) * (size_t)kls[i].nnz);
+        pair qkv = pair_rand(90 * 3 * 64, 700 + (uint64_t)i, -1, 1), out = pair_new(90 * 64);
+        float *p = gpu_elems(1, sizeof(float) * (size_t)kls[i].nnz);
         gpu->attention_forward(out.g, p, qkv.g, kls[i].off, kls[i].keys, kls[i].nnz, 1, 90, 1, 64);
         gpu->sync();
         gpu->free(p);
-        twin_free(&qkv);
-        twin_free(&out);
+        pair_free(&qkv);
+        pair_free(&out);
     }
     attention_case(&kls[0], 1, 1, 64, "window 1 after 19 others");
     attention_case(&kls[19], 1, 1, 64, "window 20");
@@ -457,16 +387,16 @@ static void test_attention_timing(void) {
     prior_config cfg;
     CHECK(prior_config_preset("paper", &cfg) == 0);
     const int B = 1, NH = 62, HS = 64, T = 1280, C = NH * HS;
-    float *qkv = gpu_bytes(sizeof(float) * (size_t)B * T * 3 * C), *out = gpu_bytes(sizeof(float) * (size_t)B * T * C);
-    float *dout = gpu_bytes(sizeof(float) * (size_t)B * T * C), *dqkv = gpu_bytes(sizeof(float) * (size_t)B * T * 3 * C);
-    float *scratch = gpu_bytes(sizeof(float) * (size_t)B * NH * T);
+    float *qkv = gpu_elems(1, sizeof(float) * (size_t)B * T * 3 * C), *out = gpu_elems(1, sizeof(float) * (size_t)B * T * C);
+    float *dout = gpu_elems(1, sizeof(float) * (size_t)B * T * C), *dqkv = gpu_elems(1, sizeof(float) * (size_t)B * T * 3 * C);
+    float *scratch = gpu_elems(1, sizeof(float) * (size_t)B * NH * T);
     fill_uniform(qkv, (int64_t)B * T * 3 * C, 800, -1, 1);
     fill_uniform(dout, (int64_t)B * T * C, 801, -1, 1);
     static const char *names[4] = {"row", "column", "conv", "dense causal"};
     for (int t = 0; t < 4; t++) {
         key_lists kl = t < 3 ? lists_prior(&cfg, (prior_layer_type)t, gpu->alloc, gpu->free)
                              : lists_build(T, allow_causal, NULL, gpu->alloc, gpu->free);
-        float *p = gpu_bytes(sizeof(float) * (size_t)B * NH * kl.nnz);
+        float *p = gpu_elems(1, sizeof(float) * (size_t)B * NH * kl.nnz);
         double ms[2];
         for (int dir = 0; dir < 2; dir++) {
             int reps = 0;
@@ -500,32 +430,32 @@ static void test_attention_timing(void) {
 // copies it).
 static void test_attention_decode(void) {
     const int K = 5, NH = 4, HS = 64, L = 32, W = 40, C = NH * HS, n_img = 30;
-    twin qkv = twin_rand((int64_t)K * 3 * C, 900, -1.5f, 1.5f);
-    twin kt = twin_rand((int64_t)L * C, 901, -1.5f, 1.5f), vt = twin_rand((int64_t)L * C, 902, -1, 1);
-    twin ki = twin_rand((int64_t)K * W * C, 903, -1.5f, 1.5f), vi = twin_rand((int64_t)K * W * C, 904, -1, 1);
-    twin out = twin_new((int64_t)K * C);
-    int32_t *keys_g = gpu_bytes(sizeof(int32_t) * n_img), *keys_h = malloc(sizeof(int32_t) * n_img);
+    pair qkv = pair_rand((int64_t)K * 3 * C, 900, -1.5f, 1.5f);
+    pair kt = pair_rand((int64_t)L * C, 901, -1.5f, 1.5f), vt = pair_rand((int64_t)L * C, 902, -1, 1);
+    pair ki = pair_rand((int64_t)K * W * C, 903, -1.5f, 1.5f), vi = pair_rand((int64_t)K * W * C, 904, -1, 1);
+    pair out = pair_new((int64_t)K * C);
+    int32_t *keys_g = gpu_elems(1, sizeof(int32_t) * n_img), *keys_h = malloc(sizeof(int32_t) * n_img);
     for (int e = 0; e < n_img; e++) keys_g[e] = keys_h[e] = L + 100 + 3 * e; // wraps around the ring
     float *scratch_h = malloc(sizeof(float) * (size_t)K * NH * (L + n_img));
-    float *scratch_g = gpu_bytes(sizeof(float) * (size_t)K * NH * (L + n_img));
+    float *scratch_g = gpu_elems(1, sizeof(float) * (size_t)K * NH * (L + n_img));
     cpu->attention_decode(out.h, qkv.h, kt.h, vt.h, ki.h, vi.h, keys_h, n_img, L, W, K, NH, HS, scratch_h);
     gpu->attention_decode(out.g, qkv.g, kt.g, vt.g, ki.g, vi.g, keys_g, n_img, L, W, K, NH, HS, scratch_g);
     gpu->sync();
-    check_twin("decode, img_keys in GPU memory", &out, 1e-5, 1e-4);
+    check_pair("decode, img_keys in GPU memory", &out, 1e-5, 1e-4);
     memset(out.g, 0, sizeof(float) * (size_t)out.n);
     gpu->attention_decode(out.g, qkv.g, kt.g, vt.g, ki.g, vi.g, keys_h, n_img, L, W, K, NH, HS, scratch_g);
     gpu->sync();
-    check_twin("decode, img_keys in host memory", &out, 1e-5, 1e-4);
+    check_pair("decode, img_keys in host memory", &out, 1e-5, 1e-4);
     gpu->attention_decode(out.g, qkv.g, kt.g, vt.g, ki.g, vi.g, keys_g, 0, L, W, K, NH, HS, scratch_g);
     cpu->attention_decode(out.h, qkv.h, kt.h, vt.h, ki.h, vi.h, keys_h, 0, L, W, K, NH, HS, scratch_h);
     gpu->sync();
-    check_twin("decode, caption keys only", &out, 1e-5, 1e-4);
-    twin_free(&qkv);
-    twin_free(&kt);
-    twin_free(&vt);
-    twin_free(&ki);
-    twin_free(&vi);
-    twin_free(&out);
+    check_pair("decode, caption keys only", &out, 1e-5, 1e-4);
+    pair_free(&qkv);
+    pair_free(&kt);
+    pair_free(&vt);
+    pair_free(&ki);
+    pair_free(&vi);
+    pair_free(&out);
     gpu->free(keys_g);
     free(keys_h);
     free(scratch_h);
@@ -533,16 +463,10 @@ static void test_attention_decode(void) {
 }
 
 int main(void) {
-    gpu = backend_cuda_load();
-    if (!gpu) {
+    if (!cuda_test_init()) {
         printf("test_cuda_transformer: no GPU: skipped (%s)\n", dalle_last_error());
         return test_summary();
     }
-    cpu = backend_cpu();
-    const char *s = getenv("DALLE_CUDA_TF32");
-    tf32 = s && atoi(s) == 1;
-    s = getenv("DALLE_CUDA_TEST_QUICK");
-    quick = s && atoi(s) == 1;
     printf("test_cuda_transformer: %s%s%s\n", gpu->device_name(),
            tf32 ? " (DALLE_CUDA_TF32=1: TF32 linear layers)" : "",
            quick ? " (DALLE_CUDA_TEST_QUICK=1: no timings)" : "");
