@@ -4,7 +4,8 @@
 # --device cuda (or DALLE_DEVICE=cuda) says in one line why it cannot, then
 # runs on the CPU with the very results of --device cpu (training steps of
 # both stages, sampling); --device auto falls back quietly; an unknown device
-# is a usage error; `dalle info --device D` reports the device. Run by
+# is a usage error; `dalle info --device D` reports the device; DALLE_PROFILE=1
+# prints the time per op and changes no result. Run by
 # tests/run with $DALLE set.
 . "$(dirname "$0")/lib_cli.sh"
 
@@ -54,5 +55,12 @@ $DALLE -q --device cpu sample --model "$T/pr_cpu.st" --ids "7 11" -n 2 --seed 3 
 "${FALLBACK[@]}" $DALLE -q --device cuda sample --model "$T/pr_cpu.st" --ids "7 11" -n 2 --seed 3 -o "$T/c_cuda.txt" \
     2> "$T/s.err" && cmp -s "$T/c_cpu.txt" "$T/c_cuda.txt" && ok "sample --device cuda: on the CPU, the same codes" \
     || bad "sample --device cuda: $(cat "$T/s.err")"
+
+# DALLE_PROFILE=1: the same results, and a table of the time per op on stderr at exit.
+DALLE_PROFILE=1 $DALLE -q --device cpu sample --model "$T/pr_cpu.st" --ids "7 11" -n 2 --seed 3 -o "$T/c_prof.txt" \
+    2> "$T/prof.err" && cmp -s "$T/c_cpu.txt" "$T/c_prof.txt" && grep -q "^profile (DALLE_PROFILE=1, cpu): .* s wall, .* ops" "$T/prof.err" \
+    && grep -Eq "^  linear_forward +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%$" "$T/prof.err" \
+    && ok "DALLE_PROFILE=1: the same codes, and $(grep -Ec '^  [a-z_0-9]+ +[0-9]' "$T/prof.err") ops timed" \
+    || bad "DALLE_PROFILE=1: $(cat "$T/prof.err")"
 
 [ $fails -eq 0 ]

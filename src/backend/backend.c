@@ -242,33 +242,117 @@ int backend_check_fit(const char *what, int64_t needed, const char *hint) {
     return hint ? dalle_seterr("%s: %s", msg, hint) : dalle_seterr("%s", msg);
 }
 
-// After an op: wait for it where the selected backend runs asynchronously.
-static inline void after_op(void) {
-    if (g_sync_after) g_ops->sync();
+// ---------------------------------------------------------------- profile
+
+// DALLE_PROFILE=1: every op waits for its work and adds its wall time to a
+// table by name, printed on stderr at exit (backend_profile_print).
+typedef struct {
+    const char *name;
+    int64_t calls;
+    double seconds;
+} prof_row;
+enum { PROF_ROWS = 64 };
+static int g_prof = -1; // -1: DALLE_PROFILE not read yet
+static prof_row g_prof_rows[PROF_ROWS];
+static double g_prof_t0; // when profiling started
+
+static int profiling(void) {
+    if (g_prof < 0) {
+        const char *s = getenv("DALLE_PROFILE");
+        g_prof = s && atoi(s) == 1;
+        if (g_prof) {
+            g_prof_t0 = dalle_time();
+            atexit(backend_profile_print);
+        }
+    }
+    return g_prof;
+}
+
+static int prof_cmp(const void *a, const void *b) {
+    double x = ((const prof_row *)a)->seconds, y = ((const prof_row *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+void backend_profile_print(void) {
+    if (g_prof != 1) return;
+    prof_row rows[PROF_ROWS];
+    int n = 0;
+    double ops = 0;
+    int64_t calls = 0;
+    for (int i = 0; i < PROF_ROWS && g_prof_rows[i].name; i++) {
+        rows[n++] = g_prof_rows[i];
+        ops += g_prof_rows[i].seconds;
+        calls += g_prof_rows[i].calls;
+    }
+    qsort(rows, (size_t)n, sizeof *rows, prof_cmp);
+    double wall = dalle_time() - g_prof_t0;
+    fprintf(stderr, "profile (DALLE_PROFILE=1, %s): %.3f s wall, %.3f s in %lld ops, %.3f s outside them\n",
+            g_ops->name, wall, ops, (long long)calls, wall - ops);
+    fprintf(stderr, "  %-28s %9s %11s %11s %7s\n", "op", "calls", "total ms", "mean us", "of wall");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "  %-28s %9lld %11.2f %11.1f %6.1f%%\n", rows[i].name, (long long)rows[i].calls,
+                rows[i].seconds * 1e3, rows[i].seconds / (double)rows[i].calls * 1e6,
+                wall > 0 ? 100 * rows[i].seconds / wall : 0.0);
+}
+
+void backend_profile_reset(void) {
+    if (!profiling()) return;
+    g_ops->sync();
+    memset(g_prof_rows, 0, sizeof g_prof_rows);
+    g_prof_t0 = dalle_time();
+}
+
+// Before an op: the time (profiling: once earlier work has finished), else 0.
+static inline double op_begin(void) {
+    if (g_prof == 0) return 0;
+    if (!profiling()) return 0;
+    g_ops->sync();
+    return dalle_time();
+}
+
+// After op NAME that began at t0: waits for it where the selected backend
+// runs asynchronously (unless DALLE_CUDA_ASYNC=1), and profiles it.
+static inline void op_end(const char *name, double t0) {
+    if (g_sync_after || g_prof == 1) g_ops->sync();
+    if (g_prof != 1) return;
+    double dt = dalle_time() - t0;
+    for (int i = 0; i < PROF_ROWS; i++) {
+        prof_row *r = &g_prof_rows[i];
+        if (!r->name) r->name = name; // a new row (the ops run on one thread)
+        if (r->name == name || !strcmp(r->name, name)) {
+            r->calls++;
+            r->seconds += dt;
+            return;
+        }
+    }
 }
 
 void backend_memset0(void *p, size_t bytes) {
+    const double t0 = op_begin();
     g_ops->memset0(p, bytes);
-    after_op();
+    op_end("memset0", t0);
 }
 
 void backend_copy(void *dst, const void *src, size_t bytes) {
+    const double t0 = op_begin();
     g_ops->copy(dst, src, bytes);
-    after_op();
+    op_end("copy", t0);
 }
 
 // ---------------------------------------------------------------- the ops of ops.h
 
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci, int Co, int H, int W,
                     int k, float alpha, float beta, float *scratch) {
+    const double t0 = op_begin();
     g_ops->conv2d_forward(out, in, w, b, B, Ci, Co, H, W, k, alpha, beta, scratch);
-    after_op();
+    op_end("conv2d_forward", t0);
 }
 
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int B,
                      int Ci, int Co, int H, int W, int k, float alpha, float *scratch) {
+    const double t0 = op_begin();
     g_ops->conv2d_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha, scratch);
-    after_op();
+    op_end("conv2d_backward", t0);
 }
 
 int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
@@ -277,195 +361,230 @@ int64_t conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
 
 void onehot_conv_forward(float *out, const int32_t *codes, const float *w, const float *bias, int B, int V, int Co,
                          int HW) {
+    const double t0 = op_begin();
     g_ops->onehot_conv_forward(out, codes, w, bias, B, V, Co, HW);
-    after_op();
+    op_end("onehot_conv_forward", t0);
 }
 
 void relu_forward(float *out, const float *in, int64_t n) {
+    const double t0 = op_begin();
     g_ops->relu_forward(out, in, n);
-    after_op();
+    op_end("relu_forward", t0);
 }
 
 void relu_backward(float *din, const float *dout, const float *in, int64_t n) {
+    const double t0 = op_begin();
     g_ops->relu_backward(din, dout, in, n);
-    after_op();
+    op_end("relu_backward", t0);
 }
 
 void maxpool2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    const double t0 = op_begin();
     g_ops->maxpool2_forward(out, in, B, C, H, W);
-    after_op();
+    op_end("maxpool2_forward", t0);
 }
 
 void maxpool2_backward(float *din, const float *dout, const float *in, int B, int C, int H, int W) {
+    const double t0 = op_begin();
     g_ops->maxpool2_backward(din, dout, in, B, C, H, W);
-    after_op();
+    op_end("maxpool2_backward", t0);
 }
 
 void upsample2_forward(float *out, const float *in, int B, int C, int H, int W) {
+    const double t0 = op_begin();
     g_ops->upsample2_forward(out, in, B, C, H, W);
-    after_op();
+    op_end("upsample2_forward", t0);
 }
 
 void upsample2_backward(float *din, const float *dout, int B, int C, int H, int W) {
+    const double t0 = op_begin();
     g_ops->upsample2_backward(din, dout, B, C, H, W);
-    after_op();
+    op_end("upsample2_backward", t0);
 }
 
 void axpy(float *y, float a, const float *x, int64_t n) {
+    const double t0 = op_begin();
     g_ops->axpy(y, a, x, n);
-    after_op();
+    op_end("axpy", t0);
 }
 
 void copy2d(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows, int64_t cols) {
+    const double t0 = op_begin();
     g_ops->copy2d(dst, dst_stride, src, src_stride, rows, cols);
-    after_op();
+    op_end("copy2d", t0);
 }
 
 void gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
+    const double t0 = op_begin();
     g_ops->gumbel_softmax_forward(z, logits, g, tau, B, V, P);
-    after_op();
+    op_end("gumbel_softmax_forward", t0);
 }
 
 void gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
+    const double t0 = op_begin();
     g_ops->gumbel_softmax_backward(dlogits, dz, z, tau, B, V, P);
-    after_op();
+    op_end("gumbel_softmax_backward", t0);
 }
 
 void gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n) {
+    const double t0 = op_begin();
     g_ops->gumbel_noise(g, key, counter, first, n);
-    after_op();
+    op_end("gumbel_noise", t0);
 }
 
 double kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {
+    const double t0 = op_begin();
     double r = g_ops->kl_uniform_forward_backward(dlogits, logits, scale, B, V, P);
-    after_op();
+    op_end("kl_uniform_forward_backward", t0);
     return r;
 }
 
 double logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N) {
+    const double t0 = op_begin();
     double r = g_ops->logit_laplace_nll(dstats, stats, x, scale, B, N);
-    after_op();
+    op_end("logit_laplace_nll", t0);
     return r;
 }
 
 void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t M, int n_in, int n_out,
                     float beta) {
+    const double t0 = op_begin();
     g_ops->linear_forward(out, in, w, b, M, n_in, n_out, beta);
-    after_op();
+    op_end("linear_forward", t0);
 }
 
 void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int64_t M,
                      int n_in, int n_out) {
+    const double t0 = op_begin();
     g_ops->linear_backward(din, dw, db, dout, in, w, M, n_in, n_out);
-    after_op();
+    op_end("linear_backward", t0);
 }
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
                        int64_t M, int C) {
+    const double t0 = op_begin();
     g_ops->layernorm_forward(out, mean, rstd, in, w, b, M, C);
-    after_op();
+    op_end("layernorm_forward", t0);
 }
 
 void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
                         const float *mean, const float *rstd, int64_t M, int C) {
+    const double t0 = op_begin();
     g_ops->layernorm_backward(din, dw, db, dout, in, w, mean, rstd, M, C);
-    after_op();
+    op_end("layernorm_backward", t0);
 }
 
 void gelu_forward(float *out, const float *in, int64_t n) {
+    const double t0 = op_begin();
     g_ops->gelu_forward(out, in, n);
-    after_op();
+    op_end("gelu_forward", t0);
 }
 
 void gelu_backward(float *din, const float *dout, const float *in, int64_t n) {
+    const double t0 = op_begin();
     g_ops->gelu_backward(din, dout, in, n);
-    after_op();
+    op_end("gelu_backward", t0);
 }
 
 void attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys, int64_t nnz,
                        int B, int T, int NH, int HS) {
+    const double t0 = op_begin();
     g_ops->attention_forward(out, p, qkv, off, keys, nnz, B, T, NH, HS);
-    after_op();
+    op_end("attention_forward", t0);
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *p,
                         const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
                         float *scratch) {
+    const double t0 = op_begin();
     g_ops->attention_backward(dqkv, dout, qkv, out, p, off, keys, nnz, B, T, NH, HS, scratch);
-    after_op();
+    op_end("attention_backward", t0);
 }
 
 void attention_decode(float *out, const float *qkv, const float *kt, const float *vt, const float *ki,
                       const float *vi, const int32_t *img_keys, int n_img, int L, int W, int K, int NH, int HS,
                       float *scratch) {
+    const double t0 = op_begin();
     g_ops->attention_decode(out, qkv, kt, vt, ki, vi, img_keys, n_img, L, W, K, NH, HS, scratch);
-    after_op();
+    op_end("attention_decode", t0);
 }
 
 double softmax_xent_forward(float *logits, const int32_t *targets, int64_t M, int V) {
+    const double t0 = op_begin();
     double r = g_ops->softmax_xent_forward(logits, targets, M, V);
-    after_op();
+    op_end("softmax_xent_forward", t0);
     return r;
 }
 
 void softmax_xent_backward(float *probs, const int32_t *targets, int64_t M, int V, float scale) {
+    const double t0 = op_begin();
     g_ops->softmax_xent_backward(probs, targets, M, V, scale);
-    after_op();
+    op_end("softmax_xent_backward", t0);
 }
 
 void embed_sum_forward(float *out, const float *table, const int64_t *rows, int64_t M, int K, int C) {
+    const double t0 = op_begin();
     g_ops->embed_sum_forward(out, table, rows, M, K, C);
-    after_op();
+    op_end("embed_sum_forward", t0);
 }
 
 void embed_sum_backward(float *dtable, const float *dout, const int64_t *rows, int64_t M, int K, int C) {
+    const double t0 = op_begin();
     g_ops->embed_sum_backward(dtable, dout, rows, M, K, C);
-    after_op();
+    op_end("embed_sum_backward", t0);
 }
 
 void to_half(uint16_t *dst, const float *src, int64_t n, half_fmt fmt) {
+    const double t0 = op_begin();
     g_ops->to_half(dst, src, n, fmt);
-    after_op();
+    op_end("to_half", t0);
 }
 
 void from_half(float *dst, const uint16_t *src, int64_t n, half_fmt fmt) {
+    const double t0 = op_begin();
     g_ops->from_half(dst, src, n, fmt);
-    after_op();
+    op_end("from_half", t0);
 }
 
 void store_half(uint16_t *dst, float *x, int64_t n, half_fmt fmt) {
+    const double t0 = op_begin();
     g_ops->store_half(dst, x, n, fmt);
-    after_op();
+    op_end("store_half", t0);
 }
 
 int64_t round_half(float *x, int64_t n, half_fmt fmt, int filter) {
+    const double t0 = op_begin();
     int64_t r = g_ops->round_half(x, n, fmt, filter);
-    after_op();
+    op_end("round_half", t0);
     return r;
 }
 
 void linear16_forward(float *out, const float *in, const uint16_t *w, const float *b, int64_t M, int n_in, int n_out,
                       float beta, half_fmt fmt, float *scratch) {
+    const double t0 = op_begin();
     g_ops->linear16_forward(out, in, w, b, M, n_in, n_out, beta, fmt, scratch);
-    after_op();
+    op_end("linear16_forward", t0);
 }
 
 void linear16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
                        int64_t M, int n_in, int n_out, half_fmt fmt, float *scratch) {
+    const double t0 = op_begin();
     g_ops->linear16_backward(din, dw, db, dout, in, w, M, n_in, n_out, fmt, scratch);
-    after_op();
+    op_end("linear16_backward", t0);
 }
 
 void conv2d16_forward(float *out, const float *in, const uint16_t *w, const float *b, int B, int Ci, int Co, int H,
                       int W, int k, float alpha, float beta, half_fmt fmt, float *scratch) {
+    const double t0 = op_begin();
     g_ops->conv2d16_forward(out, in, w, b, B, Ci, Co, H, W, k, alpha, beta, fmt, scratch);
-    after_op();
+    op_end("conv2d16_forward", t0);
 }
 
 void conv2d16_backward(float *din, float *dw, float *db, const float *dout, const float *in, const uint16_t *w,
                        int B, int Ci, int Co, int H, int W, int k, float alpha, half_fmt fmt, float *scratch) {
+    const double t0 = op_begin();
     g_ops->conv2d16_backward(din, dw, db, dout, in, w, B, Ci, Co, H, W, k, alpha, fmt, scratch);
-    after_op();
+    op_end("conv2d16_backward", t0);
 }
 
 int64_t conv2d16_scratch_floats(int B, int Ci, int Co, int H, int W, int k) {
@@ -474,23 +593,27 @@ int64_t conv2d16_scratch_floats(int B, int Ci, int Co, int H, int W, int k) {
 
 void adamw_update(float *p, float *m, float *v, const float *g, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t t) {
+    const double t0 = op_begin();
     g_ops->adamw_update(p, m, v, g, n, lr, beta1, beta2, eps, weight_decay, t);
-    after_op();
+    op_end("adamw_update", t0);
 }
 
 void adamw_update16(float *p, uint16_t *m, uint16_t *v, const float *g, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, int64_t t) {
+    const double t0 = op_begin();
     g_ops->adamw_update16(p, m, v, g, n, lr, beta1, beta2, eps, weight_decay, t);
-    after_op();
+    op_end("adamw_update16", t0);
 }
 
 void ema_update(float *ema, const float *p, int64_t n, float decay) {
+    const double t0 = op_begin();
     g_ops->ema_update(ema, p, n, decay);
-    after_op();
+    op_end("ema_update", t0);
 }
 
 double grad_sumsq(const float *g, int64_t n) {
+    const double t0 = op_begin();
     double r = g_ops->grad_sumsq(g, n);
-    after_op();
+    op_end("grad_sumsq", t0);
     return r;
 }

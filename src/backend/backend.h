@@ -164,6 +164,14 @@ void backend_sync(void);
 void backend_memset0(void *p, size_t bytes);
 void backend_copy(void *dst, const void *src, size_t bytes);
 
+// With DALLE_PROFILE=1 in the environment, every op (ops.h, backend_memset0,
+// backend_copy) waits for its work and adds its wall time to a table by op
+// name; this prints the table on stderr (registered with atexit when the
+// first op runs; does nothing when not profiling).
+void backend_profile_print(void);
+// Profiling: forgets what was counted so far (a benchmark's warm-up).
+void backend_profile_reset(void);
+
 // One line on the selected device for logs and `dalle info`: "cpu (x86_64
 // CPU, 2 threads)" or "cuda (NAME): GPU memory 3.20 GiB in use, 75.90 GiB
 // free of 79.10 GiB". Returns buf (n bytes).
