@@ -6,9 +6,11 @@
 // a ring of the last G+1 image positions, conv layers the last r*G + r + 1,
 // column layers all N. Candidate c's draw at image position j is Philox
 // (seed, stream c, counter j), so a run is reproducible from its seed. The
-// cache and the work buffers are backend memory; the host writes only the
-// embedding rows of each step and reads the logits.
+// cache and the work buffers are backend memory; the host fills the
+// embedding rows of each step and copies them in, copies the logits out, and
+// draws the K codes on its threads.
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +51,12 @@ typedef struct {
     float *s;             // (K*NH, L + N) attention scores
     float *mu, *rs;       // (K) LayerNorm statistics
     int64_t *rows;        // (max(L, K), 3) embedding rows (embed_sum_forward)
+    int64_t *hrows;       // (max(L, K), 3) host memory: rows as the host fills them
+    float *hlogits;       // (K, Vi) host memory: the logits of the last step
 } kv_cache;
+
+// The first n (row, 3) entries of hrows into the backend's rows.
+static void upload_rows(kv_cache *c, int64_t n) { backend_copy(c->rows, c->hrows, sizeof(int64_t) * 3 * (size_t)n); }
 
 static void cache_free(kv_cache *c) {
     backend_free(c->kt);
@@ -58,6 +65,8 @@ static void cache_free(kv_cache *c) {
     dalle_free(c->W);
     backend_free(c->x);
     backend_free(c->rows);
+    dalle_free(c->hrows);
+    dalle_free(c->hlogits);
 }
 
 static int cache_new(const prior_model *m, int K, kv_cache *c) {
@@ -78,7 +87,9 @@ static int cache_new(const prior_model *m, int K, kv_cache *c) {
     int64_t work = (int64_t)K * (3 * d + 3 * d + 2 * m->f + m->Vi) + (int64_t)K * m->NH * m->T + 2 * (int64_t)K;
     c->x = backend_alloc(sizeof(float) * (size_t)work);
     c->rows = backend_alloc(sizeof(int64_t) * 3 * (size_t)DALLE_MAX(m->L, K));
-    if (!c->kt || !c->ki || !c->x || !c->rows) {
+    c->hrows = dalle_malloc(sizeof(int64_t) * 3 * (size_t)DALLE_MAX(m->L, K));
+    c->hlogits = dalle_malloc(sizeof(float) * (size_t)K * (size_t)m->Vi);
+    if (!c->kt || !c->ki || !c->x || !c->rows || !c->hrows || !c->hlogits) {
         dalle_errprefix("prior sample: KV cache for %d candidates", K);
         goto fail;
     }
@@ -113,10 +124,11 @@ static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
     float *ln = x + (int64_t)L * d, *qkv = ln + (int64_t)L * d, *atty = qkv + (int64_t)L * 3 * d;
     float *fch = atty + (int64_t)L * d, *fcg = fch + (int64_t)L * f, *mu = fcg + (int64_t)L * f, *rs = mu + L;
     for (int t = 0; t < L; t++) {
-        c->rows[3 * t] = m->text_emb + (int64_t)text[t] * d;
-        c->rows[3 * t + 1] = m->text_pos + (int64_t)t * d;
-        c->rows[3 * t + 2] = -1;
+        c->hrows[3 * t] = m->text_emb + (int64_t)text[t] * d;
+        c->hrows[3 * t + 1] = m->text_pos + (int64_t)t * d;
+        c->hrows[3 * t + 2] = -1;
     }
+    upload_rows(c, L);
     embed_sum_forward(x, P, c->rows, L, 3, d);
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
@@ -139,19 +151,19 @@ static int run_prefix(const prior_model *m, kv_cache *c, const int32_t *text) {
 }
 
 // Image position j for all K candidates: codes (K, N) holds codes < j.
-// Leaves the image logits of position j in c->logits (K, Vi).
+// Leaves the image logits of position j in c->logits (K, Vi), backend memory.
 static void run_image_step(const prior_model *m, kv_cache *c, int j, const int32_t *codes) {
     int L = m->L, N = m->N, G = m->G, d = m->d, f = m->f, nl = m->cfg.n_layer, K = c->K;
     int NH = m->NH, HS = m->HS;
     const float *P = m->params;
     float *mup = c->mu, *rsp = c->rs;
-    backend_sync(); // the last step's ops may still read the rows
     for (int k = 0; k < K; k++) {
         int id = j == 0 ? m->Vi : codes[(int64_t)k * N + j - 1];
-        c->rows[3 * k] = m->image_emb + (int64_t)id * d;
-        c->rows[3 * k + 1] = m->row_emb + (int64_t)(j / G) * d;
-        c->rows[3 * k + 2] = m->col_emb + (int64_t)(j % G) * d;
+        c->hrows[3 * k] = m->image_emb + (int64_t)id * d;
+        c->hrows[3 * k + 1] = m->row_emb + (int64_t)(j / G) * d;
+        c->hrows[3 * k + 2] = m->col_emb + (int64_t)(j % G) * d;
     }
+    upload_rows(c, K); // after the last step's ops, in stream order
     embed_sum_forward(c->x, P, c->rows, K, 3, d);
     for (int l = 0; l < nl; l++) {
         const prior_block *w = &m->blocks[l];
@@ -235,7 +247,8 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     if (n_cand < 1) return dalle_seterr("prior sample: %d candidates", n_cand);
     kv_cache c;
     if (cache_new(m, n_cand, &c) != DALLE_OK) return DALLE_ERR;
-    void *work = dalle_malloc(sizeof(vi_pair) * (size_t)m->Vi);
+    const int nt = omp_get_max_threads();
+    vi_pair *work = dalle_malloc(sizeof(vi_pair) * (size_t)m->Vi * (size_t)nt); // (threads, Vi)
     if (!work || run_prefix(m, &c, text) != DALLE_OK) {
         dalle_free(work);
         cache_free(&c);
@@ -246,10 +259,13 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     for (int j = 0; j < m->N; j++) {
         double t0 = opts.step_seconds ? dalle_time() : 0;
         run_image_step(m, &c, j, codes);
-        backend_sync(); // the logits are read on the host
+        backend_copy(c.hlogits, c.logits, sizeof(float) * (size_t)n_cand * (size_t)m->Vi); // waits for the step
+        // each candidate's draw depends on (seed, k, j) alone: any thread may make it
+        #pragma omp parallel for num_threads(DALLE_MIN(nt, n_cand)) schedule(static)
         for (int k = 0; k < n_cand; k++)
-            codes[(int64_t)k * m->N + j] =
-                prior_sample_logits(c.logits + (int64_t)k * m->Vi, m->Vi, &opts, (uint64_t)k, (uint64_t)j, work);
+            codes[(int64_t)k * m->N + j] = prior_sample_logits(c.hlogits + (int64_t)k * m->Vi, m->Vi, &opts,
+                                                               (uint64_t)k, (uint64_t)j,
+                                                               work + (int64_t)omp_get_thread_num() * m->Vi);
         if (opts.step_seconds) opts.step_seconds[j] = dalle_time() - t0;
         if (opts.progress) progress_update(&pr, j + 1, (int64_t)(j + 1) * n_cand, NULL);
         if (opts.on_step) opts.on_step(opts.user, j + 1, m->N);
