@@ -16,11 +16,24 @@
 // peak is half of it).
 #define BENCH_GPU_PEAK_FLOPS 989.4e12
 
-// "fp32", or "tf32" where DALLE_CUDA_TF32=1 lets the backend use TF32 tensor
-// cores for its matrix products and convolutions.
-static inline const char *bench_gpu_mode(void) {
-    const char *s = getenv("DALLE_CUDA_TF32");
-    return s && atoi(s) == 1 ? "tf32" : "fp32";
+static inline int bench_gpu_env_is(const char *name, const char *value) {
+    const char *s = getenv(name);
+    return s && !strcmp(s, value);
+}
+
+// The mode of a run's figures: the storage precision PREC ("bf16", "fp16";
+// NULL for fp32 storage: "fp32", or "tf32" where DALLE_CUDA_TF32=1 lets the
+// backend use TF32 tensor cores), "+tf32" after a 16-bit one with
+// DALLE_CUDA_TF32=1, then "+async" with DALLE_CUDA_ASYNC=1 and "+simt" or
+// "+tc" with DALLE_CUDA_ATTN set (the attention kernels forced).
+static inline const char *bench_gpu_mode(const char *prec) {
+    static char buf[64];
+    int tf32 = bench_gpu_env_is("DALLE_CUDA_TF32", "1");
+    snprintf(buf, sizeof buf, "%s%s%s%s%s", prec ? prec : tf32 ? "tf32" : "fp32", prec && tf32 ? "+tf32" : "",
+             bench_gpu_env_is("DALLE_CUDA_ASYNC", "1") ? "+async" : "",
+             bench_gpu_env_is("DALLE_CUDA_ATTN", "simt") ? "+simt" : "",
+             bench_gpu_env_is("DALLE_CUDA_ATTN", "tc") ? "+tc" : "");
+    return buf;
 }
 
 // Selects the CUDA backend: 1, or 0 after printing "no GPU: skipped (why)"

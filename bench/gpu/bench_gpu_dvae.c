@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     }
     m->enc.half = m->dec.half = bf16; // before the trainer binds the nets
     m->enc.fmt = m->dec.fmt = HALF_BF16;
-    const char *mode = bf16 ? "bf16" : bench_gpu_mode();
+    const char *mode = bench_gpu_mode(bf16 ? "bf16" : NULL);
     int S = cfg.image_size, G = dvae_grid(&cfg);
     int64_t n = m->n_params, nx = (int64_t)B * 3 * S * S, ng = (int64_t)B * cfg.vocab_size * G * G;
     dvae_trainer t;
@@ -93,10 +93,12 @@ int main(int argc, char **argv) {
             l0 = l;
             start = dalle_time();
             printf("  warm-up step: %.2f s, loss %.4f\n", dt, l.loss);
+            backend_profile_reset(); // DALLE_PROFILE=1: the timed steps alone
             continue;
         }
         timed++;
         sum += dt;
+        printf("  step %d: %.1f ms, loss %.4f\n", s, dt * 1e3, l.loss);
         if (dt < best) best = dt;
     }
     printf("%s, dalle.c %s: %s %dx%d, batch %d: %.1f images/s best (%.1f ms/step; mean %.1f ms over %d steps); "

@@ -40,7 +40,7 @@ static int die(const char *what) {
 
 // The mode of the figures: the storage precision, else fp32 or tf32.
 static const char *bench_mode(const prior_model *m) {
-    return m->prec == PRIOR_FP32 ? bench_gpu_mode() : prior_precision_name(m->prec);
+    return bench_gpu_mode(m->prec == PRIOR_FP32 ? NULL : prior_precision_name(m->prec));
 }
 
 static int bench_train(prior_model *m, const prior_costs *pc, int B, int steps, double seconds) {
@@ -93,6 +93,7 @@ static int bench_train(prior_model *m, const prior_costs *pc, int B, int steps, 
             loss0 = l.loss;
             start = dalle_time();
             printf("  warm-up step: %.2f s, loss %.4f\n", dt, l.loss);
+            backend_profile_reset(); // DALLE_PROFILE=1: the timed steps alone
             continue;
         }
         loss_last = l.loss;
@@ -129,7 +130,7 @@ static int bench_sample(prior_model *m, int cand) {
     double s = dalle_time() - t0, tok_s = (double)cand * m->N / s;
     printf("%s, dalle.c %s: %d candidates x %d image tokens in %.2f s: %.0f image tok/s (%.2f ms per position); "
            "ms per position by eighth of the image:",
-           NAME_SAMPLE, bench_gpu_mode(), cand, m->N, s, tok_s, 1e3 * s / m->N);
+           NAME_SAMPLE, bench_mode(m), cand, m->N, s, tok_s, 1e3 * s / m->N);
     for (int e = 0; e < 8 && m->N >= 8; e++) {
         double t = 0;
         for (int j = e * m->N / 8; j < (e + 1) * m->N / 8; j++) t += sec[j];
@@ -137,7 +138,7 @@ static int bench_sample(prior_model *m, int cand) {
     }
     printf("\nBENCH {\"bench\":\"%s\",\"impl\":\"dalle.c\",\"mode\":\"%s\",\"candidates\":%d,\"N\":%d,"
            "\"seconds\":%.4f,\"image_tokens_per_s\":%.3f,\"device_gib\":%.2f}\n",
-           NAME_SAMPLE, bench_gpu_mode(), cand, m->N, s, tok_s, bench_gpu_used_gib());
+           NAME_SAMPLE, bench_mode(m), cand, m->N, s, tok_s, bench_gpu_used_gib());
     dalle_free(text), dalle_free(codes), dalle_free(sec);
     return 0;
 }
