@@ -28,7 +28,7 @@ test-cuda-emu: $(EMU_LIB) $(EMU_TESTS)
 	@tests/cuda-emu/run $(BUILD)
 endif
 
-# `make check` runs it (about 20 s here, build included), but not the
+# `make check` runs it (about 45 s here, build included), but not the
 # sanitizer pass: the emulator works under ASan+UBSan (its fibers are
 # announced to ASan, and a kernel's access past the end of a buffer is
 # reported at its line), but takes about 70 s there: `make SAN=1 test-cuda-emu`.
@@ -38,11 +38,13 @@ endif
 
 # kernel<<<grid, block, smem, stream>>>(  ->  emu_launch(emu_config(grid, block, smem, stream), "kernel", kernel,
 # extern __shared__ T name[];            ->  T *const name = (T *)emu_dynamic_shared();
+# (an __align__(N) after __shared__ is dropped: the emulator's buffer is 128-byte aligned)
 # (each launch's <<<...>>>( on one line; #line keeps messages on the original lines)
 $(EMU_DIR)/src/%: src/%
 	@mkdir -p $(dir $@)
 	@sed -e '1i #line 1 "$<"' \
 	  -e 's/\([A-Za-z_][A-Za-z0-9_]*\(<[A-Za-z0-9_, ]*>\)\{0,1\}\)<<<\(.*\)>>>(/emu_launch(emu_config(\3), "\1", \1, /' \
+	  -e 's/extern __shared__ __align__([0-9]*) /extern __shared__ /' \
 	  -e 's/extern __shared__ \(.*\) \([A-Za-z_][A-Za-z0-9_]*\)\[\];/\1 *const \2 = (\1 *)emu_dynamic_shared();/' \
 	  $< > $@
 

@@ -523,6 +523,32 @@ void emu_shfl_exchange(unsigned mask, const void *v, size_t size, int src_lane, 
     memcpy(out, &g_slots[parity][src], size);
 }
 
+static uint64_t g_block_serial = 0; // blocks run so far, over all launches
+
+uint64_t emu_warp_collective(const char *op, uint64_t tag) {
+    fiber *f = running(op);
+    uint64_t lane0 = 0;
+    emu_shfl_exchange(0xffffffffu, &tag, sizeof tag, 0, &lane0);
+    if (lane0 != tag)
+        emu_fail("kernel %s, block (%u,%u,%u): lane %d of warp %d calls wmma::%s with another pointer, ldm "
+                 "or layout than lane 0 (they must be the same in every lane)",
+                 g_kernel, blockIdx.x, blockIdx.y, blockIdx.z, f->linear % 32, f->linear / 32, op);
+    return g_block_serial << 32 | f->shuffles;
+}
+
+int emu_warp_index(void) { return running("a warp collective")->linear / 32; }
+
+void emu_kernel_fail(const char *fmt, ...) {
+    const fiber *f = running("a kernel check");
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emu_fail("kernel %s, block (%u,%u,%u), thread %d (warp %d): %s", g_kernel, blockIdx.x, blockIdx.y, blockIdx.z,
+             f->linear, f->linear / 32, msg);
+}
+
 // Releases every warp whose lanes all wait at a shuffle; 1 if any was. A warp
 // with some lanes at a shuffle and others exited or at __syncthreads would
 // hang on a GPU: reported.
@@ -554,6 +580,7 @@ static int release_warps(void) {
 // thread that reads what another writes with no barrier between them (a race)
 // sees the value too early in one of the two orders.
 static void run_block(int reverse) {
+    g_block_serial++;
     for (int i = 0; i < g_threads; i++) {
         fiber *f = g_fibers[i];
         f->state = F_RUN;
@@ -628,8 +655,8 @@ void emu_run_grid(const emu_config &c, const char *name, void (*body)(void *), v
         g_fibers[g_n_fibers] = fiber_new(g_n_fibers);
         g_n_fibers++;
     }
-    const size_t smem = (c.smem + 15) & ~(size_t)15;
-    g_smem = smem ? (char *)aligned_alloc(16, smem) : NULL;
+    const size_t smem = (c.smem + 127) & ~(size_t)127;
+    g_smem = smem ? (char *)aligned_alloc(128, smem) : NULL;
     if (smem && !g_smem) emu_fail("out of host memory for %zu bytes of shared memory", smem);
     g_kernel = name;
     g_body = body;

@@ -8,7 +8,9 @@
 // Backward ops start from gradients that already hold something, since they
 // accumulate. Attention runs on the prior's masks (row, column, conv) and
 // dense causal ones, small and at the paper's layout (T = 256 + 32*32), and
-// prints its GPU time at the paper's layout. Without a usable GPU it says so
+// prints its GPU time at the paper's layout and the prior benchmark's size;
+// both variants of the attention (SIMT and TF32 tensor cores, through
+// DALLE_CUDA_ATTN) are checked and timed. Without a usable GPU it says so
 // and passes.
 //   DALLE_CUDA_LIB=build/libdalle-cuda.so build/tests/cuda/test_cuda_transformer
 // With DALLE_CUDA_TF32=1 the linear layers run in TF32 and are held to
@@ -268,13 +270,38 @@ static void test_embed_sum(void) {
 }
 
 // ---------------------------------------------------------------- attention
-// Tolerances: outputs are convex combinations of values, 1e-5 of the largest;
-// gradients sum over up to T keys (dq by atomics, in any order): 1e-5 of the
-// largest, rtol 1e-4.
+// Both variants of the GPU's forward and backward run on every case: SIMT
+// (DALLE_CUDA_ATTN=simt, fp32 arithmetic) and tensor cores (tc: TF32
+// operands, fp32 accumulation), chosen through the environment variable
+// that attention.cu reads at each call. Tolerances, SIMT: outputs are convex
+// combinations of values, 1e-5 of the largest; gradients sum over up to T
+// keys (dq by atomics, in any order): 1e-5 of the largest, rtol 1e-4. TF32
+// (10-bit mantissas of q, k, v, dO, P, dS: each product within 2^-10): 2e-3
+// of the largest for the output and the probabilities, 5e-3 for the
+// gradients (the linear layers' TF32 tolerance), rtol 1e-3.
+
+static const char *attn_variants[2] = {"simt", "tc"};
+static double attn_frac(int v, int grad) { return v == 0 ? 1e-5 : grad ? 5e-3 : 2e-3; }
+static double attn_rtol(int v) { return v == 0 ? 1e-4 : 1e-3; }
+
+// Sets DALLE_CUDA_ATTN to `v`, or back to what it was when v is NULL.
+static void attn_variant_set(const char *v) {
+    static int saved = 0;
+    static char *orig = NULL;
+    if (!saved) {
+        const char *s = getenv("DALLE_CUDA_ATTN");
+        orig = s ? strdup(s) : NULL;
+        saved = 1;
+    }
+    if (v) setenv("DALLE_CUDA_ATTN", v, 1);
+    else if (orig) setenv("DALLE_CUDA_ATTN", orig, 1);
+    else unsetenv("DALLE_CUDA_ATTN");
+}
 
 // The probabilities the GPU's saved lse gives (exp(q.k/sqrt(HS) - lse)), for
 // every query of (b, h) = (0, 0), against the CPU's p.
-static void check_lse(const key_lists *kl, const float *qkv, const float *p_gpu, const float *p_cpu, int NH, int HS) {
+static void check_lse(const key_lists *kl, const float *qkv, const float *p_gpu, const float *p_cpu, int NH, int HS,
+                      int v) {
     const int C = NH * HS, split = attn_lse_split(kl->nnz, kl->T);
     const float scale = 1.0f / sqrtf((float)HS);
     pair pr = pair_new(kl->nnz);
@@ -288,29 +315,44 @@ static void check_lse(const key_lists *kl, const float *qkv, const float *p_gpu,
             pr.h[i] = p_cpu[i];
         }
     }
-    check_pair("probabilities from the saved lse (b=0, h=0)", &pr, 1e-5, 1e-4);
+    char what[96];
+    snprintf(what, sizeof what, "[%s] probabilities from the saved lse (b=0, h=0)", attn_variants[v]);
+    check_pair(what, &pr, attn_frac(v, 0), attn_rtol(v));
     pair_free(&pr);
 }
 
-// Forward and backward of one key list at (B, NH, HS).
+// Forward and backward of one key list at (B, NH, HS), each GPU variant
+// against the CPU.
 static void attention_case(const key_lists *kl, int B, int NH, int HS, const char *what) {
     const int T = kl->T, C = NH * HS;
     printf("   attention %s: T=%d nnz=%lld B=%d NH=%d HS=%d\n", what, T, (long long)kl->nnz, B, NH, HS);
     const uint64_t seed = 600 + (uint64_t)(T + NH * 7 + HS * 13 + B);
     pair qkv = pair_rand((int64_t)B * T * 3 * C, seed, -1.5f, 1.5f), out = pair_new((int64_t)B * T * C);
     pair p = pair_new((int64_t)B * NH * kl->nnz);
-    for (int64_t i = 0; i < out.n; i++) out.g[i] = NAN; // every output is written
-    cpu->attention_forward(out.h, p.h, qkv.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
-    gpu->attention_forward(out.g, p.g, qkv.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
-    gpu->sync();
-    check_pair("forward out", &out, 1e-5, 1e-4);
-    check_lse(kl, qkv.h, p.g, p.h, NH, HS);
     pair dout = pair_rand(out.n, seed + 1, -1, 1), dqkv = pair_rand(qkv.n, seed + 2, -0.5f, 0.5f);
-    float *scratch_h = malloc(sizeof(float) * (size_t)B * NH * T), *scratch_g = gpu_elems(1, sizeof(float) * B * NH * T);
+    float *dqkv0 = malloc(sizeof(float) * (size_t)dqkv.n); // what the backward accumulates into
+    memcpy(dqkv0, dqkv.h, sizeof(float) * (size_t)dqkv.n);
+    float *scratch_h = malloc(sizeof(float) * (size_t)B * NH * T);
+    float *scratch_g = gpu_elems(1, sizeof(float) * (size_t)B * NH * T);
+    cpu->attention_forward(out.h, p.h, qkv.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
     cpu->attention_backward(dqkv.h, dout.h, qkv.h, out.h, p.h, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_h);
-    gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, p.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_g);
-    gpu->sync();
-    check_pair("backward dqkv", &dqkv, 1e-5, 1e-4);
+    char line[96];
+    for (int v = 0; v < 2; v++) {
+        attn_variant_set(attn_variants[v]);
+        for (int64_t i = 0; i < out.n; i++) out.g[i] = NAN; // every output is written
+        memcpy(dqkv.g, dqkv0, sizeof(float) * (size_t)dqkv.n);
+        gpu->attention_forward(out.g, p.g, qkv.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS);
+        gpu->sync();
+        snprintf(line, sizeof line, "[%s] forward out", attn_variants[v]);
+        check_pair(line, &out, attn_frac(v, 0), attn_rtol(v));
+        check_lse(kl, qkv.h, p.g, p.h, NH, HS, v);
+        gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, p.g, kl->off, kl->keys, kl->nnz, B, T, NH, HS, scratch_g);
+        gpu->sync();
+        snprintf(line, sizeof line, "[%s] backward dqkv", attn_variants[v]);
+        check_pair(line, &dqkv, attn_frac(v, 1), attn_rtol(v));
+    }
+    attn_variant_set(NULL);
+    free(dqkv0);
     free(scratch_h);
     gpu->free(scratch_g);
     pair_free(&qkv);
@@ -380,47 +422,67 @@ static void test_attention_plan_cache(void) {
     for (int i = 0; i < 20; i++) lists_free(&kls[i]);
 }
 
-// GPU time of the attention of one layer of the paper's model (B 1, NH 62,
-// HS 64) per mask: FLOPs as prior_costs counts them (4 HS per key and head
-// forward; the backward recomputes: about 2.5x).
-static void test_attention_timing(void) {
+// GPU time of the attention of one layer, per mask and variant: the paper's
+// model (B 1, NH 62, HS 64) and the prior benchmark's (B 8, NH 16, HS 64).
+// FLOPs as prior_costs counts them (4 HS per key and head forward; the
+// backward recomputes: about 2.5x).
+static void attention_timing(int B, int NH, const char *label) {
     prior_config cfg;
     CHECK(prior_config_preset("paper", &cfg) == 0);
-    const int B = 1, NH = 62, HS = 64, T = 1280, C = NH * HS;
-    float *qkv = gpu_elems(1, sizeof(float) * (size_t)B * T * 3 * C), *out = gpu_elems(1, sizeof(float) * (size_t)B * T * C);
-    float *dout = gpu_elems(1, sizeof(float) * (size_t)B * T * C), *dqkv = gpu_elems(1, sizeof(float) * (size_t)B * T * 3 * C);
-    float *scratch = gpu_elems(1, sizeof(float) * (size_t)B * NH * T);
+    const int HS = 64, T = 1280, C = NH * HS;
+    float *qkv = gpu_floats((int64_t)B * T * 3 * C), *out = gpu_floats((int64_t)B * T * C);
+    float *dout = gpu_floats((int64_t)B * T * C), *dqkv = gpu_floats((int64_t)B * T * 3 * C);
+    float *scratch = gpu_floats((int64_t)B * NH * T);
     fill_uniform(qkv, (int64_t)B * T * 3 * C, 800, -1, 1);
     fill_uniform(dout, (int64_t)B * T * C, 801, -1, 1);
+    memset(dqkv, 0, sizeof(float) * (size_t)B * T * 3 * C);
     static const char *names[4] = {"row", "column", "conv", "dense causal"};
+    double total[2][2] = {{0}};
     for (int t = 0; t < 4; t++) {
         key_lists kl = t < 3 ? lists_prior(&cfg, (prior_layer_type)t, gpu->alloc, gpu->free)
                              : lists_build(T, allow_causal, NULL, gpu->alloc, gpu->free);
-        float *p = gpu_elems(1, sizeof(float) * (size_t)B * NH * kl.nnz);
-        double ms[2];
-        for (int dir = 0; dir < 2; dir++) {
-            int reps = 0;
-            double t0 = 0;
-            for (; reps < 1000; reps++) { // the first call (plan, warm-up) is not timed
-                if (reps == 1) t0 = now_s();
-                if (reps > 1 && now_s() - t0 > 0.2) break;
-                if (dir == 0) gpu->attention_forward(out, p, qkv, kl.off, kl.keys, kl.nnz, B, T, NH, HS);
-                else gpu->attention_backward(dqkv, dout, qkv, out, p, kl.off, kl.keys, kl.nnz, B, T, NH, HS, scratch);
-                gpu->sync();
+        float *p = gpu_floats((int64_t)B * NH * kl.nnz);
+        for (int v = 0; v < 2; v++) {
+            attn_variant_set(attn_variants[v]);
+            double ms[2];
+            for (int dir = 0; dir < 2; dir++) {
+                int reps = 0;
+                double t0 = 0;
+                for (; reps < 1000; reps++) { // the first call (plan, warm-up) is not timed
+                    if (reps == 1) t0 = now_s();
+                    if (reps > 1 && now_s() - t0 > 0.2) break;
+                    if (dir == 0) gpu->attention_forward(out, p, qkv, kl.off, kl.keys, kl.nnz, B, T, NH, HS);
+                    else
+                        gpu->attention_backward(dqkv, dout, qkv, out, p, kl.off, kl.keys, kl.nnz, B, T, NH, HS,
+                                                scratch);
+                    gpu->sync();
+                }
+                ms[dir] = 1e3 * (now_s() - t0) / (reps - 1);
+                if (t < 3) total[v][dir] += ms[dir];
             }
-            ms[dir] = 1e3 * (now_s() - t0) / (reps - 1);
+            const double flops = 4.0 * HS * (double)kl.nnz * B * NH;
+            printf("    timing %-6s %-4s %-12s B=%d NH=%d HS=%d nnz=%lld: forward %.3f ms (%.0f GFLOP/s), backward "
+                   "%.3f ms (%.0f GFLOP/s)\n",
+                   label, attn_variants[v], names[t], B, NH, HS, (long long)kl.nnz, ms[0], flops / ms[0] * 1e-6, ms[1],
+                   2.5 * flops / ms[1] * 1e-6);
         }
-        const double flops = 4.0 * HS * (double)kl.nnz * B * NH;
-        printf("    timing %-12s B=%d NH=%d HS=%d nnz=%lld: forward %.3f ms (%.0f GFLOP/s), backward %.3f ms\n",
-               names[t], B, NH, HS, (long long)kl.nnz, ms[0], flops / ms[0] * 1e-6, ms[1]);
         gpu->free(p);
         lists_free(&kl);
     }
+    for (int v = 0; v < 2; v++)
+        printf("    timing %-6s %-4s row+column+conv: forward %.3f ms, backward %.3f ms\n", label, attn_variants[v],
+               total[v][0], total[v][1]);
+    attn_variant_set(NULL);
     gpu->free(qkv);
     gpu->free(out);
     gpu->free(dout);
     gpu->free(dqkv);
     gpu->free(scratch);
+}
+
+static void test_attention_timing(void) {
+    attention_timing(1, 62, "paper");
+    attention_timing(8, 16, "bench");
 }
 
 // ---------------------------------------------------------------- decode

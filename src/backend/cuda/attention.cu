@@ -16,9 +16,23 @@
 // (ty, tx) owns rows ty + 16i (i < 4) and columns tx + 16j of a score tile,
 // and channels tx + 16j of the rows it owns. Head channels are padded with
 // zeros to D = 32, 64 or 128 (a template parameter): HS <= 128.
+//
+// Two variants of the forward and backward, same plan, tiles, online
+// softmax, lse and atomics: SIMT (fp32 FMAs from shared memory, the fp32
+// contract) and tensor cores (TF32 wmma m16n16k8, fp32 accumulation: the
+// products S = Q K^T, P V, dO V^T, P^T dO, dS^T Q, dS K; their operands
+// rounded to TF32 as they enter shared memory). 8 warps share a 64 x 64
+// product, each 16 rows x 32 columns (2 fragments; the D-wide ones 16 x D/2);
+// the fragments go through shared memory to the per-thread code above. The
+// tensor cores run when TF32 is allowed (DALLE_CUDA_TF32=1, read once, as for
+// the products and convolutions), unless DALLE_CUDA_ATTN=simt; and
+// DALLE_CUDA_ATTN=tc forces them (read at each call, so that a test can run
+// both variants in one process). The decode has one variant (SIMT).
 #include <math.h>
+#include <mma.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/attn_blocks.h"
 #include "backend/cuda/cuda.h"
@@ -61,6 +75,41 @@ __device__ __forceinline__ void load_tile(float *tile, int ld, const float *src,
     }
 }
 
+// The online softmax's start: no key seen (m = -inf, l = 0, o = 0).
+template <int D>
+__device__ __forceinline__ void forward_init(float (&o)[4][D / 16], float (&m)[4], float (&l)[4]) {
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        #pragma unroll
+        for (int j = 0; j < D / 16; j++) o[i][j] = 0.0f;
+    }
+}
+
+// The forward's end: the rows ty + 16i (i < 4) of query block q0 of (b, h)
+// = bh, out = o / l in (B, T, C), and the lse m + log l into p (B, NH, nnz).
+template <int D>
+__device__ __forceinline__ void forward_store(float *out, float *p, const float (&o)[4][D / 16], const float (&m)[4],
+                                              const float (&l)[4], int q0, int bh, int64_t nnz, int T, int NH,
+                                              int HS) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16, b = bh / NH, h = bh % NH, C = NH * HS;
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int t = q0 + ty + 16 * i;
+        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        const int64_t row = ((int64_t)b * T + t) * C + h * HS;
+        if (t < T) {
+            #pragma unroll
+            for (int j = 0; j < D / 16; j++)
+                if (tx + 16 * j < HS) out[row + tx + 16 * j] = o[i][j] * inv;
+            if (tx == 0)
+                attn_lse_store(p + (int64_t)bh * nnz, attn_lse_split(nnz, T), t,
+                               l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY);
+        }
+    }
+}
+
 // Forward over the key blocks of query block blockIdx.y (heaviest, the last,
 // first) of (b, h) = blockIdx.x: out (B, T, C) and the lse into p (B, NH, nnz).
 //   qkv (B, T, 3C), C = NH*HS.
@@ -79,13 +128,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
     load_tile<D>(Qs, D + 1, base, 3 * C, q0, T, HS);
     float o[4][D / 16], m[4], l[4];
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
-        #pragma unroll
-        for (int j = 0; j < D / 16; j++) o[i][j] = 0.0f;
-    }
+    forward_init<D>(o, m, l);
     for (int pi = pl.q_off[qb]; pi < pl.q_off[qb + 1]; pi++) {
         const int k0 = pl.pair_kb[pi] * BK;
         __syncthreads(); // the previous tile is no longer read
@@ -143,20 +186,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             }
         }
     }
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int t = q0 + ty + 16 * i;
-        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-        const int64_t row = ((int64_t)b * T + t) * C + h * HS;
-        if (t < T) {
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++)
-                if (tx + 16 * j < HS) out[row + tx + 16 * j] = o[i][j] * inv;
-            if (tx == 0)
-                attn_lse_store(p + (int64_t)bh * nnz, attn_lse_split(nnz, T), t,
-                               l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY);
-        }
-    }
+    forward_store<D>(out, p, o, m, l, q0, bh, nnz, T, NH, HS);
 }
 
 // The backward's precompute: Dv (B, NH, T) = rowsum(dout * out) over the HS
@@ -304,6 +334,250 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
+// ---------------------------------------------------------------- tensor cores
+
+namespace wmma = nvcuda::wmma;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> frag_a_row;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> frag_a_col;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> frag_b_row;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> frag_b_col;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> frag_acc;
+
+// Row strides of the tiles wmma reads or writes: multiples of 4 floats (its
+// ldm rule) and not of 32 (bank conflicts). Every fragment starts at a
+// multiple of 8 floats from the 128-byte aligned shared memory (256-bit
+// pointers): rows 16r, columns 8c.
+#define TC_LD(D) ((D) + 4)
+#define TC_LS (BK + 4)
+
+// tile (64, ld) = rows t0 .. t0+63 of src as TF32 values (the operands of
+// the products), HS channels each, zero beyond T and HS.
+template <int D>
+__device__ __forceinline__ void load_tile_tf32(float *tile, int ld, const float *src, int64_t stride, int t0, int T,
+                                               int HS) {
+    for (int i = threadIdx.x; i < 64 * D; i += ATT_THREADS) {
+        int r = i / D, c = i % D, t = t0 + r;
+        tile[r * ld + c] = t < T && c < HS ? wmma::__float_to_tf32(src[(int64_t)t * stride + c]) : 0.0f;
+    }
+}
+
+// acc[f] += A B for this warp's 16 rows and NF fragments of 16 columns:
+// A (16, kdim), element (i, k) at a[i*lda + k] (row major, a_k = 1) or
+// a[k*lda + i] (column major, a_k = lda); B (kdim, 16 NF), element (k, n) at
+// b[k*b_k + n*b_n], ldb its wmma ldm. FA, FB: the fragments of those layouts.
+template <typename FA, typename FB, int NF>
+__device__ __forceinline__ void warp_mma(frag_acc (&acc)[NF], const float *a, int lda, int a_k, const float *b,
+                                         int ldb, int b_k, int b_n, int kdim) {
+    #pragma unroll 2 // full unrolling hoists every load: 255 registers, spills in the backward
+    for (int k = 0; k < kdim; k += 8) {
+        FA fa;
+        wmma::load_matrix_sync(fa, a + k * a_k, lda);
+        #pragma unroll
+        for (int f = 0; f < NF; f++) {
+            FB fb;
+            wmma::load_matrix_sync(fb, b + k * b_k + 16 * f * b_n, ldb);
+            wmma::mma_sync(acc[f], fa, fb, acc[f]);
+        }
+    }
+}
+
+template <int NF>
+__device__ __forceinline__ void acc_zero(frag_acc (&acc)[NF]) {
+    #pragma unroll
+    for (int f = 0; f < NF; f++) wmma::fill_fragment(acc[f], 0.0f);
+}
+
+// dst (16, 16 NF) of this warp = acc, row stride ld.
+template <int NF>
+__device__ __forceinline__ void acc_store(float *dst, int ld, const frag_acc (&acc)[NF]) {
+    #pragma unroll
+    for (int f = 0; f < NF; f++) wmma::store_matrix_sync(dst + 16 * f, acc[f], ld, wmma::mem_row_major);
+}
+
+// attn_forward_kernel with the products on the tensor cores (same arguments,
+// grid and outputs). Warp w computes rows 16 (w/2) .. +15 of each product:
+// score columns 32 (w%2) .. +31, output channels D/2 (w%2) .. +D/2-1.
+template <int D>
+__global__ void __launch_bounds__(ATT_THREADS)
+    attn_forward_tc_kernel(float *out, float *p, const float *qkv, dev_plan pl, int64_t nnz, int T, int NH, int HS,
+                           float scale) {
+    constexpr int LD = TC_LD(D), LS = TC_LS, NF = D / 32;
+    extern __shared__ __align__(128) float smem[];
+    float *Qs = smem;           // (BQ, LD) TF32
+    float *Ks = Qs + BQ * LD;   // (BK, LD) TF32
+    float *Vs = Ks + BK * LD;   // (BK, LD) TF32
+    float *Ss = Vs + BK * LD;   // (BQ, LS) the scores, then P (TF32); then (BQ, LD) the tile's P V
+    const int qb = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16, C = NH * HS, q0 = qb * BQ;
+    const int warp = threadIdx.x / 32, wr = 16 * (warp / 2), wc = warp % 2;
+    const float *base = qkv + (int64_t)b * T * 3 * C + h * HS;
+
+    load_tile_tf32<D>(Qs, LD, base, 3 * C, q0, T, HS);
+    float o[4][D / 16], m[4], l[4];
+    forward_init<D>(o, m, l);
+    for (int pi = pl.q_off[qb]; pi < pl.q_off[qb + 1]; pi++) {
+        const int k0 = pl.pair_kb[pi] * BK;
+        __syncthreads(); // the previous tile is no longer read
+        load_tile_tf32<D>(Ks, LD, base + C, 3 * C, k0, T, HS);
+        load_tile_tf32<D>(Vs, LD, base + 2 * C, 3 * C, k0, T, HS);
+        __syncthreads();
+        { // S = Q K^T: K as a column-major B
+            frag_acc acc[2];
+            acc_zero(acc);
+            warp_mma<frag_a_row, frag_b_col, 2>(acc, Qs + wr * LD, LD, 1, Ks + 32 * wc * LD, LD, 1, LD, D);
+            acc_store(Ss + wr * LS + 32 * wc, LS, acc);
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = ty + 16 * i;
+            const uint64_t bits = row_bits(pl, pi, r);
+            float s[4], mx = m[i];
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                s[j] = (bits >> (tx + 16 * j)) & 1 ? Ss[r * LS + tx + 16 * j] * scale : -INFINITY;
+                mx = fmaxf(mx, s[j]);
+            }
+            mx = row_max16(mx);
+            const float alpha = mx == -INFINITY ? 1.0f : expf(m[i] - mx);
+            float sum = 0.0f;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float e = mx == -INFINITY ? 0.0f : expf(s[j] - mx);
+                Ss[r * LS + tx + 16 * j] = wmma::__float_to_tf32(e); // this thread's own elements
+                sum += e;
+            }
+            l[i] = l[i] * alpha + row_sum16(sum);
+            m[i] = mx;
+            #pragma unroll
+            for (int j = 0; j < D / 16; j++) o[i][j] *= alpha;
+        }
+        __syncthreads();
+        { // the tile's P V into Ss once every warp has read P
+            frag_acc acc[NF];
+            acc_zero(acc);
+            warp_mma<frag_a_row, frag_b_row, NF>(acc, Ss + wr * LS, LS, 1, Vs + (D / 2) * wc, LD, LD, 1, BK);
+            __syncthreads();
+            acc_store(Ss + wr * LD + (D / 2) * wc, LD, acc);
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < 4; i++)
+            #pragma unroll
+            for (int j = 0; j < D / 16; j++) o[i][j] += Ss[(ty + 16 * i) * LD + tx + 16 * j];
+    }
+    forward_store<D>(out, p, o, m, l, q0, bh, nnz, T, NH, HS);
+}
+
+// attn_backward_kernel with the products on the tensor cores (same
+// arguments, grid and outputs). Warp w: rows 16 (w/2) .. +15 of each product
+// (queries of S, dP and dq; keys of dk, dv), columns 32 (w%2) .. +31 of S and
+// dP, channels D/2 (w%2) .. +D/2-1 of dq, dk, dv. dk, dv stay in fragments
+// across the query blocks.
+template <int D>
+__global__ void __launch_bounds__(ATT_THREADS, D <= 64 ? 2 : 1) // D 64: two blocks an SM, no spills (128 registers)
+    attn_backward_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *p, const float *Dv,
+                            dev_plan pl, int64_t nnz, int T, int NH, int HS, float scale) {
+    constexpr int LD = TC_LD(D), LS = TC_LS, NF = D / 32;
+    static_assert(BQ * LD <= 2 * BQ * LS, "the dq tile overlays Ss and dPs");
+    extern __shared__ __align__(128) float smem[];
+    float *Ks = smem;              // (BK, LD) TF32
+    float *Vs = Ks + BK * LD;      // (BK, LD) TF32
+    float *Qs = Vs + BK * LD;      // (BQ, LD) TF32; at the end dk (BK, LD)
+    float *dOs = Qs + BQ * LD;     // (BQ, LD) TF32; at the end dv (BK, LD)
+    float *Ss = dOs + BQ * LD;     // (BQ, LS) the scores, then P (TF32); with dPs: (BQ, LD) the tile's dq
+    float *dPs = Ss + BQ * LS;     // (BQ, LS) dO V^T, then dS (TF32)
+    float *lse_s = dPs + BQ * LS, *D_s = lse_s + BQ; // (BQ) each
+    const int kb = blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16, C = NH * HS, k0 = kb * BK;
+    const int warp = threadIdx.x / 32, wr = 16 * (warp / 2), wc = warp % 2;
+    const int split = attn_lse_split(nnz, T);
+    const float *base = qkv + (int64_t)b * T * 3 * C + h * HS;
+    const float *dbase = dout + (int64_t)b * T * C + h * HS;
+    float *dq_base = dqkv + (int64_t)b * T * 3 * C + h * HS;
+
+    load_tile_tf32<D>(Ks, LD, base + C, 3 * C, k0, T, HS);
+    load_tile_tf32<D>(Vs, LD, base + 2 * C, 3 * C, k0, T, HS);
+    frag_acc dk[NF], dv[NF];
+    acc_zero(dk);
+    acc_zero(dv);
+    for (int ii = pl.k_off[kb]; ii < pl.k_off[kb + 1]; ii++) {
+        const int pi = pl.k_pairs[ii], q0 = pl.pair_qb[pi] * BQ;
+        __syncthreads(); // the previous tile is no longer read
+        load_tile_tf32<D>(Qs, LD, base, 3 * C, q0, T, HS);
+        load_tile_tf32<D>(dOs, LD, dbase, C, q0, T, HS);
+        if (threadIdx.x < BQ) {
+            const int t = q0 + threadIdx.x;
+            lse_s[threadIdx.x] = t < T ? attn_lse_load(p + (int64_t)bh * nnz, split, t) : 0.0f;
+            D_s[threadIdx.x] = t < T ? Dv[(int64_t)bh * T + t] : 0.0f;
+        }
+        __syncthreads();
+        { // S = Q K^T, dP = dO V^T (K, V as column-major Bs)
+            frag_acc acc[2];
+            acc_zero(acc);
+            warp_mma<frag_a_row, frag_b_col, 2>(acc, Qs + wr * LD, LD, 1, Ks + 32 * wc * LD, LD, 1, LD, D);
+            acc_store(Ss + wr * LS + 32 * wc, LS, acc);
+            acc_zero(acc);
+            warp_mma<frag_a_row, frag_b_col, 2>(acc, dOs + wr * LD, LD, 1, Vs + 32 * wc * LD, LD, 1, LD, D);
+            acc_store(dPs + wr * LS + 32 * wc, LS, acc);
+        }
+        __syncthreads();
+        // P = exp(s - lse) where allowed (a select: lse may be -inf on an empty row), dS = P (dP - D) scale;
+        // each thread rewrites its own elements
+        #pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = ty + 16 * i;
+            const uint64_t bits = row_bits(pl, pi, r);
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int e = r * LS + tx + 16 * j;
+                const float pr = (bits >> (tx + 16 * j)) & 1 ? expf(Ss[e] * scale - lse_s[r]) : 0.0f;
+                const float ds = pr * (dPs[e] - D_s[r]) * scale;
+                Ss[e] = wmma::__float_to_tf32(pr);
+                dPs[e] = wmma::__float_to_tf32(ds);
+            }
+        }
+        __syncthreads();
+        // dv += P^T dO, dk += dS^T Q (P, dS as column-major As), the tile's dq = dS K
+        warp_mma<frag_a_col, frag_b_row, NF>(dv, Ss + wr, LS, LS, dOs + (D / 2) * wc, LD, LD, 1, BQ);
+        warp_mma<frag_a_col, frag_b_row, NF>(dk, dPs + wr, LS, LS, Qs + (D / 2) * wc, LD, LD, 1, BQ);
+        {
+            frag_acc acc[NF];
+            acc_zero(acc);
+            warp_mma<frag_a_row, frag_b_row, NF>(acc, dPs + wr * LS, LS, 1, Ks + (D / 2) * wc, LD, LD, 1, BK);
+            __syncthreads(); // every warp has read P and dS
+            acc_store(Ss + wr * LD + (D / 2) * wc, LD, acc);
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = ty + 16 * i, t = q0 + r;
+            #pragma unroll
+            for (int j = 0; j < D / 16; j++) {
+                const int c = tx + 16 * j;
+                if (t < T && c < HS) atomicAdd(dq_base + (int64_t)t * 3 * C + c, Ss[r * LD + c]);
+            }
+        }
+    }
+    __syncthreads(); // Qs, dOs are no longer read
+    acc_store(Qs + wr * LD + (D / 2) * wc, LD, dk);
+    acc_store(dOs + wr * LD + (D / 2) * wc, LD, dv);
+    __syncthreads();
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int r = ty + 16 * i, t = k0 + r;
+        if (t >= T) continue;
+        float *row = dq_base + (int64_t)t * 3 * C;
+        #pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            const int c = tx + 16 * j;
+            if (c >= HS) continue;
+            row[C + c] += Qs[r * LD + c];
+            row[2 * C + c] += dOs[r * LD + c];
+        }
+    }
+}
+
 // ---------------------------------------------------------------- plans
 
 // Plans of the key lists seen so far, keyed by the lists' pointers, T, nnz
@@ -384,6 +658,14 @@ static size_t fwd_smem(int D) { return sizeof(float) * (size_t)(BQ * (D + 1) + B
 static size_t bwd_smem(int D) {
     return sizeof(float) * (size_t)(2 * BK * (D + 1) + 2 * BQ * (D + 1) + BQ * (BK + 1) + 2 * BQ);
 }
+// The tensor-core kernels': the score tile is also the (BQ, LD) output tile.
+static size_t fwd_tc_smem(int D) {
+    const int LD = TC_LD(D), LT = LD > TC_LS ? LD : TC_LS;
+    return sizeof(float) * (size_t)(BQ * LD + 2 * BK * LD + BQ * LT);
+}
+static size_t bwd_tc_smem(int D) {
+    return sizeof(float) * (size_t)(2 * BK * TC_LD(D) + 2 * BQ * TC_LD(D) + 2 * BQ * TC_LS + 2 * BQ);
+}
 
 // Lets KERNEL use `bytes` of dynamic shared memory (over the default 48 KiB).
 static void allow_smem(const void *kernel, size_t bytes, const char *name) {
@@ -395,32 +677,72 @@ static void allow_smem(const void *kernel, size_t bytes, const char *name) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+// Whether the forward and backward run on the tensor cores: DALLE_CUDA_ATTN
+// (tc or simt, read at each call), else DALLE_CUDA_TF32 (read once by
+// cuda_register_attention_ops); never before sm_80 (no TF32 wmma).
+static int g_tf32 = 0;
+static int attn_tc(void) {
+    const char *s = getenv("DALLE_CUDA_ATTN");
+    int tc = g_tf32;
+    if (s && !strcmp(s, "tc")) tc = 1;
+    else if (s && !strcmp(s, "simt")) tc = 0;
+    else if (s && *s) {
+        static int warned = 0;
+        if (!warned) fprintf(stderr, "dalle: DALLE_CUDA_ATTN=%s: not tc or simt, ignored\n", s);
+        warned = 1;
+    }
+    return tc && cuda_prop.major >= 8;
+}
+
 template <int D>
 static void launch_forward(float *out, float *p, const float *qkv, const plan_entry *e, int B, int NH, int HS) {
-    static int ready = 0;
+    static int ready = 0, ready_tc = 0;
+    const float scale = 1.0f / sqrtf((float)HS);
+    dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_qb);
+    if (attn_tc()) {
+        const size_t smem = fwd_tc_smem(D);
+        if (!ready_tc) {
+            allow_smem((const void *)attn_forward_tc_kernel<D>, smem, "attn_forward_tc_kernel");
+            ready_tc = 1;
+        }
+        attn_forward_tc_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(out, p, qkv, e->d, e->nnz, e->T, NH, HS,
+                                                                              scale);
+        CUDA_LAUNCHED("attn_forward_tc_kernel");
+        return;
+    }
     const size_t smem = fwd_smem(D);
     if (!ready) {
         allow_smem((const void *)attn_forward_kernel<D>, smem, "attn_forward_kernel");
         ready = 1;
     }
-    dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_qb);
-    attn_forward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(out, p, qkv, e->d, e->nnz, e->T, NH, HS,
-                                                                       1.0f / sqrtf((float)HS));
+    attn_forward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(out, p, qkv, e->d, e->nnz, e->T, NH, HS, scale);
     CUDA_LAUNCHED("attn_forward_kernel");
 }
 
 template <int D>
 static void launch_backward(float *dqkv, const float *dout, const float *qkv, const float *p, const float *Dv,
                             const plan_entry *e, int B, int NH, int HS) {
-    static int ready = 0;
+    static int ready = 0, ready_tc = 0;
+    const float scale = 1.0f / sqrtf((float)HS);
+    dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_kb);
+    if (attn_tc()) {
+        const size_t smem = bwd_tc_smem(D);
+        if (!ready_tc) {
+            allow_smem((const void *)attn_backward_tc_kernel<D>, smem, "attn_backward_tc_kernel");
+            ready_tc = 1;
+        }
+        attn_backward_tc_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(dqkv, dout, qkv, p, Dv, e->d, e->nnz,
+                                                                               e->T, NH, HS, scale);
+        CUDA_LAUNCHED("attn_backward_tc_kernel");
+        return;
+    }
     const size_t smem = bwd_smem(D);
     if (!ready) {
         allow_smem((const void *)attn_backward_kernel<D>, smem, "attn_backward_kernel");
         ready = 1;
     }
-    dim3 grid((unsigned)(B * NH), (unsigned)e->host.n_kb);
-    attn_backward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(dqkv, dout, qkv, p, Dv, e->d, e->nnz, e->T,
-                                                                        NH, HS, 1.0f / sqrtf((float)HS));
+    attn_backward_kernel<D><<<grid, ATT_THREADS, smem, cuda_stream>>>(dqkv, dout, qkv, p, Dv, e->d, e->nnz, e->T, NH,
+                                                                        HS, scale);
     CUDA_LAUNCHED("attn_backward_kernel");
 }
 
@@ -582,6 +904,8 @@ static void cuda_attention_decode(float *out, const float *qkv, const float *kt,
 }
 
 void cuda_register_attention_ops(backend_ops *ops) {
+    const char *s = getenv("DALLE_CUDA_TF32");
+    g_tf32 = s && atoi(s) == 1;
     ops->attention_forward = cuda_attention_forward;
     ops->attention_backward = cuda_attention_backward;
     ops->attention_decode = cuda_attention_decode;

@@ -49,6 +49,7 @@
 #define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...)
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 
 struct uint3 {
     unsigned x, y, z;
@@ -212,8 +213,18 @@ void emu_run_grid(const emu_config &c, const char *name, void (*body)(void *), v
 // Aborts, naming the kernel and argument, when a pointer argument lies in no
 // allocation (NULL passes: kernels take optional pointers).
 void emu_check_pointer_arg(const char *name, int index, const void *p);
-// The running block's dynamic shared memory (16-byte aligned).
+// The running block's dynamic shared memory (128-byte aligned, as
+// `extern __shared__ __align__(128)` asks; the sed drops the __align__).
 void *emu_dynamic_shared(void);
+// A warp collective (wmma's _sync functions): a barrier of the warp, as a
+// shuffle; aborts, naming op, when this lane's tag (its arguments) differs
+// from lane 0's. Returns a key that is the same in every lane of the warp
+// and differs from every other collective's of any block.
+uint64_t emu_warp_collective(const char *op, uint64_t tag);
+// The running thread's warp in its block.
+int emu_warp_index(void);
+// Aborts with the message, naming the kernel, block, thread and warp.
+void emu_kernel_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 template <typename T> struct emu_same { typedef T type; };
 
