@@ -619,6 +619,7 @@ int dvae_check_names(const dvae_model *m, const st_file *f, const char *const *p
 }
 
 int dvae_read_tensors(const dvae_model *m, const st_file *f, const char *prefix, float *dst) {
+    backend_sync(); // dst may be backend memory an op still writes (zeroing, a gradient)
     char name[DVAE_NAME_LEN + 32];
     for (int i = 0; i < m->n_tensors; i++) {
         const dvae_tensor *t = &m->tensors[i];

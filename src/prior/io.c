@@ -31,6 +31,7 @@ int prior_add_tensors(const prior_model *m, st_writer *w, const char *prefix, co
 }
 
 int prior_read_tensors(const prior_model *m, const st_file *f, const char *prefix, float *dst) {
+    backend_sync(); // dst may be backend memory an op still writes (zeroing, a gradient)
     for (int i = 0; i < m->n_tensors; i++) {
         const prior_tensor *t = &m->tensors[i];
         char name[PRIOR_NAME_LEN + 16];

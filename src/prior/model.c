@@ -184,6 +184,7 @@ int prior_find_tensor(const prior_model *m, const char *name) {
 }
 
 void prior_init(const prior_model *m, uint64_t seed, float *dst) {
+    backend_sync(); // dst may be backend memory an op (the model's zeroing) still writes
     rng_t r;
     rng_init(&r, seed);
     for (int i = 0; i < m->n_tensors; i++) {
