@@ -15,8 +15,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "dalle/dalle.h"
-#include "data/loader.h"
-#include "data/shard.h"
+#include "data/records.h"
 #include "prior/model.h"
 #include "prior/train.h"
 #include "train/mixed.h"
@@ -47,56 +46,6 @@ double prior_lr_at(const prior_train_opts *o, int64_t t) {
     int64_t span = o->steps - o->warmup;
     if (span <= 0) return o->lr;
     return cosine_schedule(t - o->warmup, span, o->lr, o->lr_end);
-}
-
-// ---------------------------------------------------------------- data
-
-typedef struct {
-    shard **sh;
-    int n;
-    int64_t *start; // (n+1) cumulative record counts
-    int64_t total;
-    loader order;   // the visiting order (data/loader.h)
-} records;
-
-static void records_free(records *r) {
-    for (int i = 0; i < r->n; i++) shard_close(r->sh[i]);
-    dalle_free(r->sh);
-    dalle_free(r->start);
-    loader_free(&r->order);
-    memset(r, 0, sizeof *r);
-}
-
-static int records_open(records *r, const char **paths, int n, const prior_config *c, uint64_t seed) {
-    memset(r, 0, sizeof *r);
-    r->sh = dalle_calloc((size_t)(n ? n : 1), sizeof *r->sh);
-    r->start = dalle_calloc((size_t)n + 1, sizeof *r->start);
-    if (!r->sh || !r->start) return DALLE_ERR;
-    for (int i = 0; i < n; i++) {
-        if (!(r->sh[i] = shard_open(paths[i]))) goto fail;
-        r->n++;
-        if (shard_check_config(r->sh[i], c->text_len, c->grid, c->text_vocab, c->image_vocab)) goto fail;
-        r->start[i + 1] = r->start[i] + shard_get_info(r->sh[i])->n_records;
-    }
-    r->total = r->start[n];
-    if (r->total && loader_init(&r->order, r->total, seed, 0, 1)) goto fail;
-    return DALLE_OK;
-fail:
-    records_free(r);
-    return DALLE_ERR;
-}
-
-// Record at index idx (in shard order) into text (L), image (N).
-static void records_read(const records *r, int64_t idx, int32_t *text, int32_t *image) {
-    int s = 0;
-    while (idx >= r->start[s + 1]) s++;
-    shard_read(r->sh[s], idx - r->start[s], text, image);
-}
-
-// The record at sample position pos of the run (data/loader.h).
-static int records_shuffled(records *r, int64_t pos, int32_t *text, int32_t *image) {
-    records_read(r, loader_item(&r->order, pos), text, image);
-    return DALLE_OK;
 }
 
 // ---------------------------------------------------------------- checkpoints
@@ -406,8 +355,7 @@ static int rank_gradient(prior_model *m, prior_acts *a, records *data, int64_t p
     backend_memset0(grad, sizeof(float) * (size_t)m->n_params);
     for (int p = 0; p < pieces; p++) {
         for (int j = 0; j < mb; j++)
-            if (records_shuffled(data, pos + (int64_t)p * mb + j, text + (int64_t)j * m->L, image + (int64_t)j * m->N))
-                return DALLE_ERR;
+            records_shuffled(data, pos + (int64_t)p * mb + j, text + (int64_t)j * m->L, image + (int64_t)j * m->N);
         prior_loss l;
         if (prior_forward(m, a, text, image, mb, &l)) return DALLE_ERR;
         if (p) backend_memset0(piece, sizeof(float) * (size_t)m->n_params);
@@ -546,7 +494,9 @@ int prior_train(const prior_train_opts *opts) {
     st_close(ck);
     ck = NULL;
     const prior_config *c = &m->cfg;
-    if (records_open(&data, o->shards, o->n_shards, c, o->seed)) goto done;
+    const shard_info want = {.text_len = c->text_len, .grid = c->grid, .text_vocab = c->text_vocab,
+                             .image_vocab = c->image_vocab};
+    if (records_open(&data, o->shards, o->n_shards, &want, o->seed)) goto done;
     if (data.total == 0) {
         dalle_seterr("prior train: the shards hold no records");
         goto done;
@@ -556,7 +506,7 @@ int prior_train(const prior_train_opts *opts) {
                      o->resume, (long long)kept_records, (long long)data.total);
         goto done;
     }
-    if (o->n_val && records_open(&val, o->val_shards, o->n_val, c, 0)) goto done;
+    if (o->n_val && records_open(&val, o->val_shards, o->n_val, &want, 0)) goto done;
     // the global batch, this rank's part, and the pieces it computes it in
     int B = o->batch, b = B / K, mb = o->micro_batch > 0 ? o->micro_batch : b, pieces = b / mb;
     if (b % mb) {
