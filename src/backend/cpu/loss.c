@@ -13,11 +13,12 @@
 #include "core/rng.h"
 
 void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, float tau, int B, int V, int P) {
-    float *mx = dalle_malloc(sizeof(float) * 2 * (size_t)P); // (2, P): running max, then sum
-    DALLE_ASSERT(mx);
-    float *sum = mx + P;
+    float *work = dalle_malloc(sizeof(float) * 2 * (size_t)B * (size_t)P); // (B, 2, P): running max, then sum
+    DALLE_ASSERT(work);
     const float inv_tau = 1.0f / tau;
+    #pragma omp parallel for schedule(static) if (B > 1)
     for (int b = 0; b < B; b++) {
+        float *mx = work + (int64_t)b * 2 * P, *sum = mx + P;
         const float *l = logits + (int64_t)b * V * P, *gb = g + (int64_t)b * V * P;
         float *zb = z + (int64_t)b * V * P;
         for (int p = 0; p < P; p++) { mx[p] = -INFINITY; sum[p] = 0.0f; }
@@ -39,14 +40,16 @@ void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, f
         for (int v = 0; v < V; v++)
             for (int p = 0; p < P; p++) zb[(int64_t)v * P + p] *= sum[p];
     }
-    dalle_free(mx);
+    dalle_free(work);
 }
 
 void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z, float tau, int B, int V, int P) {
-    float *dot = dalle_malloc(sizeof(float) * (size_t)P); // (P,) sum_k z_k dz_k
-    DALLE_ASSERT(dot);
+    float *work = dalle_malloc(sizeof(float) * (size_t)B * (size_t)P); // (B, P) sum_k z_k dz_k
+    DALLE_ASSERT(work);
     const float inv_tau = 1.0f / tau;
+    #pragma omp parallel for schedule(static) if (B > 1)
     for (int b = 0; b < B; b++) {
+        float *dot = work + (int64_t)b * P;
         int64_t o = (int64_t)b * V * P;
         memset(dot, 0, sizeof(float) * (size_t)P);
         for (int v = 0; v < V; v++)
@@ -57,7 +60,7 @@ void cpu_gumbel_softmax_backward(float *dlogits, const float *dz, const float *z
                 dlogits[i] += inv_tau * z[i] * (dz[i] - dot[p]);
             }
     }
-    dalle_free(dot);
+    dalle_free(work);
 }
 
 void cpu_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, int64_t n) {
@@ -66,11 +69,12 @@ void cpu_gumbel_noise(float *g, uint64_t key, uint64_t counter, int64_t first, i
 }
 
 double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, float scale, int B, int V, int P) {
-    float *mx = dalle_malloc(sizeof(float) * 3 * (size_t)P); // (3, P): max, log-sum-exp, sum q ln q
-    DALLE_ASSERT(mx);
-    float *lse = mx + P, *qlq = mx + 2 * P;
-    double total = 0.0;
+    float *work = dalle_malloc(sizeof(float) * 3 * (size_t)B * (size_t)P); // (B, 3, P): max, log-sum-exp, sum q ln q
+    double *part = dalle_malloc(sizeof(double) * (size_t)B);               // (B) each item's KL
+    DALLE_ASSERT(work && part);
+    #pragma omp parallel for schedule(static) if (B > 1)
     for (int b = 0; b < B; b++) {
+        float *mx = work + (int64_t)b * 3 * P, *lse = mx + P, *qlq = mx + 2 * P;
         const float *l = logits + (int64_t)b * V * P;
         for (int p = 0; p < P; p++) { mx[p] = -INFINITY; lse[p] = 0.0f; qlq[p] = 0.0f; }
         for (int v = 0; v < V; v++)
@@ -83,7 +87,9 @@ double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, floa
                 float lq = l[(int64_t)v * P + p] - lse[p];
                 qlq[p] += expf(lq) * lq;
             }
-        for (int p = 0; p < P; p++) total += (double)qlq[p] + log((double)V);
+        double kl = 0.0;
+        for (int p = 0; p < P; p++) kl += (double)qlq[p] + log((double)V);
+        part[b] = kl;
         if (!dlogits) continue;
         float *d = dlogits + (int64_t)b * V * P;
         // d/dl_j sum_k q_k ln q_k = q_j (ln q_j - sum_k q_k ln q_k)
@@ -94,7 +100,10 @@ double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, floa
                 d[i] += scale * expf(lq) * (lq - qlq[p]);
             }
     }
-    dalle_free(mx);
+    double total = 0.0; // the items in order: the same sum whatever the threads
+    for (int b = 0; b < B; b++) total += part[b];
+    dalle_free(work);
+    dalle_free(part);
     return total;
 }
 
