@@ -59,7 +59,7 @@ LDLIBS += $(MPI_LIBS)
 $(BUILD)/src/train/comm.o: CFLAGS += -DDALLE_MPI $(MPI_CFLAGS)
 endif
 
-LIB_SRC  := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/generate/*.c src/serve/*.c)
+LIB_SRC  := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/dvae/*.c src/train/*.c src/data/*.c src/text/*.c src/prior/*.c src/clip/*.c src/generate/*.c src/serve/*.c)
 CLI_SRC  := $(wildcard tools/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)

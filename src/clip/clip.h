@@ -5,8 +5,9 @@
 // is the score. The image tower reads the dVAE's codes (the prior's image
 // tokens), not pixels, so that candidates are scored before they are
 // decoded and the model trains on the prior's own shards.
-// Sizes: B batch, L text positions and Vt text ids (the prior's: BPE ids and
-// the per-position padding ids), N = G*G image codes from a codebook of Vi,
+// Sizes: B batch, L text positions and Vt + L text ids (as the prior's and
+// the shards': Vt BPE ids and L per-position padding ids), N = G*G image
+// codes from a codebook of Vi,
 // d model width (NH heads of HS), E joint embedding.
 //   text tower:  token + position embedding, n_layer pre-LN blocks with a
 //                causal mask, final LayerNorm, the feature at position L-1,
@@ -26,7 +27,7 @@ typedef struct {
     int mlp_mult;    // MLP width f = mlp_mult * d
     int embed;       // E
     int text_len;    // L
-    int text_vocab;  // Vt
+    int text_vocab;  // Vt (the BPE vocabulary: ids are < Vt + L)
     int grid;        // G
     int image_vocab; // Vi
 } clip_config;
@@ -45,7 +46,7 @@ void clip_free(clip_model *m);
 // The model's config.
 const clip_config *clip_get_config(const clip_model *m);
 // out (B, E) host memory: the unit embeddings of B captions, text (B, L) ids
-// in [0, Vt). DALLE_ERR with the error set on an id out of range.
+// in [0, Vt + L). DALLE_ERR with the error set on an id out of range.
 int clip_embed_text(clip_model *m, const int32_t *text, int B, float *out);
 // out (B, E) host memory: the unit embeddings of B images given as codes
 // (B, N) in [0, Vi). DALLE_ERR with the error set on a code out of range.
@@ -79,5 +80,6 @@ void clip_acts_free(clip_acts *a);
 // loss (returned), and with grad (clip_param_count floats, backend memory)
 // not NULL the backward pass, added (+=) into grad. acc (may be NULL): the
 // share of the 2B rows and columns of the logits whose argmax is the pair.
+// NAN with the error set on an id or code out of range or B > a's batch.
 double clip_step(clip_model *m, clip_acts *a, const int32_t *text, const int32_t *codes, int B, float *grad,
                  double *acc);
