@@ -13,7 +13,7 @@ void records_free(records *r) {
     memset(r, 0, sizeof *r);
 }
 
-int records_open(records *r, const char **paths, int n, const shard_info *want, uint64_t seed) {
+int records_open(records *r, const char *const *paths, int n, const shard_info *want, uint64_t seed) {
     memset(r, 0, sizeof *r);
     r->sh = dalle_calloc((size_t)(n ? n : 1), sizeof *r->sh);
     r->start = dalle_calloc((size_t)n + 1, sizeof *r->start);

@@ -21,7 +21,7 @@ typedef struct {
 // text_vocab, image_vocab), or with want NULL of the first shard's, and a
 // visiting order drawn from seed. DALLE_ERR with a message naming the file
 // and the field that differs (r is then empty).
-int records_open(records *r, const char **paths, int n, const shard_info *want, uint64_t seed);
+int records_open(records *r, const char *const *paths, int n, const shard_info *want, uint64_t seed);
 void records_free(records *r);
 // Record idx (0 <= idx < total, in shard order) into text (L) and image (N).
 void records_read(const records *r, int64_t idx, int32_t *text, int32_t *image);

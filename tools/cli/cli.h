@@ -2,6 +2,7 @@
 // is one function taking its own argv (argv[0] is its name); it returns the
 // process exit status: 0 ok, 1 failure (message printed), 2 usage error.
 #pragma once
+#include <stdint.h>
 
 int cmd_dvae(int argc, char **argv);
 int cmd_bpe(int argc, char **argv);
@@ -20,6 +21,19 @@ int cmd_train(int argc, char **argv);  // cmd_train.c
 int cmd_sample(int argc, char **argv); // cmd_train.c
 int cmd_export(int argc, char **argv); // cmd_train.c
 int cmd_diff(int argc, char **argv);   // cmd_diff.c
+int cmd_clip(int argc, char **argv);   // cmd_clip.c: the dispatcher of `dalle clip ...`
+
+// tokens.c: a caption's text ids (L) into text, for a model of BPE vocabulary
+// Vt: either CAPTION encoded with the tokenizer file TOK (checked against Vt;
+// MODEL names the model in that message) or IDS, space-separated ids in
+// [0, Vt + L), padded with the padding ids Vt + i. A longer caption is cut
+// with a note on stderr naming CMD. DALLE_ERR with the error set.
+int cli_caption_ids(const char *cmd, const char *tok, const char *caption, const char *ids, const char *model, int Vt,
+                    int L, int32_t *text);
+// tokens.c: parses token grids as `dalle dvae encode` writes them (G lines of G
+// codes in [0, V) per image, a blank line between images; PATH names the file
+// in messages) into *codes (*n_grids * G*G, the caller frees).
+int cli_parse_grids(const char *path, const char *text, int G, int V, int32_t **codes, int *n_grids);
 
 // Prints "dalle: <the library's last error>" to stderr and returns 1.
 int cli_fail(void);

@@ -6,8 +6,7 @@
 //   dalle dvae init   --preset P -o M          (a randomly initialised model)
 //   dalle dvae info   [--preset P | --model M]
 // Token grids as text: G lines of G whitespace-separated codes per image,
-// raster order, a blank line between images.
-#include <errno.h>
+// raster order, a blank line between images (read by cli_parse_grids, tokens.c).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,72 +212,6 @@ done:
 
 // ---------------------------------------------------------------- decode
 
-// Parses token grids (see the top of this file) into *codes (n_grids * G*G).
-static int parse_grids(const char *path, const char *text, int G, int V, int32_t **codes, int *n_grids) {
-    size_t cap = 16, n = 0; // grids
-    int32_t *buf = dalle_malloc(sizeof(int32_t) * cap * G * G);
-    int row = 0, line_no = 0;
-    if (!buf) return DALLE_ERR;
-    const char *p = text;
-    while (*p) {
-        line_no++;
-        const char *eol = strchr(p, '\n');
-        if (!eol) eol = p + strlen(p);
-        const char *q = p;
-        while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        if (q == eol) { // blank line: ends a grid
-            if (row != 0) goto short_grid;
-        } else {
-            if (row == 0 && n == cap) {
-                cap *= 2;
-                int32_t *nb = dalle_realloc(buf, sizeof(int32_t) * cap * G * G);
-                if (!nb) goto fail;
-                buf = nb;
-            }
-            int col = 0;
-            while (q < eol) {
-                char *end;
-                errno = 0;
-                long v = strtol(q, &end, 10);
-                if (end == q || errno || (end < eol && *end != ' ' && *end != '\t' && *end != '\r')) {
-                    dalle_seterr("%s:%d: not an integer: '%.*s'", path, line_no, (int)DALLE_MIN(eol - q, 20), q);
-                    goto fail;
-                }
-                if (v < 0 || v >= V) {
-                    dalle_seterr("%s:%d: code %ld is outside the codebook [0, %d)", path, line_no, v, V);
-                    goto fail;
-                }
-                if (col == G) {
-                    dalle_seterr("%s:%d: more than %d codes on a row (the model's grid is %dx%d)", path, line_no, G, G, G);
-                    goto fail;
-                }
-                buf[n * G * G + (size_t)row * G + col++] = (int32_t)v;
-                q = end;
-                while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-            }
-            if (col != G) {
-                dalle_seterr("%s:%d: %d codes on a row, expected %d (the model's grid is %dx%d)", path, line_no, col, G, G, G);
-                goto fail;
-            }
-            if (++row == G) { row = 0; n++; }
-        }
-        p = *eol ? eol + 1 : eol;
-    }
-    if (row != 0) goto short_grid;
-    if (n == 0) {
-        dalle_seterr("%s: no token grid in the file", path);
-        goto fail;
-    }
-    *codes = buf;
-    *n_grids = (int)n;
-    return DALLE_OK;
-short_grid:
-    dalle_seterr("%s:%d: grid %zu has %d rows, expected %d", path, line_no, n + 1, row, G);
-fail:
-    dalle_free(buf);
-    return DALLE_ERR;
-}
-
 static int dvae_cmd_decode(int argc, char **argv) {
     const char *model = NULL, *out = "decoded.png";
     int no_ema = 0;
@@ -305,7 +238,7 @@ static int dvae_cmd_decode(int argc, char **argv) {
     const dvae_config *c = dvae_get_config(m);
     int S = c->image_size, G = dvae_grid(c);
     if (!(text = dalle_read_file(pos[0], NULL))) goto done;
-    if (parse_grids(pos[0], text, G, c->vocab_size, &codes, &n)) goto done;
+    if (cli_parse_grids(pos[0], text, G, c->vocab_size, &codes, &n)) goto done;
     if (!(x = dalle_malloc(sizeof(float) * 3 * (size_t)S * S))) goto done;
     for (int i = 0; i < n; i++) {
         char path[4096];

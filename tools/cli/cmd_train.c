@@ -133,39 +133,7 @@ int cmd_sample(int argc, char **argv) {
     int32_t *text = dalle_malloc(sizeof(int32_t) * (size_t)L), *codes = dalle_malloc(sizeof(int32_t) * (size_t)n * N);
     char *buf = NULL;
     if (!text || !codes) goto fail;
-    if (caption) {
-        bpe_tokenizer *t = bpe_load(tok);
-        if (!t) goto fail;
-        if (bpe_vocab_size(t) != c->text_vocab) {
-            dalle_seterr("%s has %d tokens, the prior %s expects %d", tok, bpe_vocab_size(t), model, c->text_vocab);
-            bpe_free(t);
-            goto fail;
-        }
-        int64_t total = bpe_encode(t, caption, strlen(caption), NULL, NULL, 0);
-        int k = bpe_layout(t, caption, strlen(caption), NULL, L, text);
-        bpe_free(t);
-        if (k < 0) goto fail;
-        if (total > L)
-            fprintf(stderr, "dalle: sample: note: the caption has %lld tokens; the first %d are used\n",
-                    (long long)total, L);
-    } else {
-        int k = 0;
-        char *p = (char *)ids, *end;
-        for (;;) {
-            while (*p == ' ') p++;
-            if (!*p) break;
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= c->text_vocab + L) {
-                dalle_seterr("--ids: '%.20s' is not a text id in [0, %d)", p, c->text_vocab + L);
-                goto fail;
-            }
-            if (k < L) text[k] = (int32_t)v;
-            k++;
-            p = end;
-        }
-        if (k > L) fprintf(stderr, "dalle: sample: note: %d ids given; the first %d are used\n", k, L);
-        for (int i = k; i < L; i++) text[i] = c->text_vocab + i;
-    }
+    if (cli_caption_ids("sample", tok, caption, ids, model, c->text_vocab, L, text)) goto fail;
     prior_sample_opts so = prior_sample_default_opts();
     so.temperature = (float)temperature, so.top_k = top_k, so.top_p = (float)top_p, so.seed = (uint64_t)seed;
     so.progress = 1;
