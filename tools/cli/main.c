@@ -25,6 +25,7 @@ static const struct {
     {"shard", cmd_shard, "pre-tokenized training shards (text ids + image codes): pack, info"},
     {"train", cmd_train, "stage 2: train the transformer prior on shards (AdamW, warm-up, clipping, EMA, --resume)"},
     {"sample", cmd_sample, "caption -> image codes with the prior (KV cache; temperature, top-k, top-p)"},
+    {"clip", cmd_clip, "the contrastive reranker: train it on shards, score images' codes against a caption"},
     {"export", cmd_export, "prior checkpoint -> model file (EMA weights; f32, f16 or bf16)"},
     {"info", cmd_info, "a prior config: parameters, FLOPs per token, memory for training and sampling"},
     {"masks", cmd_masks, "print or draw the attention masks of a prior config (paper Fig. 11)"},

@@ -1,0 +1,181 @@
+// train.c: the reranker's training loop (train.h). Data order: the records of
+// all training shards, concatenated, visited epoch by epoch in the loader's
+// permutation (data/records.h); step t takes the sample positions t*B ..
+// t*B + B - 1. Memory: the parameters are the model's (clip_params); the
+// gradient, Adam's moments and the EMA are one backend block of 4 vectors.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "clip/train.h"
+#include "core/common.h"
+#include "core/progress.h"
+#include "dalle/dalle.h"
+#include "data/records.h"
+#include "train/optim.h"
+
+enum { EVAL_MAX_BATCHES = 32 };
+
+void clip_train_defaults(clip_train_opts *o, int64_t steps) {
+    memset(o, 0, sizeof *o);
+    o->cfg = (clip_config){.n_layer = 4, .n_head = 4, .d_head = 32, .mlp_mult = 4, .embed = 128};
+    o->batch = 64;
+    o->steps = steps;
+    o->warmup = 200;
+    o->lr = 5e-4;
+    o->lr_end = 0;
+    o->beta1 = 0.9;
+    o->beta2 = 0.98;
+    o->eps = 1e-6;
+    o->weight_decay = 0.2;
+    o->clip = 1;
+    o->ema_decay = 0.999;
+    o->log_every = 50;
+    o->eval_every = 500;
+}
+
+double clip_lr_at(const clip_train_opts *o, int64_t t) {
+    int64_t warmup = DALLE_MIN(o->warmup, o->steps / 2);
+    if (t < warmup) return o->lr * (double)(t + 1) / (double)warmup;
+    return cosine_schedule(t - warmup, o->steps - warmup, o->lr, o->lr_end);
+}
+
+// The held-out loss and in-batch accuracy: the mean over the first batches of
+// B records (as many whole ones as there are, at most EVAL_MAX_BATCHES; one
+// smaller batch when the shard holds fewer than B), no gradient.
+static int evaluate(clip_model *m, clip_acts *a, const records *val, int B, int32_t *text, int32_t *codes,
+                    double *loss, double *acc) {
+    const int L = val->info.text_len, N = val->info.n_image;
+    int b = (int)DALLE_MIN((int64_t)B, val->total);
+    int64_t n_batches = DALLE_MIN(val->total / b, (int64_t)EVAL_MAX_BATCHES);
+    *loss = *acc = 0;
+    for (int64_t i = 0; i < n_batches; i++) {
+        for (int k = 0; k < b; k++) records_read(val, i * b + k, text + (int64_t)k * L, codes + (int64_t)k * N);
+        double l_acc;
+        double l = clip_step(m, a, text, codes, b, NULL, &l_acc);
+        if (!isfinite(l)) return dalle_seterr("clip train: the held-out loss is not finite");
+        *loss += l / (double)n_batches, *acc += l_acc / (double)n_batches;
+    }
+    return DALLE_OK;
+}
+
+// Evaluates the EMA weights: they take the parameters' place for the time of
+// it (the parameters wait in `spare`, n floats of backend memory).
+static int evaluate_ema(clip_model *m, clip_acts *a, const records *val, int B, int32_t *text, int32_t *codes,
+                        const float *ema, float *spare, double *loss, double *acc) {
+    float *params = clip_params(m);
+    const size_t bytes = sizeof(float) * (size_t)clip_param_count(m);
+    backend_copy(spare, params, bytes);
+    backend_copy(params, ema, bytes);
+    int rc = evaluate(m, a, val, B, text, codes, loss, acc);
+    backend_copy(params, spare, bytes);
+    return rc;
+}
+
+int clip_train(const clip_train_opts *o) {
+    records data = {0}, val = {0};
+    clip_model *m = NULL;
+    clip_acts *a = NULL;
+    float *state = NULL; // backend: grad, adam m, adam v, ema (n each)
+    int32_t *text = NULL, *codes = NULL;
+    int rc = DALLE_ERR;
+    const int B = o->batch;
+    if (B < 2 || o->n_shards < 1 || o->steps < 1 || !o->out)
+        return dalle_seterr("clip train: needs a batch of at least 2 (in-batch negatives), at least one shard, "
+                            "at least one step and an output file");
+    if (records_open(&data, o->shards, o->n_shards, NULL, o->seed)) goto done;
+    if (data.total == 0) {
+        dalle_seterr("clip train: the shards hold no records");
+        goto done;
+    }
+    if (o->val && records_open(&val, &o->val, 1, &data.info, 0)) goto done;
+    if (o->val && val.total == 0) {
+        dalle_seterr("%s: no records to hold out", o->val);
+        goto done;
+    }
+    clip_config cfg = o->cfg;
+    cfg.text_len = data.info.text_len, cfg.text_vocab = data.info.text_vocab;
+    cfg.grid = data.info.grid, cfg.image_vocab = data.info.image_vocab;
+    if (!(m = clip_new(&cfg, o->seed)) || !(a = clip_acts_new(m, B))) goto done;
+    const int64_t n = clip_param_count(m);
+    const int L = cfg.text_len, N = cfg.grid * cfg.grid;
+    float *params = clip_params(m);
+    if (!(state = backend_alloc(4 * sizeof(float) * (size_t)n))) goto done;
+    float *grad = state, *adam_m = state + n, *adam_v = state + 2 * n, *ema = state + 3 * n;
+    backend_memset0(state, 3 * sizeof(float) * (size_t)n);
+    backend_copy(ema, params, sizeof(float) * (size_t)n);
+    text = dalle_malloc(sizeof(int32_t) * (size_t)B * L);
+    codes = dalle_malloc(sizeof(int32_t) * (size_t)B * N);
+    if (!text || !codes) goto done;
+    dalle_log("clip train: %lld records in %d shards (%lld held out), %d layers of %d heads of %d, MLP %dd, E %d, "
+              "L %d, Vt %d, %dx%d codes of %d; %lld parameters, batch %d, steps %lld, lr %g warm-up %lld -> %g",
+              (long long)data.total, o->n_shards, (long long)val.total, cfg.n_layer, cfg.n_head, cfg.d_head,
+              cfg.mlp_mult, cfg.embed, L, cfg.text_vocab, cfg.grid, cfg.grid, cfg.image_vocab, (long long)n, B,
+              (long long)o->steps, o->lr, (long long)DALLE_MIN(o->warmup, o->steps / 2), o->lr_end);
+
+    progress_t prog;
+    progress_start(&prog, "clip", 0, o->steps, 0);
+    double sum_loss = 0, sum_acc = 0, t_log = dalle_time();
+    int64_t n_log = 0;
+    for (int64_t step = 0; step < o->steps;) {
+        for (int k = 0; k < B; k++)
+            records_shuffled(&data, step * B + k, text + (int64_t)k * L, codes + (int64_t)k * N);
+        backend_memset0(grad, sizeof(float) * (size_t)n);
+        double acc, loss = clip_step(m, a, text, codes, B, grad, &acc), norm = sqrt(grad_sumsq(grad, n));
+        if (!isfinite(loss) || !isfinite(norm)) {
+            dalle_seterr("clip train: the loss or the gradient is not finite at step %lld (try a lower --lr)",
+                         (long long)step + 1);
+            goto done;
+        }
+        if (o->clip > 0 && norm > o->clip) {
+            const float k = (float)(o->clip / norm);
+            backend_sync();
+            for (int64_t i = 0; i < n; i++) grad[i] *= k;
+        }
+        const double lr = clip_lr_at(o, step);
+        step++;
+        for (int i = 0; i < clip_n_tensors(m); i++) {
+            const char *name;
+            int64_t off, len;
+            int decay;
+            clip_tensor(m, i, &name, &off, &len, &decay);
+            adamw_update(params + off, adam_m + off, adam_v + off, grad + off, len, (float)lr, (float)o->beta1,
+                         (float)o->beta2, (float)o->eps, decay ? (float)o->weight_decay : 0.0f, step);
+        }
+        ema_update(ema, params, n, (float)DALLE_MIN(o->ema_decay, (1.0 + (double)step) / (10.0 + (double)step)));
+        sum_loss += loss, sum_acc += acc, n_log++;
+        char extra[96];
+        snprintf(extra, sizeof extra, "loss %.4f acc %.3f |g| %.2f lr %.2e", loss, acc, norm, lr);
+        progress_update(&prog, step, step * B, extra);
+        if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
+            double now = dalle_time();
+            if (prog.tty) progress_end(&prog);
+            printf("step %lld loss %.6f acc %.4f lr %.3e items/s %.1f\n", (long long)step, sum_loss / (double)n_log,
+                   sum_acc / (double)n_log, lr, (double)(n_log * B) / DALLE_MAX(now - t_log, 1e-9));
+            fflush(stdout);
+            sum_loss = sum_acc = 0, n_log = 0, t_log = now;
+        }
+        if (val.total && o->eval_every > 0 && (step % o->eval_every == 0 || step == o->steps)) {
+            double vl, va;
+            if (evaluate_ema(m, a, &val, B, text, codes, ema, grad, &vl, &va)) goto done;
+            if (prog.tty) progress_end(&prog);
+            printf("step %lld held-out loss %.6f acc %.4f (EMA weights)\n", (long long)step, vl, va);
+            fflush(stdout);
+        }
+        if (o->save_every > 0 && step % o->save_every == 0 && step < o->steps && clip_save(m, ema, o->out)) goto done;
+    }
+    progress_end(&prog);
+    if (clip_save(m, ema, o->out)) goto done;
+    dalle_log("clip train: done, %s (the EMA weights)", o->out);
+    rc = DALLE_OK;
+done:
+    backend_free(state);
+    dalle_free(text);
+    dalle_free(codes);
+    clip_acts_free(a);
+    clip_free(m);
+    records_free(&data);
+    records_free(&val);
+    return rc;
+}

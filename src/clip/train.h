@@ -1,0 +1,43 @@
+// train.h: training the contrastive reranker (clip.h) on the prior's shards
+// (data/shard.h): each record's caption ids and image codes are a positive
+// pair, the other pairs of its batch the negatives (CLIP's in-batch InfoNCE,
+// so the batch should be large). AdamW (weight decay on matrices and
+// embeddings only), linear warm-up then cosine decay, gradient clipping at a
+// global norm, an EMA of the parameters, which is what the model file holds.
+// `dalle clip train` is a thin layer over clip_train.
+#pragma once
+#include <stdint.h>
+
+#include "clip/clip.h"
+
+typedef struct {
+    const char **shards;   // training shards (all of the same sizes)
+    int n_shards;
+    const char *val;       // held-out shard, or NULL
+    const char *out;       // the model file (the EMA weights), written every save_every steps and at the end
+    clip_config cfg;       // the towers (n_layer, n_head, d_head, mlp_mult, embed); text_len, text_vocab,
+                           // grid and image_vocab are taken from the shards
+    int batch;             // pairs per step: each pair's negatives are the batch's other B-1
+    int64_t steps;
+    int64_t warmup;        // linear warm-up steps (capped at steps/2), then cosine to lr_end at `steps`
+    uint64_t seed;         // initialisation and data order
+    double lr, lr_end;
+    double beta1, beta2, eps;
+    double weight_decay;   // on the matrices and embeddings (clip_tensor's decay flag)
+    double clip;           // the gradient's global norm is clipped at this; 0: off
+    double ema_decay;      // EMA decay of step t: min(ema_decay, (1 + t) / (10 + t)), so short runs track
+    int64_t log_every;     // mean train loss and accuracy every this many steps
+    int64_t eval_every;    // held-out loss and accuracy (EMA weights) every this many steps and at the end
+    int64_t save_every;    // 0: at the end only
+} clip_train_opts;
+
+// The defaults: 4 layers of 4 heads of 32, MLP 4d, E 128; batch 64, lr 5e-4
+// with 200 warm-up steps and cosine to 0, AdamW (0.9, 0.98, 1e-6) with decay
+// 0.2, clipping at 1, EMA 0.999, `steps` steps.
+void clip_train_defaults(clip_train_opts *o, int64_t steps);
+// The step size at step t (0-based).
+double clip_lr_at(const clip_train_opts *o, int64_t t);
+// Trains a new model as o says and writes o->out. DALLE_ERR with a message
+// on bad options, bad shards (or shards of different sizes, held-out ones
+// included), a loss that is not finite, or I/O failure.
+int clip_train(const clip_train_opts *o);
