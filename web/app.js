@@ -30,7 +30,8 @@ async function generate(ev) {
   ev.preventDefault();
   const body = {
     prompt: $("prompt").value, n: Number($("n").value), seed: Number($("seed").value),
-    temperature: Number($("temperature").value), response_format: "b64_json",
+    temperature: Number($("temperature").value), candidates: Number($("candidates").value),
+    response_format: "b64_json",
   };
   $("go").disabled = true;
   $("grid").replaceChildren();
@@ -66,3 +67,5 @@ async function generate(ev) {
 }
 
 $("form").addEventListener("submit", generate);
+// "best of" only where the model has a reranker
+fetch("/health").then((r) => r.json()).then((h) => { $("rerank").hidden = !h.reranker; }).catch(() => {});

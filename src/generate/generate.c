@@ -1,31 +1,40 @@
 // generate.c: the model directory and caption -> images (dalle/generate.h):
-// tokenizer -> text layout -> prior sampling (KV cache) -> dVAE decode.
+// tokenizer -> text layout -> prior sampling (KV cache) -> [reranking of the
+// candidates' codes by the contrastive model] -> dVAE decode.
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "core/image.h"
 #include "dalle/dalle.h"
+#include "clip/clip.h"
 #include "dalle/generate.h"
 #include "prior/sample.h"
+
+enum { MAX_IMAGES = 4096, RERANK_CHUNK = 32 }; // images embedded by the reranker at once
 
 struct dalle_model {
     char *dir;
     bpe_tokenizer *tok;
     dvae_model *dvae;
     prior_model *prior;
+    clip_model *clip; // the reranker, or NULL
     int L, S, G;
 };
 
-dalle_gen_params dalle_gen_default_params(void) { return (dalle_gen_params){1, 0, 1.0f, 0, 1.0f, 0, NULL, NULL}; }
+dalle_gen_params dalle_gen_default_params(void) {
+    return (dalle_gen_params){.n = 1, .candidates = 0, .seed = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f};
+}
 
 void dalle_model_free(dalle_model *m) {
     if (!m) return;
     bpe_free(m->tok);
     dvae_free(m->dvae);
     prior_free(m->prior);
+    clip_free(m->clip);
     dalle_free(m->dir);
     dalle_free(m);
 }
@@ -77,6 +86,18 @@ dalle_model *dalle_model_load(const char *dir) {
                      pc->grid, pc->grid, pc->image_vocab, dvae_grid(dc), dvae_grid(dc), dc->vocab_size);
         goto fail;
     }
+    snprintf(path, sizeof path, "%s/clip.safetensors", dir);
+    if (access(path, F_OK) == 0) {
+        if (!(m->clip = clip_load(path))) goto fail;
+        const clip_config *cc = clip_get_config(m->clip);
+        if (cc->text_len != pc->text_len || cc->text_vocab != pc->text_vocab || cc->grid != pc->grid ||
+            cc->image_vocab != pc->image_vocab) {
+            dalle_seterr("%s: the reranker reads %d text ids of a vocabulary of %d and %dx%d image codes of %d; the "
+                         "prior's are %d of %d and %dx%d of %d", path, cc->text_len, cc->text_vocab, cc->grid,
+                         cc->grid, cc->image_vocab, pc->text_len, pc->text_vocab, pc->grid, pc->grid, pc->image_vocab);
+            goto fail;
+        }
+    }
     m->L = pc->text_len;
     m->G = pc->grid;
     m->S = dc->image_size;
@@ -88,13 +109,59 @@ fail:
 
 int dalle_model_image_size(const dalle_model *m) { return m->S; }
 
+int dalle_model_can_rerank(const dalle_model *m) { return m->clip != NULL; }
+
+typedef struct {
+    float score;
+    int index;
+} ranked;
+
+static int by_score(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+// The K candidates' codes (K, N) ranked by their cosine with the caption text
+// (L) under the reranker, best first, into order (K).
+static int rerank(clip_model *c, const int32_t *text, const int32_t *codes, int K, int N, ranked *order) {
+    const int E = clip_get_config(c)->embed;
+    float *emb = dalle_malloc(sizeof(float) * (size_t)(1 + RERANK_CHUNK) * E); // the caption's, then a chunk's
+    if (!emb || clip_embed_text(c, text, 1, emb)) {
+        dalle_free(emb);
+        return DALLE_ERR;
+    }
+    for (int k0 = 0; k0 < K; k0 += RERANK_CHUNK) {
+        int b = DALLE_MIN(RERANK_CHUNK, K - k0);
+        if (clip_embed_image(c, codes + (size_t)k0 * N, b, emb + E)) {
+            dalle_free(emb);
+            return DALLE_ERR;
+        }
+        for (int i = 0; i < b; i++) {
+            double dot = 0;
+            for (int e = 0; e < E; e++) dot += (double)emb[e] * emb[(size_t)(1 + i) * E + e];
+            order[k0 + i] = (ranked){(float)dot, k0 + i};
+        }
+    }
+    dalle_free(emb);
+    qsort(order, (size_t)K, sizeof *order, by_score);
+    return DALLE_OK;
+}
+
 int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *p, uint8_t *pixels) {
     dalle_gen_params gp = p ? *p : dalle_gen_default_params();
-    if (gp.n < 1 || gp.n > 4096) return dalle_seterr("generate: n = %d is outside [1, 4096]", gp.n);
+    if (gp.n < 1 || gp.n > MAX_IMAGES) return dalle_seterr("generate: n = %d is outside [1, %d]", gp.n, MAX_IMAGES);
+    if (gp.candidates < 0 || gp.candidates > MAX_IMAGES)
+        return dalle_seterr("generate: candidates = %d is outside [0, %d]", gp.candidates, MAX_IMAGES);
+    const int K = DALLE_MAX(gp.n, gp.candidates); // images sampled
+    if (K > gp.n && !m->clip)
+        return dalle_seterr("generate: %d candidates for %d images need a reranker, and %s has no clip.safetensors "
+                            "(dalle clip train makes one)", K, gp.n, m->dir);
     int L = m->L, N = m->G * m->G, S = m->S, rc = DALLE_ERR;
-    int32_t *text = dalle_malloc(sizeof(int32_t) * (size_t)L), *codes = dalle_malloc(sizeof(int32_t) * (size_t)gp.n * N);
+    int32_t *text = dalle_malloc(sizeof(int32_t) * (size_t)L), *codes = dalle_malloc(sizeof(int32_t) * (size_t)K * N);
     float *x = dalle_malloc(sizeof(float) * 3 * (size_t)S * S);
-    if (!text || !codes || !x) goto done;
+    ranked *order = dalle_malloc(sizeof(ranked) * (size_t)K);
+    if (!text || !codes || !x || !order) goto done;
     size_t len = strlen(caption);
     int64_t total = bpe_encode(m->tok, caption, len, NULL, NULL, 0);
     if (total < 0 || bpe_layout(m->tok, caption, len, NULL, L, text) < 0) goto done;
@@ -105,9 +172,18 @@ int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *
     so.progress = gp.progress;
     so.on_step = gp.on_progress;
     so.user = gp.user;
-    if (prior_sample(m->prior, text, gp.n, &so, codes)) goto done;
+    if (prior_sample(m->prior, text, K, &so, codes)) goto done;
+    for (int k = 0; k < K; k++) order[k] = (ranked){0, k};
+    if (K > gp.n) {
+        if (rerank(m->clip, text, codes, K, N, order)) goto done;
+        char kept[160];
+        size_t len = 0;
+        for (int k = 0; k < gp.n && len < 120; k++)
+            len += (size_t)snprintf(kept + len, sizeof kept - len, " %d (%.4f)", order[k].index, order[k].score);
+        dalle_logv("rerank: kept%s%s of %d candidates", kept, len >= 120 ? " ..." : "", K);
+    }
     for (int k = 0; k < gp.n; k++) {
-        if (dvae_decode(m->dvae, codes + (size_t)k * N, 1, x)) goto done;
+        if (dvae_decode(m->dvae, codes + (size_t)order[k].index * N, 1, x)) goto done;
         image_t img = {S, S, pixels + (size_t)k * S * S * 3};
         image_from_chw(&img, x);
     }
@@ -116,5 +192,6 @@ done:
     dalle_free(text);
     dalle_free(codes);
     dalle_free(x);
+    dalle_free(order);
     return rc;
 }

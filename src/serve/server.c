@@ -103,7 +103,8 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
                 *fmt = cJSON_GetObjectItemCaseSensitive(j, "response_format"),
                 *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"),
                 *temp = cJSON_GetObjectItemCaseSensitive(j, "temperature"),
-                *topk = cJSON_GetObjectItemCaseSensitive(j, "top_k"), *topp = cJSON_GetObjectItemCaseSensitive(j, "top_p");
+                *topk = cJSON_GetObjectItemCaseSensitive(j, "top_k"), *topp = cJSON_GetObjectItemCaseSensitive(j, "top_p"),
+                *cand = cJSON_GetObjectItemCaseSensitive(j, "candidates");
     char msg[160], want_size[32];
     snprintf(want_size, sizeof want_size, "%dx%d", s->S, s->S);
     const char *err = NULL;
@@ -112,6 +113,12 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
                    n->valueint > s->o->max_n)) {
         snprintf(msg, sizeof msg, "'n' must be an integer in [1, %d]", s->o->max_n);
         err = msg;
+    } else if (cand && (!cJSON_IsNumber(cand) || cand->valuedouble != (int)cand->valuedouble || cand->valueint < 0 ||
+                        cand->valueint > s->o->max_n)) {
+        snprintf(msg, sizeof msg, "'candidates' must be an integer in [0, %d]", s->o->max_n);
+        err = msg;
+    } else if (cand && cand->valueint > (n ? n->valueint : 1) && !dalle_model_can_rerank(s->m)) {
+        err = "'candidates' > 'n' needs a reranker, and this model has none (clip.safetensors)";
     } else if (size && (!cJSON_IsString(size) || strcmp(size->valuestring, want_size))) {
         snprintf(msg, sizeof msg, "'size' must be \"%s\" for this model", want_size);
         err = msg;
@@ -126,6 +133,7 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
     }
     dalle_gen_params p = dalle_gen_default_params();
     p.n = n ? n->valueint : 1;
+    if (cand) p.candidates = cand->valueint;
     if (seed) p.seed = (uint64_t)seed->valuedouble;
     if (temp) p.temperature = (float)temp->valuedouble;
     if (topk) p.top_k = topk->valueint;
@@ -241,6 +249,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             cJSON_AddStringToObject(j, "status", "ok");
             cJSON_AddStringToObject(j, "model", s->o->model);
             cJSON_AddNumberToObject(j, "image_size", s->S);
+            cJSON_AddBoolToObject(j, "reranker", dalle_model_can_rerank(s->m));
         } else {
             cJSON_AddBoolToObject(j, "busy", s->busy);
             cJSON_AddNumberToObject(j, "done", s->done);

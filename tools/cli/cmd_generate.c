@@ -22,13 +22,16 @@ int cmd_generate(int argc, char **argv) {
     opt_t opts[] = {
         {"--model,-m", OPT_STR, &model, "model directory (config.json, tokenizer.json, dvae.safetensors, prior.safetensors)"},
         {"-n", OPT_INT, &p.n, "images per caption"},
+        {"--candidates", OPT_INT, &p.candidates, "draw this many, keep the n best by the reranker's score, best "
+                                                 "first (needs the model's clip.safetensors; 0: no reranking)"},
         {"--seed", OPT_I64, &seed, "candidate c of every caption draws from (seed, c, position)"},
         {"--temperature", OPT_DOUBLE, &temperature, "divide the logits by this"},
         {"--top-k", OPT_INT, &p.top_k, "keep the k most likely codes (0: all)"},
         {"--top-p", OPT_DOUBLE, &top_p, "keep the most likely codes up to this mass (1: all)"},
         {"--prompts", OPT_STR, &prompts, "captions from a file, one per line (besides those on the command line)"},
         {"--out,-o", OPT_STR, &out, "the grid PNG: a row per caption, a column per image"},
-        {"--each", OPT_STR, &each, "also write every image as DIR/P-C.png (caption P, candidate C, from 0)"},
+        {"--each", OPT_STR, &each, "also write every image as DIR/P-C.png (caption P, image C, from 0: with "
+                                   "--candidates, C is the rank)"},
         {NULL, 0, NULL, NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
@@ -39,8 +42,9 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "dalle: generate: needs --model, -o or --each, and a caption (or --prompts FILE)\n");
         return 2;
     }
-    if (p.n < 1 || p.n > 4096) {
-        fprintf(stderr, "dalle: generate: -n %d is outside [1, 4096]\n", p.n);
+    if (p.n < 1 || p.n > 4096 || p.candidates < 0 || p.candidates > 4096) {
+        fprintf(stderr, "dalle: generate: -n %d or --candidates %d is outside [1, 4096] / [0, 4096]\n", p.n,
+                p.candidates);
         return 2;
     }
     p.seed = (uint64_t)seed, p.temperature = (float)temperature, p.top_p = (float)top_p, p.progress = 1;
@@ -61,7 +65,10 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     dalle_model *m = dalle_model_load(model);
-    if (!m) {
+    if (!m || (p.candidates > p.n && !dalle_model_can_rerank(m))) {
+        if (m) dalle_seterr("--candidates %d: %s has no reranker (clip.safetensors; dalle clip train makes one)",
+                            p.candidates, model);
+        dalle_model_free(m);
         dalle_free(file);
         return cli_fail();
     }

@@ -13,7 +13,7 @@ int cmd_serve(int argc, char **argv) {
         {"--port", OPT_INT, &o.port, "TCP port"},
         {"--web", OPT_STR, &o.web, "folder of the page's files (index.html, app.js, style.css)"},
         {"--queue", OPT_INT, &o.queue, "generation requests admitted at once; more get 429"},
-        {"--max-n", OPT_INT, &o.max_n, "most images per request"},
+        {"--max-n", OPT_INT, &o.max_n, "most images (and candidates to rerank) per request"},
         {"--max-body", OPT_I64, &o.max_body, "largest request body in bytes; more gets 413"},
         {NULL, 0, NULL, NULL}};
     char *pos[OPTS_MAX_POS];
