@@ -21,8 +21,8 @@ first=$(awk '$3 == "loss" { print $4; exit }' "$T/log.txt")
 last=$(awk '$3 == "loss" { l = $4 } END { print l }' "$T/log.txt")
 vacc=$(awk '/held-out/ { a = $7 } END { print a }' "$T/log.txt")
 echo "    train loss $first at step 10 -> $last at step 60 (batch 10: chance ln 10 = 2.30); held-out accuracy $vacc"
-awk -v a="$first" -v b="$last" -v v="$vacc" 'BEGIN { exit !(b < 0.8 * a && v >= 0.5) }' \
-    && ok "the loss falls, held-out accuracy >= 0.5" || bad "loss $first -> $last, held-out accuracy $vacc"
+awk -v a="$first" -v b="$last" -v v="$vacc" 'BEGIN { exit !(b < 0.8 * a && v >= 0.4) }' \
+    && ok "the loss falls, held-out accuracy >= 0.4 (chance about 0.1)" || bad "loss $first -> $last, held-out accuracy $vacc"
 
 # Images 0..7 of the shard's rule (a caption 'a 10+a%3' goes with codes (3a + j) mod 24).
 awk 'BEGIN { for (a = 0; a < 8; a++) { if (a) print ""; for (j = 0; j < 16; j++)

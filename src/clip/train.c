@@ -42,16 +42,18 @@ double clip_lr_at(const clip_train_opts *o, int64_t t) {
 }
 
 // The held-out loss and in-batch accuracy: the mean over the first batches of
-// B records (as many whole ones as there are, at most EVAL_MAX_BATCHES; one
-// smaller batch when the shard holds fewer than B), no gradient.
-static int evaluate(clip_model *m, clip_acts *a, const records *val, int B, int32_t *text, int32_t *codes,
-                    double *loss, double *acc) {
+// B records of the held-out shard's fixed shuffled order (records that follow
+// each other in a shard often share an image: the captions of one scene), as
+// many whole batches as there are, at most EVAL_MAX_BATCHES (one smaller
+// batch when the shard holds fewer than B), no gradient.
+static int evaluate(clip_model *m, clip_acts *a, records *val, int B, int32_t *text, int32_t *codes, double *loss,
+                    double *acc) {
     const int L = val->info.text_len, N = val->info.n_image;
     int b = (int)DALLE_MIN((int64_t)B, val->total);
     int64_t n_batches = DALLE_MIN(val->total / b, (int64_t)EVAL_MAX_BATCHES);
     *loss = *acc = 0;
     for (int64_t i = 0; i < n_batches; i++) {
-        for (int k = 0; k < b; k++) records_read(val, i * b + k, text + (int64_t)k * L, codes + (int64_t)k * N);
+        for (int k = 0; k < b; k++) records_shuffled(val, i * b + k, text + (int64_t)k * L, codes + (int64_t)k * N);
         double l_acc;
         double l = clip_step(m, a, text, codes, b, NULL, &l_acc);
         if (!isfinite(l)) return dalle_seterr("clip train: the held-out loss is not finite");
@@ -62,7 +64,7 @@ static int evaluate(clip_model *m, clip_acts *a, const records *val, int B, int3
 
 // Evaluates the EMA weights: they take the parameters' place for the time of
 // it (the parameters wait in `spare`, n floats of backend memory).
-static int evaluate_ema(clip_model *m, clip_acts *a, const records *val, int B, int32_t *text, int32_t *codes,
+static int evaluate_ema(clip_model *m, clip_acts *a, records *val, int B, int32_t *text, int32_t *codes,
                         const float *ema, float *spare, double *loss, double *acc) {
     float *params = clip_params(m);
     const size_t bytes = sizeof(float) * (size_t)clip_param_count(m);

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clip/clip.h"
 #include "core/common.h"
 #include "core/image.h"
 #include "dalle/dalle.h"
-#include "clip/clip.h"
 #include "dalle/generate.h"
 #include "prior/sample.h"
 
@@ -177,10 +177,10 @@ int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *
     if (K > gp.n) {
         if (rerank(m->clip, text, codes, K, N, order)) goto done;
         char kept[160];
-        size_t len = 0;
-        for (int k = 0; k < gp.n && len < 120; k++)
-            len += (size_t)snprintf(kept + len, sizeof kept - len, " %d (%.4f)", order[k].index, order[k].score);
-        dalle_logv("rerank: kept%s%s of %d candidates", kept, len >= 120 ? " ..." : "", K);
+        size_t at = 0;
+        for (int k = 0; k < gp.n && at < 120; k++)
+            at += (size_t)snprintf(kept + at, sizeof kept - at, " %d (%.4f)", order[k].index, order[k].score);
+        dalle_logv("rerank: kept%s%s of %d candidates", kept, at >= 120 ? " ..." : "", K);
     }
     for (int k = 0; k < gp.n; k++) {
         if (dvae_decode(m->dvae, codes + (size_t)order[k].index * N, 1, x)) goto done;
