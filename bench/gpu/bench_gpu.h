@@ -24,13 +24,13 @@ static inline int bench_gpu_env_is(const char *name, const char *value) {
 // The mode of a run's figures: the storage precision PREC ("bf16", "fp16";
 // NULL for fp32 storage: "fp32", or "tf32" where DALLE_CUDA_TF32=1 lets the
 // backend use TF32 tensor cores), "+tf32" after a 16-bit one with
-// DALLE_CUDA_TF32=1, then "+async" with DALLE_CUDA_ASYNC=1 and "+simt" or
+// DALLE_CUDA_TF32=1, then "+sync" with DALLE_CUDA_ASYNC=0 and "+simt" or
 // "+tc" with DALLE_CUDA_ATTN set (the attention kernels forced).
 static inline const char *bench_gpu_mode(const char *prec) {
     static char buf[64];
     int tf32 = bench_gpu_env_is("DALLE_CUDA_TF32", "1");
     snprintf(buf, sizeof buf, "%s%s%s%s%s", prec ? prec : tf32 ? "tf32" : "fp32", prec && tf32 ? "+tf32" : "",
-             bench_gpu_env_is("DALLE_CUDA_ASYNC", "1") ? "+async" : "",
+             bench_gpu_env_is("DALLE_CUDA_ASYNC", "0") ? "+sync" : "",
              bench_gpu_env_is("DALLE_CUDA_ATTN", "simt") ? "+simt" : "",
              bench_gpu_env_is("DALLE_CUDA_ATTN", "tc") ? "+tc" : "");
     return buf;

@@ -2,8 +2,8 @@
 // functions of ops.h, each of which calls the selected backend's entry. The
 // CPU table is built here from backend/cpu/; the CUDA one comes from
 // libdalle-cuda.so, loaded with dlopen by backend_cuda_load. With the CUDA
-// backend selected, each dispatcher waits for its op (backend_sync) unless
-// DALLE_CUDA_ASYNC=1, so that host code always sees finished results.
+// backend selected the ops only queue on its stream; with DALLE_CUDA_ASYNC=0
+// each dispatcher waits for its op (backend_sync), for debugging.
 #include "backend/backend.h"
 
 #include <dlfcn.h>
@@ -75,7 +75,7 @@ static const backend_ops cpu_table = {
 };
 
 static const backend_ops *g_ops = &cpu_table;
-static int g_sync_after = 0; // CUDA selected and DALLE_CUDA_ASYNC unset: wait after each op
+static int g_sync_after = 0; // CUDA selected and DALLE_CUDA_ASYNC=0: wait after each op
 static atomic_long g_live;   // blocks from backend_alloc not yet freed
 
 const backend_ops *backend(void) { return g_ops; }
@@ -187,7 +187,7 @@ int backend_select(const char *name) {
     DALLE_ASSERT(want == g_ops || atomic_load(&g_live) == 0);
     g_ops = want;
     const char *async = getenv("DALLE_CUDA_ASYNC");
-    g_sync_after = want->kind == BACKEND_CUDA && !(async && atoi(async) == 1);
+    g_sync_after = want->kind == BACKEND_CUDA && async && *async && atoi(async) == 0;
     return want->kind;
 }
 
@@ -311,7 +311,7 @@ static inline double op_begin(void) {
 }
 
 // After op NAME that began at t0: waits for it where the selected backend
-// runs asynchronously (unless DALLE_CUDA_ASYNC=1), and profiles it.
+// runs asynchronously when DALLE_CUDA_ASYNC=0, and profiles it.
 static inline void op_end(const char *name, double t0) {
     if (g_sync_after || g_prof == 1) g_ops->sync();
     if (g_prof != 1) return;

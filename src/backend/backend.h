@@ -12,12 +12,12 @@
 // backend_sync() has waited for the ops in flight. Sizes and layouts are those
 // of ops.h.
 //
-// Synchronisation: with the CUDA backend selected, each function of ops.h
-// (backend.c's dispatchers) and backend_memset0/backend_copy wait for their
-// op before returning, so that host code in the models always sees finished
-// results; DALLE_CUDA_ASYNC=1 in the environment turns that off (the ops then
-// queue on the stream, and host code must call backend_sync() before it
-// touches what they write, or writes what they may still read).
+// Synchronisation: with the CUDA backend selected, the functions of ops.h
+// (backend.c's dispatchers) and backend_memset0 queue their op on the stream
+// and return; host code must call backend_sync() before it touches what they
+// write, or writes what they may still read (backend_copy waits for its copy,
+// and ops returning a value wait for it). DALLE_CUDA_ASYNC=0 in the
+// environment makes every op wait before returning (for debugging).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
