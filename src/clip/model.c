@@ -277,6 +277,8 @@ static int find_tensor(const clip_model *m, const char *name) {
     return -1;
 }
 
+static int clip_knows(const void *m, const char *name) { return find_tensor(m, name) >= 0; }
+
 clip_model *clip_load(const char *path) {
     st_file *f = st_open(path);
     if (!f) return NULL;
@@ -296,18 +298,7 @@ clip_model *clip_load(const char *path) {
     if (config_from_json(js, &c, what) != DALLE_OK || !(m = model_new(&c))) goto fail;
     // Every tensor must be one of ours, under a checkpoint's prefixes or none.
     static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
-    for (int i = 0; i < f->n_tensors; i++) {
-        const char *name = f->tensors[i].name;
-        int known = 0;
-        for (int p = 0; p < 4 && !known; p++) {
-            size_t k = strlen(prefixes[p]);
-            known = !strncmp(name, prefixes[p], k) && find_tensor(m, name + k) >= 0;
-        }
-        if (!known) {
-            dalle_seterr("%s: unexpected tensor '%s' (a model of another architecture?)", path, name);
-            goto fail;
-        }
-    }
+    if (st_check_names(f, prefixes, 4, clip_knows, m, "a model of another architecture?")) goto fail;
     // A checkpoint's EMA weights are the model it holds.
     const char *prefix = st_find(f, "ema.logit_scale") ? "ema." : "";
     backend_sync(); // the parameters' zeroing may still be queued

@@ -430,6 +430,20 @@ void st_close(st_file *f) {
     dalle_free(fp);
 }
 
+int st_check_names(const st_file *f, const char *const *prefixes, int n, int (*known)(const void *ctx, const char *name),
+                   const void *ctx, const char *why) {
+    for (int i = 0; i < f->n_tensors; i++) {
+        const char *name = f->tensors[i].name;
+        int ok = 0;
+        for (int p = 0; p < n && !ok; p++) {
+            size_t k = strlen(prefixes[p]);
+            ok = !strncmp(name, prefixes[p], k) && known(ctx, name + k);
+        }
+        if (!ok) return dalle_seterr("%s: unexpected tensor '%s' (%s)", f->path, name, why);
+    }
+    return DALLE_OK;
+}
+
 const st_tensor *st_find(const st_file *f, const char *name) {
     const st_file_priv *fp = (const st_file_priv *)f;
     int lo = 0, hi = f->n_tensors - 1;

@@ -57,6 +57,11 @@ void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 // The metadata value for KEY, or NULL.
 const char *st_meta(const st_file *f, const char *key);
+// Whether every tensor of f is one of a model's: PREFIX + NAME for one of the
+// n prefixes and a NAME that known(ctx, NAME) accepts. DALLE_OK, else
+// DALLE_ERR with "PATH: unexpected tensor 'T' (WHY)" for the first that is not.
+int st_check_names(const st_file *f, const char *const *prefixes, int n, int (*known)(const void *ctx, const char *name),
+                   const void *ctx, const char *why);
 // The metadata value for KEY as an integer into *out. DALLE_ERR naming the
 // file and the key when it is missing or not an integer.
 int st_meta_int(const st_file *f, const char *key, long long *out);

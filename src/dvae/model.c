@@ -605,17 +605,10 @@ int dvae_write_meta(const dvae_config *cfg, st_writer *w) {
     return DALLE_OK;
 }
 
+static int dvae_knows(const void *m, const char *name) { return dvae_find_tensor(m, name) >= 0; }
+
 int dvae_check_names(const dvae_model *m, const st_file *f, const char *const *prefixes, int n_prefixes) {
-    for (int i = 0; i < f->n_tensors; i++) {
-        const char *name = f->tensors[i].name;
-        int known = 0;
-        for (int p = 0; p < n_prefixes && !known; p++) {
-            size_t lp = strlen(prefixes[p]);
-            known = !strncmp(name, prefixes[p], lp) && dvae_find_tensor(m, name + lp) >= 0;
-        }
-        if (!known) return dalle_seterr("%s: unexpected tensor '%s' (not part of this dVAE config)", f->path, name);
-    }
-    return DALLE_OK;
+    return st_check_names(f, prefixes, n_prefixes, dvae_knows, m, "not part of this dVAE config");
 }
 
 int dvae_read_tensors(const dvae_model *m, const st_file *f, const char *prefix, float *dst) {

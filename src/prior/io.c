@@ -64,6 +64,8 @@ int prior_save_as(const prior_model *m, const char *path, st_dtype dtype) {
 
 int prior_save(const prior_model *m, const char *path) { return prior_save_as(m, path, ST_F32); }
 
+static int prior_knows(const void *m, const char *name) { return prior_find_tensor(m, name) >= 0; }
+
 prior_model *prior_load(const char *path, int use_ema) {
     st_file *f = st_open(path);
     if (!f) return NULL;
@@ -76,18 +78,7 @@ prior_model *prior_load(const char *path, int use_ema) {
     }
     // Every tensor of the file must be one of ours (with a checkpoint's prefixes).
     static const char *const prefixes[] = {"", "ema.", "adam.m.", "adam.v."};
-    for (int i = 0; i < f->n_tensors; i++) {
-        const char *name = f->tensors[i].name;
-        int known = 0;
-        for (int p = 0; p < 4 && !known; p++) {
-            size_t k = strlen(prefixes[p]);
-            known = !strncmp(name, prefixes[p], k) && prior_find_tensor(m, name + k) >= 0;
-        }
-        if (!known) {
-            dalle_seterr("%s: unexpected tensor '%s' (a model of another architecture?)", path, name);
-            goto fail;
-        }
-    }
+    if (st_check_names(f, prefixes, 4, prior_knows, m, "a model of another architecture?")) goto fail;
     // A checkpoint's EMA is stored accumulated from zero, with the scale
     // that debiases it (src/prior/train.c); scale 0: no update yet.
     const char *es = st_meta(f, "train.ema_scale");
