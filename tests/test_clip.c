@@ -18,6 +18,7 @@
 #include "dalle/dalle.h"
 #include "test.h"
 #include "testfill.h"
+#include "testref.h"
 
 #define REF "tests/data/clip_tiny.safetensors"
 enum { B_REF = 4 };
@@ -69,23 +70,11 @@ static clip_model *tiny_model(void) {
     return m;
 }
 
-static float *ref_tensor(const char *name, int64_t *n) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t) {
-        fprintf(stderr, "  reference tensor %s missing\n", name);
-        return NULL;
-    }
-    float *buf = malloc(sizeof(float) * (size_t)t->numel);
-    DALLE_ASSERT(buf && st_read_f32(ref, name, buf, t->ndim, t->shape) == DALLE_OK);
-    *n = t->numel;
-    return buf;
-}
-
 // |got - ref| <= 1e-5 * max|ref| + 1e-4 |ref| (fp32 against float64), got
 // against the reference tensor NAME; printed as LABEL (NULL: NAME).
 static void compare_as(const char *label, const char *name, const float *got, int64_t n) {
     int64_t rn;
-    float *r = ref_tensor(name, &rn);
+    float *r = ref_tensor(ref, name, &rn);
     CHECK(r && rn == n);
     if (!r || rn != n) return;
     float mx = 0;
@@ -108,7 +97,7 @@ static void test_parity(void) {
     int32_t text[B_REF * 6], codes[B_REF * 16];
     fill_inputs(m, B, text, codes);
     int64_t n;
-    float *rt = ref_tensor("in.text", &n), *rc = ref_tensor("in.codes", &n);
+    float *rt = ref_tensor(ref, "in.text", &n), *rc = ref_tensor(ref, "in.codes", &n);
     int same = rt && rc;
     for (int i = 0; same && i < B * L; i++) same = rt[i] == (float)text[i];
     for (int i = 0; same && i < B * N; i++) same = rc[i] == (float)codes[i];

@@ -13,6 +13,7 @@
 #include "dvae/train.h"
 #include "test.h"
 #include "testfill.h"
+#include "testref.h"
 #include "train/optim.h"
 
 // The parity goal: max |C - torch| <= 1e-4 * max |torch| over each tensor.
@@ -41,18 +42,6 @@ static st_file *open_ref(const char *name) {
 }
 
 // Reads a reference tensor as float32 (any shape) into a new buffer.
-static float *ref_tensor(const st_file *f, const char *name, int64_t *n) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "  reference tensor %s missing\n", name);
-        return NULL;
-    }
-    float *buf = malloc(sizeof(float) * (size_t)t->numel);
-    DALLE_ASSERT(buf && st_read_f32(f, name, buf, t->ndim, t->shape) == DALLE_OK);
-    *n = t->numel;
-    return buf;
-}
-
 static double meta_double(const st_file *f, const char *key) {
     const char *v = st_meta(f, key);
     DALLE_ASSERT(v);

@@ -17,6 +17,7 @@
 #include "prior/sample.h"
 #include "test.h"
 #include "testfill.h"
+#include "testref.h"
 
 #define REF "tests/data/prior_tiny.safetensors"
 
@@ -47,22 +48,10 @@ static void fill_inputs(const prior_model *m, int B, int32_t *text, int32_t *ima
     for (int64_t i = 0; i < (int64_t)B * m->N; i++) image[i] = (int32_t)floor(fill_u(11001, (uint64_t)i) * m->Vi);
 }
 
-static float *ref_tensor(const char *name, int64_t *n) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t) {
-        fprintf(stderr, "  reference tensor %s missing\n", name);
-        return NULL;
-    }
-    float *buf = malloc(sizeof(float) * (size_t)t->numel);
-    DALLE_ASSERT(buf && st_read_f32(ref, name, buf, t->ndim, t->shape) == DALLE_OK);
-    *n = t->numel;
-    return buf;
-}
-
 // |got - ref| <= 1e-4 * max|ref| + 1e-4 |ref|.
 static void compare(const char *name, const float *got, int64_t n) {
     int64_t rn;
-    float *r = ref_tensor(name, &rn);
+    float *r = ref_tensor(ref, name, &rn);
     CHECK(r && rn == n);
     if (!r || rn != n) return;
     float mx = 0;
@@ -87,7 +76,7 @@ static void test_masks(void) {
     static const char *names[] = {"mask.row", "mask.column", "mask.conv"};
     for (int type = 0; type < 3; type++) {
         int64_t n;
-        float *r = ref_tensor(names[type], &n);
+        float *r = ref_tensor(ref, names[type], &n);
         CHECK(r && n == (int64_t)T * T);
         if (!r) continue;
         int bad = 0;
@@ -120,7 +109,7 @@ static void test_parity_tiny(void) {
     int32_t text[64], image[64];
     fill_inputs(m, B, text, image);
     int64_t n;
-    float *rt = ref_tensor("in.text", &n), *ri = ref_tensor("in.image", &n);
+    float *rt = ref_tensor(ref, "in.text", &n), *ri = ref_tensor(ref, "in.image", &n);
     int same = rt && ri;
     for (int i = 0; same && i < B * m->L; i++) same = rt[i] == (float)text[i];
     for (int i = 0; same && i < B * m->N; i++) same = ri[i] == (float)image[i];
