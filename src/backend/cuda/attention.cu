@@ -394,6 +394,17 @@ __device__ __forceinline__ void acc_store(float *dst, int ld, const frag_acc (&a
     for (int f = 0; f < NF; f++) wmma::store_matrix_sync(dst + 16 * f, acc[f], ld, wmma::mem_row_major);
 }
 
+// out = A B^T for this warp's 16 rows and 32 columns of a score tile: A
+// (16, D) and B (32, D) row major in shared memory with row stride ld (B read
+// as a column-major operand), out (16, 32) with row stride ls.
+template <int D>
+__device__ __forceinline__ void warp_abt(float *out, int ls, const float *a, const float *b, int ld) {
+    frag_acc acc[2];
+    acc_zero(acc);
+    warp_mma<frag_a_row, frag_b_col, 2>(acc, a, ld, 1, b, ld, 1, ld, D);
+    acc_store(out, ls, acc);
+}
+
 // attn_forward_kernel with the products on the tensor cores (same arguments,
 // grid and outputs). Warp w computes rows 16 (w/2) .. +15 of each product:
 // score columns 32 (w%2) .. +31, output channels D/2 (w%2) .. +D/2-1.
@@ -421,12 +432,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         load_tile_tf32<D>(Ks, LD, base + C, 3 * C, k0, T, HS);
         load_tile_tf32<D>(Vs, LD, base + 2 * C, 3 * C, k0, T, HS);
         __syncthreads();
-        { // S = Q K^T: K as a column-major B
-            frag_acc acc[2];
-            acc_zero(acc);
-            warp_mma<frag_a_row, frag_b_col, 2>(acc, Qs + wr * LD, LD, 1, Ks + 32 * wc * LD, LD, 1, LD, D);
-            acc_store(Ss + wr * LS + 32 * wc, LS, acc);
-        }
+        warp_abt<D>(Ss + wr * LS + 32 * wc, LS, Qs + wr * LD, Ks + 32 * wc * LD, LD); // S = Q K^T
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -512,15 +518,8 @@ __global__ void __launch_bounds__(ATT_THREADS, D <= 64 ? 2 : 1) // D 64: two blo
             D_s[threadIdx.x] = t < T ? Dv[(int64_t)bh * T + t] : 0.0f;
         }
         __syncthreads();
-        { // S = Q K^T, dP = dO V^T (K, V as column-major Bs)
-            frag_acc acc[2];
-            acc_zero(acc);
-            warp_mma<frag_a_row, frag_b_col, 2>(acc, Qs + wr * LD, LD, 1, Ks + 32 * wc * LD, LD, 1, LD, D);
-            acc_store(Ss + wr * LS + 32 * wc, LS, acc);
-            acc_zero(acc);
-            warp_mma<frag_a_row, frag_b_col, 2>(acc, dOs + wr * LD, LD, 1, Vs + 32 * wc * LD, LD, 1, LD, D);
-            acc_store(dPs + wr * LS + 32 * wc, LS, acc);
-        }
+        warp_abt<D>(Ss + wr * LS + 32 * wc, LS, Qs + wr * LD, Ks + 32 * wc * LD, LD);   // S = Q K^T
+        warp_abt<D>(dPs + wr * LS + 32 * wc, LS, dOs + wr * LD, Vs + 32 * wc * LD, LD); // dP = dO V^T
         __syncthreads();
         // P = exp(s - lse) where allowed (a select: lse may be -inf on an empty row), dS = P (dP - D) scale;
         // each thread rewrites its own elements
