@@ -64,6 +64,30 @@ __device__ __forceinline__ float row_max16(float v) {
     return v;
 }
 
+// One step of the online softmax for a row of a score tile, in the 16
+// threads that share it: e (4) = this thread's scores (scaled, -inf where
+// masked) on entry, exp(score - new max) on return; m, l the row's running
+// max and sum, o its output channels, rescaled. A row with nothing allowed
+// so far keeps m = -inf, l = 0 (exp(-inf - -inf) is NaN).
+template <int D>
+__device__ __forceinline__ void online_softmax_row(float (&e)[4], float &m, float &l, float (&o)[D / 16]) {
+    float mx = m;
+    #pragma unroll
+    for (int j = 0; j < 4; j++) mx = fmaxf(mx, e[j]);
+    mx = row_max16(mx);
+    const float alpha = mx == -INFINITY ? 1.0f : expf(m - mx);
+    float sum = 0.0f;
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+        e[j] = mx == -INFINITY ? 0.0f : expf(e[j] - mx);
+        sum += e[j];
+    }
+    l = l * alpha + row_sum16(sum);
+    m = mx;
+    #pragma unroll
+    for (int j = 0; j < D / 16; j++) o[j] *= alpha;
+}
+
 // tile (64, ld) = rows t0 .. t0+63 of src (row stride `stride` floats), HS
 // channels each, zero beyond T and HS.
 template <int D>
@@ -152,26 +176,11 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int i = 0; i < 4; i++) {
             const int r = ty + 16 * i;
             const uint64_t bits = row_bits(pl, pi, r);
-            float mx = m[i];
             #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                s[i][j] = (bits >> (tx + 16 * j)) & 1 ? s[i][j] * scale : -INFINITY;
-                mx = fmaxf(mx, s[i][j]);
-            }
-            mx = row_max16(mx);
-            // a row with nothing allowed so far keeps m = -inf, l = 0 (exp(-inf - -inf) is NaN)
-            const float alpha = mx == -INFINITY ? 1.0f : expf(m[i] - mx);
-            float sum = 0.0f;
+            for (int j = 0; j < 4; j++) s[i][j] = (bits >> (tx + 16 * j)) & 1 ? s[i][j] * scale : -INFINITY;
+            online_softmax_row<D>(s[i], m[i], l[i], o[i]);
             #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float e = mx == -INFINITY ? 0.0f : expf(s[i][j] - mx);
-                Ps[r * (BK + 1) + tx + 16 * j] = e;
-                sum += e;
-            }
-            l[i] = l[i] * alpha + row_sum16(sum);
-            m[i] = mx;
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++) o[i][j] *= alpha;
+            for (int j = 0; j < 4; j++) Ps[r * (BK + 1) + tx + 16 * j] = s[i][j];
         }
         __syncthreads();
         #pragma unroll
@@ -438,25 +447,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int i = 0; i < 4; i++) {
             const int r = ty + 16 * i;
             const uint64_t bits = row_bits(pl, pi, r);
-            float s[4], mx = m[i];
+            float s[4];
             #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                s[j] = (bits >> (tx + 16 * j)) & 1 ? Ss[r * LS + tx + 16 * j] * scale : -INFINITY;
-                mx = fmaxf(mx, s[j]);
-            }
-            mx = row_max16(mx);
-            const float alpha = mx == -INFINITY ? 1.0f : expf(m[i] - mx);
-            float sum = 0.0f;
+            for (int j = 0; j < 4; j++) s[j] = (bits >> (tx + 16 * j)) & 1 ? Ss[r * LS + tx + 16 * j] * scale : -INFINITY;
+            online_softmax_row<D>(s, m[i], l[i], o[i]);
             #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float e = mx == -INFINITY ? 0.0f : expf(s[j] - mx);
-                Ss[r * LS + tx + 16 * j] = wmma::__float_to_tf32(e); // this thread's own elements
-                sum += e;
-            }
-            l[i] = l[i] * alpha + row_sum16(sum);
-            m[i] = mx;
-            #pragma unroll
-            for (int j = 0; j < D / 16; j++) o[i][j] *= alpha;
+            for (int j = 0; j < 4; j++) Ss[r * LS + tx + 16 * j] = wmma::__float_to_tf32(s[j]); // its own elements
         }
         __syncthreads();
         { // the tile's P V into Ss once every warp has read P
