@@ -48,6 +48,21 @@ expect_fail "score: a grid of another size" "expected 4" "$T/none" \
 make_tiny_model "$T/model"
 $DALLE -q clip train $TINY --batch 6 --steps 20 --warmup 2 --lr 3e-3 -o "$T/model/clip.safetensors" \
     "$T/tiny-model-work/s.dshard" > /dev/null 2>&1 && ok "clip train on the model's shard" || bad "clip train (model)"
+S="$T/tiny-model-work/s.dshard"
+# Hard negatives: --swap words of the model's tokenizer ("a small picture of png_rgb" ...).
+$DALLE clip train $TINY --batch 6 --steps 10 --warmup 2 --log-every 5 -t "$T/model/tokenizer.json" \
+    --swap "small,picture" -o "$T/neg.safetensors" "$T/tiny-model-work/s.dshard" > "$T/neg.txt" 2>&1
+grep -q "hard negatives from 2 swappable words" "$T/neg.txt" && grep -q "hard negatives 6.0" "$T/neg.txt" \
+    && ok "clip train --swap: a hard negative for each of the 6 captions" || bad "--swap: $(cat "$T/neg.txt")"
+WANT_RC=2 expect_fail "--swap without a tokenizer" "needs --tokenizer" "$T/o5.safetensors" \
+    $DALLE clip train --swap "small,picture" -o "$T/o5.safetensors" "$T/tiny-model-work/s.dshard"
+expect_fail "--swap: a word of two tokens" "'zebra' is not one token" "$T/o6.safetensors" \
+    $DALLE clip train -t "$T/model/tokenizer.json" --swap "small,zebra" -o "$T/o6.safetensors" "$S"
+expect_fail "--swap: a word alone in its group" "'small' is alone in its group" "$T/o7.safetensors" \
+    $DALLE clip train -t "$T/model/tokenizer.json" --swap "small picture" -o "$T/o7.safetensors" "$S"
+expect_fail "--swap: a word twice" "'small' appears twice" "$T/o8.safetensors" \
+    $DALLE clip train -t "$T/model/tokenizer.json" --swap "small,picture,small" -o "$T/o8.safetensors" "$S"
+
 cap="a small picture"
 $DALLE -v generate --model "$T/model" -n 2 --candidates 5 --seed 3 --each "$T/each" "$cap" 2> "$T/gen.txt" \
     && ok "generate -n 2 --candidates 5: $(grep -o 'rerank: .*' "$T/gen.txt")" || bad "generate: $(cat "$T/gen.txt")"

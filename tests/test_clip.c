@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "clip/model.h"
+#include "clip/train.h"
 #include "core/common.h"
 #include "core/safetensors.h"
 #include "dalle/dalle.h"
@@ -21,7 +22,7 @@
 #include "testref.h"
 
 #define REF "tests/data/clip_tiny.safetensors"
-enum { B_REF = 4 };
+enum { B_REF = 4, NT_NEG = 6 };
 
 static st_file *ref;
 static char tmp_path[256];
@@ -55,9 +56,10 @@ static void fill_params(clip_model *m) {
     }
 }
 
-static void fill_inputs(const clip_model *m, int B, int32_t *text, int32_t *codes) {
+// text (NT, L) and codes (B, N) of the fill (clip_ref.py).
+static void fill_inputs(const clip_model *m, int NT, int B, int32_t *text, int32_t *codes) {
     const int L = m->tower[CLIP_TEXT].T, N = m->tower[CLIP_IMAGE].T;
-    for (int64_t i = 0; i < (int64_t)B * L; i++)
+    for (int64_t i = 0; i < (int64_t)NT * L; i++)
         text[i] = (int32_t)floor(fill_u(21000, (uint64_t)i) * m->tower[CLIP_TEXT].V);
     for (int64_t i = 0; i < (int64_t)B * N; i++)
         codes[i] = (int32_t)floor(fill_u(21001, (uint64_t)i) * m->tower[CLIP_IMAGE].V);
@@ -95,7 +97,7 @@ static void test_parity(void) {
     clip_model *m = tiny_model();
     const int B = B_REF, L = TINY.text_len, N = TINY.grid * TINY.grid, E = TINY.embed;
     int32_t text[B_REF * 6], codes[B_REF * 16];
-    fill_inputs(m, B, text, codes);
+    fill_inputs(m, B, B, text, codes);
     int64_t n;
     float *rt = ref_tensor(ref, "in.text", &n), *rc = ref_tensor(ref, "in.codes", &n);
     int same = rt && rc;
@@ -103,9 +105,9 @@ static void test_parity(void) {
     for (int i = 0; same && i < B * N; i++) same = rc[i] == (float)codes[i];
     CHECK(same);
     free(rt), free(rc);
-    clip_acts *a = clip_acts_new(m, B);
+    clip_acts *a = clip_acts_new(m, B, B);
     float *g = grad_new(m);
-    double acc = -1, loss = clip_step(m, a, text, codes, B, g, &acc);
+    double acc = -1, loss = clip_step(m, a, text, B, codes, B, g, &acc);
     backend_sync();
     float l = (float)loss, lg[B_REF * B_REF], emb[B_REF * 16];
     printf("    loss %.7f, accuracy %.3f\n", loss, acc);
@@ -131,13 +133,83 @@ static void test_parity(void) {
     m->params[m->logit_scale] = 5.0f;
     CHECK(fabsf(clip_scale(m) - 100.0f) == 0);
     backend_memset0(g, sizeof(float) * (size_t)m->n_params);
-    l = (float)clip_step(m, a, text, codes, B, g, NULL);
+    l = (float)clip_step(m, a, text, B, codes, B, g, NULL);
     backend_sync();
     compare("loss_clamped", &l, 1);
     CHECK(g[m->logit_scale] == 0);
     backend_free(g);
     clip_acts_free(a);
     clip_free(m);
+}
+
+// Hard negatives: NT_NEG captions (2 extra) for the B images, against the
+// reference's "neg." tensors; the same activations then serve a plain batch.
+static void test_parity_negatives(void) {
+    clip_model *m = tiny_model();
+    const int B = B_REF, NT = NT_NEG;
+    int32_t text[NT_NEG * 6], codes[B_REF * 16];
+    fill_inputs(m, NT, B, text, codes);
+    clip_acts *a = clip_acts_new(m, B, NT);
+    float *g = grad_new(m);
+    double acc = -1, loss = clip_step(m, a, text, NT, codes, B, g, &acc);
+    backend_sync();
+    float l = (float)loss, lg[NT_NEG * B_REF];
+    printf("    loss %.7f with %d extra negatives, accuracy %.3f\n", loss, NT - B, acc);
+    compare("neg.loss", &l, 1);
+    for (int i = 0; i < NT * B; i++) lg[i] = (float)a->logits[i];
+    compare("neg.logits", lg, NT * B);
+    for (int i = 0; i < m->n_tensors; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "neg.grad.%s", m->tensors[i].name);
+        compare(name, g + m->tensors[i].offset, m->tensors[i].numel);
+    }
+    backend_memset0(g, sizeof(float) * (size_t)m->n_params);
+    l = (float)clip_step(m, a, text, B, codes, B, g, NULL);
+    compare("loss", &l, 1);
+    CHECK(isnan(clip_step(m, a, text, NT + 1, codes, B, g, NULL)) && strstr(dalle_last_error(), "7 captions"));
+    CHECK(isnan(clip_step(m, a, text, B - 1, codes, B, g, NULL)) && strstr(dalle_last_error(), "3 captions"));
+    backend_free(g);
+    clip_acts_free(a);
+    clip_free(m);
+}
+
+// clip_hard_negative: a replaced word stays in its group, an exchange keeps
+// the caption's words, the draws depend on (seed, step, k) only, and a
+// caption without a swappable word gives none.
+static void test_hard_negatives(void) {
+    enum { L = 8, V = 20 };
+    const int32_t ids[] = {3, 4, 5, 6, 10, 11, 12};
+    const int group[] = {0, 0, 0, 0, 1, 1, 1};
+    int group_of[V + L];
+    for (int i = 0; i < V + L; i++) group_of[i] = -1;
+    for (int i = 0; i < 7; i++) group_of[ids[i]] = group[i];
+    const int32_t cap[L] = {1, 10, 3, 2, 11, 4, 20, 21}; // two of each group, then padding ids
+    int replaced = 0, exchanged = 0, same_group = 1, kept_rest = 1;
+    for (int k = 0; k < 400; k++) {
+        int32_t out[L], again[L];
+        CHECK(clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, out) == 1);
+        clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, again);
+        CHECK(!memcmp(out, again, sizeof out));
+        int diff[L], nd = 0;
+        for (int p = 0; p < L; p++)
+            if (out[p] != cap[p]) diff[nd++] = p;
+        CHECK(nd == 1 || nd == 2);
+        for (int i = 0; i < nd; i++) same_group &= group_of[out[diff[i]]] == group_of[cap[diff[i]]];
+        if (nd == 2) exchanged++, kept_rest &= out[diff[0]] == cap[diff[1]] && out[diff[1]] == cap[diff[0]];
+        else replaced++;
+    }
+    printf("    400 negatives: %d replaced a word, %d exchanged two\n", replaced, exchanged);
+    CHECK(same_group && kept_rest && replaced > 100 && exchanged > 100);
+    int differ = 0;
+    for (int k = 0; k < 50; k++) {
+        int32_t x[L], y[L];
+        clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, x);
+        clip_hard_negative(cap, L, group_of, ids, group, 7, 6, 3, k, y);
+        differ += memcmp(x, y, sizeof x) != 0;
+    }
+    CHECK(differ > 10); // another seed, other draws
+    int32_t none[L] = {1, 2, 7, 8, 9, 25, 26, 27}, out[L] = {0};
+    CHECK(clip_hard_negative(none, L, group_of, ids, group, 7, 5, 3, 0, out) == 0 && out[0] == 0);
 }
 
 // A batch smaller than the activations gives the same results; the
@@ -147,20 +219,20 @@ static void test_batches(void) {
     clip_model *m = tiny_model();
     const int B = B_REF, L = TINY.text_len, N = TINY.grid * TINY.grid, E = TINY.embed;
     int32_t text[B_REF * 6], codes[B_REF * 16];
-    fill_inputs(m, B, text, codes);
-    clip_acts *a4 = clip_acts_new(m, B), *a7 = clip_acts_new(m, 7);
+    fill_inputs(m, B, B, text, codes);
+    clip_acts *a4 = clip_acts_new(m, B, B), *a7 = clip_acts_new(m, 7, 7);
     float *g4 = grad_new(m), *g7 = grad_new(m);
-    double l4 = clip_step(m, a4, text, codes, B, g4, NULL), l7 = clip_step(m, a7, text, codes, B, g7, NULL);
+    double l4 = clip_step(m, a4, text, B, codes, B, g4, NULL), l7 = clip_step(m, a7, text, B, codes, B, g7, NULL);
     backend_sync();
     CHECK(fabs(l4 - l7) <= 1e-6); // bit for bit on the CPU; a GPU's atomics may add in another order
     CHECK_CLOSE("gradient, batch 4 in activations of 7", g7, g4, m->n_params, 1e-7, 1e-5);
     // twice into the same gradient: doubled (backward accumulates)
-    clip_step(m, a4, text, codes, B, g4, NULL);
+    clip_step(m, a4, text, B, codes, B, g4, NULL);
     backend_sync();
     int twice = 1;
     for (int64_t i = 0; i < m->n_params; i++) twice &= fabsf(g4[i] - 2 * g7[i]) <= 1e-6f * (1 + fabsf(g7[i]));
     CHECK(twice);
-    CHECK(isnan(clip_step(m, a4, text, codes, 5, g4, NULL)) && strstr(dalle_last_error(), "batch of 5"));
+    CHECK(isnan(clip_step(m, a4, text, 5, codes, 5, g4, NULL)) && strstr(dalle_last_error(), "batch of 5"));
     float e1[16], e4[B_REF * 16];
     CHECK(clip_embed_image(m, codes + 2 * N, 1, e1) == DALLE_OK); // buffers for 1 ...
     CHECK(clip_embed_image(m, codes, B, e4) == DALLE_OK);         // ... grown to 4
@@ -183,10 +255,10 @@ static void test_finite_differences(void) {
     clip_model *m = tiny_model();
     const int B = B_REF;
     int32_t text[B_REF * 6], codes[B_REF * 16];
-    fill_inputs(m, B, text, codes);
-    clip_acts *a = clip_acts_new(m, B);
+    fill_inputs(m, B, B, text, codes);
+    clip_acts *a = clip_acts_new(m, B, B);
     float *g = grad_new(m);
-    clip_step(m, a, text, codes, B, g, NULL);
+    clip_step(m, a, text, B, codes, B, g, NULL);
     backend_sync();
     int bad = 0, checked = 0;
     double worst = 0;
@@ -199,9 +271,9 @@ static void test_finite_differences(void) {
             j += t->offset;
             float keep = m->params[j], h = 1e-2f;
             m->params[j] = keep + h;
-            double lp = clip_step(m, a, text, codes, B, NULL, NULL);
+            double lp = clip_step(m, a, text, B, codes, B, NULL, NULL);
             m->params[j] = keep - h;
-            double lm = clip_step(m, a, text, codes, B, NULL, NULL);
+            double lm = clip_step(m, a, text, B, codes, B, NULL, NULL);
             m->params[j] = keep;
             double fd = (lp - lm) / (2.0 * h), an = g[j], err = fabs(fd - an) / (fabs(an) + 1e-3);
             worst = fmax(worst, err);
@@ -268,10 +340,10 @@ static void test_new(void) {
     CHECK(clip_embed_text(m, text, 1, e) == DALLE_OK); // the last padding id
     codes[9] = -1;
     CHECK(clip_embed_image(m, codes, 1, e) == DALLE_ERR && strstr(dalle_last_error(), "image code -1 at sequence 0, position 9"));
-    clip_acts *a = clip_acts_new(m, 2);
+    clip_acts *a = clip_acts_new(m, 2, 2);
     int32_t t2[12] = {0}, c2[32] = {0};
     c2[20] = 24;
-    CHECK(isnan(clip_step(m, a, t2, c2, 2, NULL, NULL)) && strstr(dalle_last_error(), "sequence 1, position 4"));
+    CHECK(isnan(clip_step(m, a, t2, 2, c2, 2, NULL, NULL)) && strstr(dalle_last_error(), "sequence 1, position 4"));
     clip_acts_free(a);
     clip_free(m);
     // bad configs
@@ -305,7 +377,7 @@ static void test_files(void) {
     clip_model *m = clip_new(&TINY, 3);
     const int B = 3;
     int32_t text[3 * 6], codes[3 * 16];
-    fill_inputs(m, B, text, codes);
+    fill_inputs(m, B, B, text, codes);
     float e0[3 * 16], e1[3 * 16];
     CHECK(clip_embed_text(m, text, B, e0) == DALLE_OK);
     CHECK(clip_save(m, clip_params(m), tmp_path) == DALLE_OK);
@@ -391,6 +463,8 @@ int main(void) {
         return 1;
     }
     RUN(test_parity);
+    RUN(test_parity_negatives);
+    RUN(test_hard_negatives);
     RUN(test_batches);
     RUN(test_finite_differences);
     RUN(test_new);

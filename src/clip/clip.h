@@ -16,7 +16,8 @@
 //                attention, final LayerNorm, mean over the N positions, times
 //                image.projection (d, E), L2-normalised
 //   loss:        logits (B, B) = exp(logit_scale) * T I^T (clamped at 100);
-//                the mean of the cross-entropies over rows and over columns
+//                the mean of the cross-entropies over rows and over columns;
+//                training may add extra captions as negatives (clip_step)
 #pragma once
 #include <stdint.h>
 
@@ -72,14 +73,19 @@ void clip_tensor(const clip_model *m, int i, const char **name, int64_t *offset,
 // then rename), its config in the metadata (dalle.kind "clip").
 int clip_save(const clip_model *m, const float *params, const char *path);
 
-// The activations of a batch of up to B pairs (backend memory).
+// The activations of a batch of up to B pairs and up to NT >= B captions
+// (the B paired ones, then extra negatives) (backend memory).
 typedef struct clip_acts clip_acts;
-clip_acts *clip_acts_new(const clip_model *m, int B);
+clip_acts *clip_acts_new(const clip_model *m, int B, int NT);
 void clip_acts_free(clip_acts *a);
-// One batch of B pairs (caption i goes with image i): both towers, the
-// loss (returned), and with grad (clip_param_count floats, backend memory)
-// not NULL the backward pass, added (+=) into grad. acc (may be NULL): the
-// share of the 2B rows and columns of the logits whose argmax is the pair.
-// NAN with the error set on an id or code out of range or B > a's batch.
-double clip_step(clip_model *m, clip_acts *a, const int32_t *text, const int32_t *codes, int B, float *grad,
+// One batch of B pairs (caption i goes with image i, i < B): text (NT, L),
+// NT >= B, whose captions B..NT-1 are extra negatives (hard negatives:
+// NegCLIP), codes (B, N). Both towers, the loss (returned): the mean of the
+// B row cross-entropies (each paired caption over the B images) and the B
+// column ones (each image over the NT captions); with grad (clip_param_count
+// floats, backend memory) not NULL the backward pass, added (+=) into grad.
+// acc (may be NULL): the share of those 2B rows and columns whose argmax is
+// the pair. NAN with the error set on an id or code out of range, or B or NT
+// beyond a's.
+double clip_step(clip_model *m, clip_acts *a, const int32_t *text, int NT, const int32_t *codes, int B, float *grad,
                  double *acc);

@@ -2,9 +2,9 @@
 // sum, n_layer pre-LN blocks, final LayerNorm, the pooled feature) is a
 // sequence of ops (backend/ops.h); the pooling is an embed_sum over the
 // pooled rows of the final LayerNorm (text: position L-1; image: all N,
-// divided by N on the host). The loss head is tiny (B x E): after
-// backend_sync the host projects the two (B, d) features, normalises them,
-// forms the B x B logits and the two cross-entropies in double, and hands
+// divided by N on the host). The loss head is tiny (NT x B): after
+// backend_sync the host projects the (NT, d) and (B, d) features, normalises
+// them, forms the NT x B logits and the cross-entropies in double, and hands
 // the features' gradient back to the towers' backward passes (dpooled).
 #include <math.h>
 #include <string.h>
@@ -140,35 +140,38 @@ static double scale_of(const clip_model *m, int *clamped) {
     return *clamped ? 100 : s;
 }
 
-// The loss of the batch from a->emb: logits (B, B), the mean of the row and
-// the column cross-entropies, their gradient in a->dlogits, acc as clip.h.
-static double head_loss(const clip_model *m, clip_acts *a, int B, double *acc) {
+// The loss of the batch from a->emb: logits (NT, B); the mean over the 2B
+// cross-entropies of the rows of the B paired captions (each over the B
+// images) and of the columns (each image over the NT captions, the extra
+// ones negatives only); their gradient in a->dlogits, acc as clip.h.
+static double head_loss(const clip_model *m, clip_acts *a, int NT, int B, double *acc) {
     const int E = m->E;
     int clamped;
     const double s = scale_of(m, &clamped);
-    for (int i = 0; i < B; i++)
+    for (int i = 0; i < NT; i++)
         for (int j = 0; j < B; j++) {
             const double *u = a->emb[CLIP_TEXT] + (int64_t)i * E, *v = a->emb[CLIP_IMAGE] + (int64_t)j * E;
             double c = 0;
             for (int e = 0; e < E; e++) c += u[e] * v[e];
             a->logits[(int64_t)i * B + j] = s * c;
         }
-    // dir 0: the rows (each caption over the images), 1: the columns.
+    // dir 0: the rows (caption i over the B images), 1: the columns (image i
+    // over the NT captions).
     double loss = 0;
     int right = 0;
-    memset(a->dlogits, 0, sizeof(double) * (size_t)B * B);
+    memset(a->dlogits, 0, sizeof(double) * (size_t)NT * B);
     for (int dir = 0; dir < 2; dir++)
         for (int i = 0; i < B; i++) {
-            const int64_t step = dir ? B : 1, at = dir ? i : (int64_t)i * B;
+            const int64_t step = dir ? B : 1, at = dir ? i : (int64_t)i * B, n = dir ? NT : B;
             const double *z = a->logits + at;
             double mx = z[0], sum = 0;
             int arg = 0;
-            for (int j = 1; j < B; j++)
+            for (int j = 1; j < n; j++)
                 if (z[j * step] > mx) mx = z[j * step], arg = j;
-            for (int j = 0; j < B; j++) sum += exp(z[j * step] - mx);
+            for (int j = 0; j < n; j++) sum += exp(z[j * step] - mx);
             loss += mx + log(sum) - z[i * step];
             right += arg == i;
-            for (int j = 0; j < B; j++)
+            for (int j = 0; j < n; j++)
                 a->dlogits[at + j * step] += (exp(z[j * step] - mx) / sum - (j == i)) / (2.0 * B);
         }
     if (acc) *acc = right / (2.0 * B);
@@ -178,20 +181,20 @@ static double head_loss(const clip_model *m, clip_acts *a, int B, double *acc) {
 // The head's backward pass from a->dlogits: logit_scale's and the
 // projections' gradients added to g (host writes into backend memory after
 // backend_sync), the features' gradient into each tower's dpooled.
-static void head_backward(clip_model *m, clip_acts *a, int B, float *g) {
-    const int d = m->d, E = m->E;
+static void head_backward(clip_model *m, clip_acts *a, int NT, int B, float *g) {
+    const int d = m->d, E = m->E, n[2] = {NT, B};
     int clamped;
     const double s = scale_of(m, &clamped);
     double ds = 0;
-    for (int64_t k = 0; k < (int64_t)B * B; k++) ds += a->dlogits[k] * a->logits[k] / s;
+    for (int64_t k = 0; k < (int64_t)NT * B; k++) ds += a->dlogits[k] * a->logits[k] / s;
     if (!clamped) g[m->logit_scale] += (float)(ds * s);
     // demb: d loss / d unit embeddings; logits = s T I^T.
     for (int w = 0; w < 2; w++) {
         const double *other = a->emb[1 - w];
-        for (int i = 0; i < B; i++) {
+        for (int i = 0; i < n[w]; i++) {
             double *du = a->demb[w] + (int64_t)i * E;
             for (int e = 0; e < E; e++) du[e] = 0;
-            for (int j = 0; j < B; j++) {
+            for (int j = 0; j < n[1 - w]; j++) {
                 const double c = s * (w == CLIP_TEXT ? a->dlogits[(int64_t)i * B + j] : a->dlogits[(int64_t)j * B + i]);
                 for (int e = 0; e < E; e++) du[e] += c * other[(int64_t)j * E + e];
             }
@@ -202,7 +205,7 @@ static void head_backward(clip_model *m, clip_acts *a, int B, float *g) {
         const float *proj = m->params + tw->proj;
         float *gproj = g + tw->proj;
         clip_tower_acts *t = a->t[w];
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < n[w]; b++) {
             // Through the normalisation: dy = (du - u (u . du)) / |y|.
             const double *u = a->emb[w] + (int64_t)b * E, *x = a->feat[w] + (int64_t)b * d;
             double *dy = a->demb[w] + (int64_t)b * E, dot = 0;
@@ -251,21 +254,22 @@ int clip_embed_image(clip_model *m, const int32_t *codes, int B, float *out) {
     return embed(m, CLIP_IMAGE, codes, B, out);
 }
 
-double clip_step(clip_model *m, clip_acts *a, const int32_t *text, const int32_t *codes, int B, float *grad,
+double clip_step(clip_model *m, clip_acts *a, const int32_t *text, int NT, const int32_t *codes, int B, float *grad,
                  double *acc) {
-    if (B < 1 || B > a->B) {
-        dalle_seterr("clip: a batch of %d pairs for activations of %d", B, a->B);
+    if (B < 1 || B > a->B || NT < B || NT > a->NT) {
+        dalle_seterr("clip: a batch of %d pairs and %d captions for activations of %d and %d", B, NT, a->B, a->NT);
         return NAN;
     }
-    if (check_ids(m, CLIP_TEXT, text, B) != DALLE_OK || check_ids(m, CLIP_IMAGE, codes, B) != DALLE_OK) return NAN;
-    tower_forward(m, CLIP_TEXT, a->t[CLIP_TEXT], text, B);
+    if (check_ids(m, CLIP_TEXT, text, NT) != DALLE_OK || check_ids(m, CLIP_IMAGE, codes, B) != DALLE_OK) return NAN;
+    const int n[2] = {NT, B};
+    tower_forward(m, CLIP_TEXT, a->t[CLIP_TEXT], text, NT);
     tower_forward(m, CLIP_IMAGE, a->t[CLIP_IMAGE], codes, B);
     backend_sync(); // the host reads the features and the parameters of the head
-    for (int w = 0; w < 2; w++) head_embed(m, w, a->t[w]->pooled, B, a->feat[w], a->emb[w], a->norm[w]);
-    double loss = head_loss(m, a, B, acc);
+    for (int w = 0; w < 2; w++) head_embed(m, w, a->t[w]->pooled, n[w], a->feat[w], a->emb[w], a->norm[w]);
+    double loss = head_loss(m, a, NT, B, acc);
     if (grad) {
-        head_backward(m, a, B, grad);
-        for (int w = 0; w < 2; w++) tower_backward(m, w, a->t[w], a, B, grad);
+        head_backward(m, a, NT, B, grad);
+        for (int w = 0; w < 2; w++) tower_backward(m, w, a->t[w], a, n[w], grad);
     }
     return loss;
 }

@@ -389,28 +389,30 @@ void clip_tower_acts_free(clip_tower_acts *t) {
     dalle_free(t);
 }
 
-clip_acts *clip_acts_new(const clip_model *m, int B) {
-    DALLE_ASSERT(B >= 1);
+clip_acts *clip_acts_new(const clip_model *m, int B, int NT) {
+    DALLE_ASSERT(B >= 1 && NT >= B);
     clip_acts *a = dalle_calloc(1, sizeof *a);
     if (!a) return NULL;
-    a->B = B;
-    const int64_t T = DALLE_MAX(m->tower[0].T, m->tower[1].T), BT = (int64_t)B * T, d = m->d, f = m->f, E = m->E;
-    const int64_t sizes[] = {BT * d, BT * d, BT * d, BT * 3 * d, BT * f, BT * f, (int64_t)B * m->NH * T};
+    a->B = B, a->NT = NT;
+    const int n[2] = {NT, B}; // sequences per tower: text NT, image B
+    const int64_t BT = DALLE_MAX((int64_t)NT * m->tower[0].T, (int64_t)B * m->tower[1].T), d = m->d, f = m->f,
+                  E = m->E, T = DALLE_MAX(m->tower[0].T, m->tower[1].T);
+    const int64_t sizes[] = {BT * d, BT * d, BT * d, BT * 3 * d, BT * f, BT * f, (int64_t)NT * m->NH * T};
     float **ptrs[] = {&a->dx, &a->dln, &a->datty, &a->dqkv, &a->dfc, &a->dfc2, &a->dscore};
     for (int w = 0; w < 2; w++)
-        if (!(a->t[w] = clip_tower_acts_new(m, w, B, m->cfg.n_layer))) goto fail;
-    if (!(a->scratch = carve(ptrs, sizes, 7, "backward scratch", B))) goto fail;
+        if (!(a->t[w] = clip_tower_acts_new(m, w, n[w], m->cfg.n_layer))) goto fail;
+    if (!(a->scratch = carve(ptrs, sizes, 7, "backward scratch", NT))) goto fail;
     // host: feat, emb, demb and norm of each tower, logits, dlogits
-    const int64_t per = B * d + 2 * B * E + B;
-    if (!(a->host = dalle_malloc(sizeof(double) * (size_t)(2 * per + 2 * (int64_t)B * B)))) goto fail;
+    const int64_t per = (int64_t)(NT + B) * (d + 2 * E + 1);
+    if (!(a->host = dalle_malloc(sizeof(double) * (size_t)(per + 2 * (int64_t)NT * B)))) goto fail;
     double *h = a->host;
     for (int w = 0; w < 2; w++) {
-        a->feat[w] = h, h += B * d;
-        a->emb[w] = h, h += B * E;
-        a->demb[w] = h, h += B * E;
-        a->norm[w] = h, h += B;
+        a->feat[w] = h, h += n[w] * d;
+        a->emb[w] = h, h += n[w] * E;
+        a->demb[w] = h, h += n[w] * E;
+        a->norm[w] = h, h += n[w];
     }
-    a->logits = h, h += (int64_t)B * B;
+    a->logits = h, h += (int64_t)NT * B;
     a->dlogits = h;
     return a;
 fail:

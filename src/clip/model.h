@@ -66,19 +66,20 @@ typedef struct {
     int64_t *pool_rows;     // (B, pool) the rows of lnf pooled into each feature
 } clip_tower_acts;
 
-// A training batch's activations: both towers, the backward scratch they
-// share (sized for the longer tower) and the loss head's host memory.
+// A training batch's activations: both towers (text NT captions, image B
+// images), the backward scratch they share (sized for the longer) and the
+// loss head's host memory.
 struct clip_acts {
-    int B;
+    int B, NT;
     clip_tower_acts *t[2];
     float *scratch;                    // backend: the pieces below, one block
-    float *dx, *dln, *datty, *dqkv;    // (B, T, d) x3, (B, T, 3d)
-    float *dfc, *dfc2;                 // (B, T, f) x2
-    float *dscore;                     // (B, NH, T) attention_backward's scratch
+    float *dx, *dln, *datty, *dqkv;    // (S, d) x3, (S, 3d): S = max(NT L, B N) positions
+    float *dfc, *dfc2;                 // (S, f) x2
+    float *dscore;                     // (max(NT, B), NH, max(L, N)) attention_backward's scratch
     double *host;                      // host: the loss head's arrays, one block
-    double *feat[2], *emb[2], *demb[2]; // (B, d), (B, E), (B, E)
-    double *norm[2];                   // (B) |emb| before the normalisation
-    double *logits, *dlogits;          // (B, B)
+    double *feat[2], *emb[2], *demb[2]; // (n, d), (n, E), (n, E): n = NT (text), B (image)
+    double *norm[2];                   // (n) |emb| before the normalisation
+    double *logits, *dlogits;          // (NT, B): caption i, image j at i*B + j
 };
 
 struct clip_model {

@@ -11,6 +11,7 @@
 #include "clip/train.h"
 #include "core/common.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "dalle/dalle.h"
 #include "data/records.h"
 #include "train/optim.h"
@@ -41,6 +42,57 @@ double clip_lr_at(const clip_train_opts *o, int64_t t) {
     return cosine_schedule(t - warmup, o->steps - warmup, o->lr, o->lr_end);
 }
 
+int clip_hard_negative(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
+                       const int *swap_group, int n_swap, uint64_t seed, int64_t step, int k, int32_t *out) {
+    int pos[256], n = 0; // the caption's swappable positions (the first 256)
+    for (int p = 0; p < L && n < 256; p++)
+        if (group_of[text[p]] >= 0) pos[n++] = p;
+    if (n == 0) return 0;
+    uint32_t u[4];
+    philox4x32(seed ^ 0x6e656763u, (uint64_t)step, (uint64_t)k, u); // "negc"
+    memcpy(out, text, sizeof(int32_t) * (size_t)L);
+    const int p = pos[u[0] % (uint32_t)n], g = group_of[text[p]];
+    // exchange: the positions holding another word of p's group
+    int other[256], n_other = 0;
+    for (int i = 0; i < n; i++)
+        if (group_of[text[pos[i]]] == g && text[pos[i]] != text[p]) other[n_other++] = pos[i];
+    if (n_other > 0 && (u[1] & 1)) {
+        const int q = other[u[2] % (uint32_t)n_other];
+        out[p] = text[q], out[q] = text[p];
+        return 1;
+    }
+    // replace: another member of the group, uniform
+    int members = 0;
+    for (int i = 0; i < n_swap; i++) members += swap_group[i] == g && swap_ids[i] != text[p];
+    int pick = (int)(u[3] % (uint32_t)members);
+    for (int i = 0; i < n_swap; i++)
+        if (swap_group[i] == g && swap_ids[i] != text[p] && pick-- == 0) out[p] = swap_ids[i];
+    return 1;
+}
+
+// group_of (text_vocab + L entries, every text id): each id's swap group,
+// -1 for none, from o's swap lists; DALLE_ERR naming the bad id.
+static int swap_table(const clip_train_opts *o, int text_vocab, int L, int *group_of) {
+    for (int i = 0; i < text_vocab + L; i++) group_of[i] = -1;
+    for (int i = 0; i < o->n_swap; i++) {
+        const int32_t id = o->swap_ids[i];
+        if (id < 0 || id >= text_vocab)
+            return dalle_seterr("clip train: swap id %d is not a BPE id (the shards' text vocabulary is %d)", id,
+                                text_vocab);
+        if (group_of[id] >= 0) return dalle_seterr("clip train: swap id %d is in the swap lists twice", id);
+        if (o->swap_group[i] < 0) return dalle_seterr("clip train: swap group %d is negative", o->swap_group[i]);
+        group_of[id] = o->swap_group[i];
+    }
+    for (int i = 0; i < o->n_swap; i++) {
+        int size = 0;
+        for (int j = 0; j < o->n_swap; j++) size += o->swap_group[j] == o->swap_group[i];
+        if (size < 2)
+            return dalle_seterr("clip train: swap id %d is alone in its group (a word needs another to stand in "
+                                "for it)", o->swap_ids[i]);
+    }
+    return DALLE_OK;
+}
+
 // The held-out loss and in-batch accuracy: the mean over the first batches of
 // B records of the held-out shard's fixed shuffled order (records that follow
 // each other in a shard often share an image: the captions of one scene), as
@@ -55,7 +107,7 @@ static int evaluate(clip_model *m, clip_acts *a, records *val, int B, int32_t *t
     for (int64_t i = 0; i < n_batches; i++) {
         for (int k = 0; k < b; k++) records_shuffled(val, i * b + k, text + (int64_t)k * L, codes + (int64_t)k * N);
         double l_acc;
-        double l = clip_step(m, a, text, codes, b, NULL, &l_acc);
+        double l = clip_step(m, a, text, b, codes, b, NULL, &l_acc);
         if (!isfinite(l)) return dalle_seterr("clip train: the held-out loss is not finite");
         *loss += l / (double)n_batches, *acc += l_acc / (double)n_batches;
     }
@@ -81,6 +133,7 @@ int clip_train(const clip_train_opts *o) {
     clip_acts *a = NULL;
     float *state = NULL; // backend: grad, adam m, adam v, ema (n each)
     int32_t *text = NULL, *codes = NULL;
+    int *group_of = NULL;
     int rc = DALLE_ERR;
     const int B = o->batch;
     if (B < 2 || o->n_shards < 1 || o->steps < 1 || !o->out)
@@ -99,7 +152,11 @@ int clip_train(const clip_train_opts *o) {
     clip_config cfg = o->cfg;
     cfg.text_len = data.info.text_len, cfg.text_vocab = data.info.text_vocab;
     cfg.grid = data.info.grid, cfg.image_vocab = data.info.image_vocab;
-    if (!(m = clip_new(&cfg, o->seed)) || !(a = clip_acts_new(m, B))) goto done;
+    if (!(group_of = dalle_malloc(sizeof(int) * (size_t)(cfg.text_vocab + cfg.text_len))) ||
+        swap_table(o, cfg.text_vocab, cfg.text_len, group_of))
+        goto done;
+    const int NT_max = o->n_swap ? 2 * B : B; // the pairs' captions, then at most one hard negative each
+    if (!(m = clip_new(&cfg, o->seed)) || !(a = clip_acts_new(m, B, NT_max))) goto done;
     const int64_t n = clip_param_count(m);
     const int L = cfg.text_len, N = cfg.grid * cfg.grid;
     float *params = clip_params(m);
@@ -107,7 +164,7 @@ int clip_train(const clip_train_opts *o) {
     float *grad = state, *adam_m = state + n, *adam_v = state + 2 * n, *ema = state + 3 * n;
     backend_memset0(state, 3 * sizeof(float) * (size_t)n);
     backend_copy(ema, params, sizeof(float) * (size_t)n);
-    text = dalle_malloc(sizeof(int32_t) * (size_t)B * L);
+    text = dalle_malloc(sizeof(int32_t) * (size_t)NT_max * L);
     codes = dalle_malloc(sizeof(int32_t) * (size_t)B * N);
     if (!text || !codes) goto done;
     dalle_log("clip train: %lld records in %d shards (%lld held out), %d layers of %d heads of %d, MLP %dd, E %d, "
@@ -115,16 +172,22 @@ int clip_train(const clip_train_opts *o) {
               (long long)data.total, o->n_shards, (long long)val.total, cfg.n_layer, cfg.n_head, cfg.d_head,
               cfg.mlp_mult, cfg.embed, L, cfg.text_vocab, cfg.grid, cfg.grid, cfg.image_vocab, (long long)n, B,
               (long long)o->steps, o->lr, (long long)DALLE_MIN(o->warmup, o->steps / 2), o->lr_end);
+    if (o->n_swap) dalle_log("clip train: hard negatives from %d swappable words", o->n_swap);
 
     progress_t prog;
     progress_start(&prog, "clip", 0, o->steps, 0);
-    double sum_loss = 0, sum_acc = 0, t_log = dalle_time();
+    double sum_loss = 0, sum_acc = 0, sum_neg = 0, t_log = dalle_time();
     int64_t n_log = 0;
     for (int64_t step = 0; step < o->steps;) {
         for (int k = 0; k < B; k++)
             records_shuffled(&data, step * B + k, text + (int64_t)k * L, codes + (int64_t)k * N);
+        int NT = B;
+        for (int k = 0; o->n_swap && k < B; k++)
+            NT += clip_hard_negative(text + (int64_t)k * L, L, group_of, o->swap_ids, o->swap_group, o->n_swap, o->seed,
+                                     step, k, text + (int64_t)NT * L);
+        sum_neg += NT - B;
         backend_memset0(grad, sizeof(float) * (size_t)n);
-        double acc, loss = clip_step(m, a, text, codes, B, grad, &acc), norm = sqrt(grad_sumsq(grad, n));
+        double acc, loss = clip_step(m, a, text, NT, codes, B, grad, &acc), norm = sqrt(grad_sumsq(grad, n));
         if (!isfinite(loss) || !isfinite(norm)) {
             dalle_seterr("clip train: the loss or the gradient is not finite at step %lld (try a lower --lr)",
                          (long long)step + 1);
@@ -153,10 +216,12 @@ int clip_train(const clip_train_opts *o) {
         if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
             double now = dalle_time();
             if (prog.tty) progress_end(&prog);
-            printf("step %lld loss %.6f acc %.4f lr %.3e items/s %.1f\n", (long long)step, sum_loss / (double)n_log,
+            printf("step %lld loss %.6f acc %.4f lr %.3e items/s %.1f", (long long)step, sum_loss / (double)n_log,
                    sum_acc / (double)n_log, lr, (double)(n_log * B) / DALLE_MAX(now - t_log, 1e-9));
+            if (o->n_swap) printf(" hard negatives %.1f", sum_neg / (double)n_log);
+            printf("\n");
             fflush(stdout);
-            sum_loss = sum_acc = 0, n_log = 0, t_log = now;
+            sum_loss = sum_acc = sum_neg = 0, n_log = 0, t_log = now;
         }
         if (val.total && o->eval_every > 0 && (step % o->eval_every == 0 || step == o->steps)) {
             double vl, va;
@@ -173,6 +238,7 @@ int clip_train(const clip_train_opts *o) {
     rc = DALLE_OK;
 done:
     backend_free(state);
+    dalle_free(group_of);
     dalle_free(text);
     dalle_free(codes);
     clip_acts_free(a);

@@ -4,6 +4,11 @@
 // so the batch should be large). AdamW (weight decay on matrices and
 // embeddings only), linear warm-up then cosine decay, gradient clipping at a
 // global norm, an EMA of the parameters, which is what the model file holds.
+// Hard negatives (NegCLIP, Yuksekgonul et al. 2023): with swap groups, each
+// caption that holds a word of a group adds a copy of itself with that word
+// replaced by another of its group, or two words of one group exchanged, as
+// a caption no image of the batch goes with; it teaches the attributes that
+// in-batch negatives rarely tell apart (a red square from a red circle).
 // `dalle clip train` is a thin layer over clip_train.
 #pragma once
 #include <stdint.h>
@@ -29,6 +34,9 @@ typedef struct {
     int64_t log_every;     // mean train loss and accuracy every this many steps
     int64_t eval_every;    // held-out loss and accuracy (EMA weights) every this many steps and at the end
     int64_t save_every;    // 0: at the end only
+    const int32_t *swap_ids; // (n_swap) text ids (BPE ids < text_vocab, distinct) of words that stand in for
+    const int *swap_group;   // (n_swap) one another within a group (group numbers, at least 2 ids each):
+    int n_swap;              // hard negatives; 0: none
 } clip_train_opts;
 
 // The defaults: 4 layers of 4 heads of 32, MLP 4d, E 128; batch 64, lr 5e-4
@@ -37,7 +45,17 @@ typedef struct {
 void clip_train_defaults(clip_train_opts *o, int64_t steps);
 // The step size at step t (0-based).
 double clip_lr_at(const clip_train_opts *o, int64_t t);
+// Caption text (L ids, checked)'s hard negative for draw (seed, step, k)
+// into out (L ids), given group_of (an entry per text id: its swap group, -1
+// none):
+// with probability 1/2, when the caption holds two different words of one
+// group, two such words exchanged; otherwise one swappable word replaced by
+// another of its group (both uniform). 0 (out untouched) when no word of
+// the caption is in a group, else 1.
+int clip_hard_negative(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
+                       const int *swap_group, int n_swap, uint64_t seed, int64_t step, int k, int32_t *out);
 // Trains a new model as o says and writes o->out. DALLE_ERR with a message
-// on bad options, bad shards (or shards of different sizes, held-out ones
-// included), a loss that is not finite, or I/O failure.
+// on bad options (swap ids out of range, repeated, or alone in a group),
+// bad shards (or shards of different sizes, held-out ones included), a loss
+// that is not finite, or I/O failure.
 int clip_train(const clip_train_opts *o);

@@ -33,6 +33,11 @@ clip_tiny.safetensors, float32 (computed in float64, rounded once):
   "logits" (B,B), "loss" (1,)
   "loss_clamped" (1,)                the loss with logit_scale = 5 (exp 148 clamped at 100;
                                      its gradient is then 0)
+  "neg.logits" (NT,B), "neg.loss", "neg.grad.<name>"
+                                     the same with NT = 6 captions (text ids of the fill, i <
+                                     NT*L: the first B as above, then 2 more) for the B images:
+                                     captions B.. are extra negatives (clip_step's NT), the loss
+                                     (CE(logits[:B], arange) + CE(logits^T, arange)) / 2
   "grad.<name>"                      d loss / d tensor, every tensor, its shape
 Metadata: "clip.config" (JSON), "ref.batch", "ref.torch", "ref.seeds".
 """
@@ -56,6 +61,7 @@ from prior_model import Block  # noqa: E402  (the prior's pre-LN block: the same
 CONFIG = {"n_layer": 2, "n_head": 2, "d_head": 8, "mlp_mult": 4, "embed": 16, "text_len": 6, "text_vocab": 40,
           "grid": 4, "image_vocab": 24}
 BATCH = 4
+NT_NEG = 6  # captions of the hard-negative case: the B paired ones and 2 extra negatives
 SEED_WEIGHTS, SEED_TEXT, SEED_CODES = 20000, 21000, 21001
 BUDGET = 300_000  # bytes
 BLOCK = ("ln_1.weight", "ln_1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
@@ -104,10 +110,12 @@ class Clip(nn.Module):
         self.logit_scale = nn.Parameter(torch.zeros(1))
 
     def forward(self, text, codes):
+        """text (NT, L), codes (B, N), NT >= B: captions B.. are extra negatives (NegCLIP)."""
         t, i = self.text(text), self.image(codes)
-        logits = self.logit_scale.exp().clamp(max=100) * t @ i.T
-        y = torch.arange(len(text))
-        return t, i, logits, (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y)) / 2
+        logits = self.logit_scale.exp().clamp(max=100) * t @ i.T  # (NT, B)
+        B = len(codes)
+        y = torch.arange(B)
+        return t, i, logits, (F.cross_entropy(logits[:B], y) + F.cross_entropy(logits.T, y)) / 2
 
 
 def fill_value(name: str, shape: tuple, seed: int) -> np.ndarray:
@@ -150,6 +158,13 @@ def main() -> int:
     tensors = {"in.text": _np(text.double()), "in.codes": _np(codes.double()), "text_emb": _np(t),
                "image_emb": _np(i), "logits": _np(logits), "loss": _np(loss).reshape(1)}
     tensors.update({f"grad.{n}": _np(params[n].grad) for n in names})
+    # Hard negatives: NT_NEG captions (the first B as above, then more of the fill) with the B images.
+    model.zero_grad()
+    text_neg = np.floor(testfill.fill_u(SEED_TEXT, NT_NEG * L) * (cfg["text_vocab"] + L)).astype(np.int64)
+    _, _, logits_neg, loss_neg = model(torch.from_numpy(text_neg).view(NT_NEG, L), codes)
+    loss_neg.backward()
+    tensors.update({"neg.logits": _np(logits_neg), "neg.loss": _np(loss_neg).reshape(1)})
+    tensors.update({f"neg.grad.{n}": _np(params[n].grad) for n in names})
     with torch.no_grad():
         model.logit_scale.fill_(5.0)
         tensors["loss_clamped"] = _np(model(text, codes)[3]).reshape(1)

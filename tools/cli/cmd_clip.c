@@ -11,10 +11,61 @@
 #include "dalle/dalle.h"
 #include "opts.h"
 
+enum { SWAP_MAX = 256 };
+
+// The swap groups of --swap ("w1,w2,... w3,w4,..": groups apart by spaces,
+// words by commas) as mid-caption BPE ids of tokenizer TOK: each word must
+// be one token after another word ("a WORD" encodes as "a" and one id),
+// appear once and have another word in its group.
+static int parse_swaps(const char *tok, const char *spec, int32_t *ids, int *group, int *n) {
+    bpe_tokenizer *t = bpe_load(tok);
+    if (!t) return DALLE_ERR;
+    int32_t pre[8], buf[8];
+    const int64_t n_pre = bpe_encode(t, "a", 1, NULL, pre, 8);
+    const char *word_at[SWAP_MAX];
+    int word_len[SWAP_MAX], rc = DALLE_OK, g = 0;
+    *n = 0;
+    for (const char *p = spec; *p && rc == DALLE_OK;) {
+        const int len = (int)strcspn(p, ", ");
+        if (len > 0) {
+            char text[128];
+            if (len > (int)sizeof text - 3 || *n == SWAP_MAX) {
+                rc = dalle_seterr("--swap: '%.*s': too long a word or more than %d words", len, p, SWAP_MAX);
+                break;
+            }
+            snprintf(text, sizeof text, "a %.*s", len, p);
+            int64_t k = bpe_encode(t, text, strlen(text), NULL, buf, 8);
+            if (k != n_pre + 1 || memcmp(buf, pre, sizeof(int32_t) * (size_t)n_pre))
+                rc = dalle_seterr("--swap: '%s' is not one token of %s after another word (it is %lld ids in '%s')",
+                                  text + 2, tok, (long long)(k - n_pre), text);
+            word_at[*n] = p, word_len[*n] = len, ids[*n] = buf[n_pre], group[*n] = g, ++*n;
+        }
+        p += len;
+        if (*p == ' ' && len > 0) g++;
+        if (*p) p++;
+    }
+    for (int i = 0; i < *n && rc == DALLE_OK; i++) {
+        int mates = 0;
+        for (int j = 0; j < *n; j++) {
+            if (j != i && ids[j] == ids[i])
+                rc = dalle_seterr("--swap: '%.*s' appears twice", word_len[i], word_at[i]);
+            mates += j != i && group[j] == group[i];
+        }
+        if (!mates && rc == DALLE_OK)
+            rc = dalle_seterr("--swap: '%.*s' is alone in its group (a word needs another to stand in for it)",
+                              word_len[i], word_at[i]);
+    }
+    bpe_free(t);
+    return rc;
+}
+
 static int clip_cmd_train(int argc, char **argv) {
     clip_train_opts o;
     clip_train_defaults(&o, 2000);
     int64_t seed = 0;
+    const char *swap = NULL, *tok = NULL;
+    int32_t swap_ids[SWAP_MAX];
+    int swap_group[SWAP_MAX];
     opt_t opts[] = {
         {"--out,-o", OPT_STR, &o.out, "model file to write: the EMA weights (required)"},
         {"--val", OPT_STR, &o.val, "held-out shard: loss and in-batch accuracy of the EMA weights"},
@@ -35,6 +86,9 @@ static int clip_cmd_train(int argc, char **argv) {
         {"--log-every", OPT_I64, &o.log_every, "print the mean train loss and accuracy every this many steps"},
         {"--eval-every", OPT_I64, &o.eval_every, "held-out loss and accuracy every this many steps (and at the end)"},
         {"--save-every", OPT_I64, &o.save_every, "also write the model every this many steps (0: at the end only)"},
+        {"--swap", OPT_STR, &swap,
+         "hard negatives: groups of words that stand in for one another, \"w1,w2,.. w3,w4,..\" (needs -t)"},
+        {"--tokenizer,-t", OPT_STR, &tok, "the shards' tokenizer, for --swap"},
         {NULL, 0, NULL, NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
@@ -46,6 +100,14 @@ static int clip_cmd_train(int argc, char **argv) {
     if (!o.out || npos == 0) {
         fprintf(stderr, "dalle: clip train: needs -o MODEL and at least one shard\n");
         return 2;
+    }
+    if (swap && !tok) {
+        fprintf(stderr, "dalle: clip train: --swap needs --tokenizer\n");
+        return 2;
+    }
+    if (swap) {
+        if (parse_swaps(tok, swap, swap_ids, swap_group, &o.n_swap)) return cli_fail();
+        o.swap_ids = swap_ids, o.swap_group = swap_group;
     }
     o.seed = (uint64_t)seed;
     o.shards = (const char **)pos;
