@@ -49,11 +49,13 @@ make_tiny_model "$T/model"
 $DALLE -q clip train $TINY --batch 6 --steps 20 --warmup 2 --lr 3e-3 -o "$T/model/clip.safetensors" \
     "$T/tiny-model-work/s.dshard" > /dev/null 2>&1 && ok "clip train on the model's shard" || bad "clip train (model)"
 S="$T/tiny-model-work/s.dshard"
-# Hard negatives: --swap words of the model's tokenizer ("a small picture of png_rgb" ...).
+# Hard negatives: --swap words of the model's tokenizer. Its captions are "a small picture of
+# png_rgb", ... jpg_gray: only png_gray and jpg_gray become another caption of the data by a swap.
 $DALLE clip train $TINY --batch 6 --steps 10 --warmup 2 --log-every 5 -t "$T/model/tokenizer.json" \
-    --swap "small,picture" -o "$T/neg.safetensors" "$T/tiny-model-work/s.dshard" > "$T/neg.txt" 2>&1
-grep -q "hard negatives from 2 swappable words" "$T/neg.txt" && grep -q "hard negatives 6.0" "$T/neg.txt" \
-    && ok "clip train --swap: a hard negative for each of the 6 captions" || bad "--swap: $(cat "$T/neg.txt")"
+    --swap "png,jpg" -o "$T/neg.safetensors" "$S" > "$T/neg.txt" 2>&1
+grep -q "hard negatives from 2 swappable words" "$T/neg.txt" && grep -q "hard negatives 2.0" "$T/neg.txt" \
+    && ok "clip train --swap png,jpg: hard negatives for the 2 of 6 captions whose swap is a caption of the data" \
+    || bad "--swap: $(cat "$T/neg.txt")"
 WANT_RC=2 expect_fail "--swap without a tokenizer" "needs --tokenizer" "$T/o5.safetensors" \
     $DALLE clip train --swap "small,picture" -o "$T/o5.safetensors" "$T/tiny-model-work/s.dshard"
 expect_fail "--swap: a word of two tokens" "'zebra' is not one token" "$T/o6.safetensors" \

@@ -173,9 +173,10 @@ static void test_parity_negatives(void) {
     clip_free(m);
 }
 
-// clip_hard_negative: a replaced word stays in its group, an exchange keeps
-// the caption's words, the draws depend on (seed, step, k) only, and a
-// caption without a swappable word gives none.
+// clip_hard_negative: every edit (a word replaced by another of its group,
+// two words of a group exchanged) is drawn, and only edits; the draws depend
+// on (seed, step, k) only; with a set of known captions, only edits that
+// give one of them; a caption with no such edit gives none.
 static void test_hard_negatives(void) {
     enum { L = 8, V = 20 };
     const int32_t ids[] = {3, 4, 5, 6, 10, 11, 12};
@@ -183,33 +184,62 @@ static void test_hard_negatives(void) {
     int group_of[V + L];
     for (int i = 0; i < V + L; i++) group_of[i] = -1;
     for (int i = 0; i < 7; i++) group_of[ids[i]] = group[i];
-    const int32_t cap[L] = {1, 10, 3, 2, 11, 4, 20, 21}; // two of each group, then padding ids
-    int replaced = 0, exchanged = 0, same_group = 1, kept_rest = 1;
-    for (int k = 0; k < 400; k++) {
+    // two words of each group, then padding ids: 2 + 3 + 2 + 3 replacements, 2 exchanges
+    const int32_t cap[L] = {1, 10, 3, 2, 11, 4, 20, 21};
+    int seen[2][L][V] = {{{0}}}, exchanged = 0, only_edits = 1;
+    for (int k = 0; k < 1200; k++) {
         int32_t out[L], again[L];
-        CHECK(clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, out) == 1);
-        clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, again);
+        CHECK(clip_hard_negative(cap, L, group_of, ids, group, 7, NULL, 5, 3, k, out) == 1);
+        clip_hard_negative(cap, L, group_of, ids, group, 7, NULL, 5, 3, k, again);
         CHECK(!memcmp(out, again, sizeof out));
         int diff[L], nd = 0;
         for (int p = 0; p < L; p++)
             if (out[p] != cap[p]) diff[nd++] = p;
-        CHECK(nd == 1 || nd == 2);
-        for (int i = 0; i < nd; i++) same_group &= group_of[out[diff[i]]] == group_of[cap[diff[i]]];
-        if (nd == 2) exchanged++, kept_rest &= out[diff[0]] == cap[diff[1]] && out[diff[1]] == cap[diff[0]];
-        else replaced++;
+        if (nd == 1) only_edits &= group_of[out[diff[0]]] == group_of[cap[diff[0]]], seen[0][diff[0]][out[diff[0]]]++;
+        else if (nd == 2) {
+            only_edits &= out[diff[0]] == cap[diff[1]] && out[diff[1]] == cap[diff[0]];
+            only_edits &= group_of[cap[diff[0]]] == group_of[cap[diff[1]]];
+            seen[1][diff[0]][diff[1]]++, exchanged++;
+        } else only_edits = 0;
     }
-    printf("    400 negatives: %d replaced a word, %d exchanged two\n", replaced, exchanged);
-    CHECK(same_group && kept_rest && replaced > 100 && exchanged > 100);
+    int distinct = 0, rarest = 1200;
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < L; p++)
+            for (int v = 0; v < V; v++)
+                if (seen[e][p][v]) distinct++, rarest = seen[e][p][v] < rarest ? seen[e][p][v] : rarest;
+    printf("    1200 draws: %d distinct edits of 12 (%d exchanges), the rarest drawn %d times (100 expected)\n",
+           distinct, exchanged, rarest);
+    CHECK(only_edits && distinct == 12 && rarest > 60);
     int differ = 0;
     for (int k = 0; k < 50; k++) {
         int32_t x[L], y[L];
-        clip_hard_negative(cap, L, group_of, ids, group, 7, 5, 3, k, x);
-        clip_hard_negative(cap, L, group_of, ids, group, 7, 6, 3, k, y);
+        clip_hard_negative(cap, L, group_of, ids, group, 7, NULL, 5, 3, k, x);
+        clip_hard_negative(cap, L, group_of, ids, group, 7, NULL, 6, 3, k, y);
         differ += memcmp(x, y, sizeof x) != 0;
     }
     CHECK(differ > 10); // another seed, other draws
-    int32_t none[L] = {1, 2, 7, 8, 9, 25, 26, 27}, out[L] = {0};
-    CHECK(clip_hard_negative(none, L, group_of, ids, group, 7, 5, 3, 0, out) == 0 && out[0] == 0);
+    // known captions: the caption itself, two of its edits, an unrelated one
+    const int32_t e1[L] = {1, 12, 3, 2, 11, 4, 20, 21}, e2[L] = {1, 10, 4, 2, 11, 3, 20, 21},
+                  other[L] = {1, 2, 7, 8, 9, 25, 26, 27};
+    clip_caption_set *known = clip_caption_set_new(4);
+    CHECK(known != NULL);
+    clip_caption_set_add(known, cap, L), clip_caption_set_add(known, e1, L);
+    clip_caption_set_add(known, e2, L), clip_caption_set_add(known, other, L);
+    const int32_t unknown[L] = {1, 11, 3, 2, 11, 4, 20, 21};
+    CHECK(clip_caption_set_has(known, e2, L) && !clip_caption_set_has(known, unknown, L));
+    int n1 = 0, n2 = 0;
+    for (int k = 0; k < 100; k++) {
+        int32_t out[L];
+        CHECK(clip_hard_negative(cap, L, group_of, ids, group, 7, known, 5, 3, k, out) == 1);
+        n1 += !memcmp(out, e1, sizeof out), n2 += !memcmp(out, e2, sizeof out);
+    }
+    printf("    with known captions: %d and %d of 100 draws are the two known edits\n", n1, n2);
+    CHECK(n1 + n2 == 100 && n1 > 25 && n2 > 25);
+    int32_t out[L];
+    const int32_t lone[L] = {1, 5, 2, 7, 8, 9, 20, 21}; // one swappable word; no edit of it is known
+    CHECK(clip_hard_negative(lone, L, group_of, ids, group, 7, known, 5, 3, 0, out) == 0);
+    CHECK(clip_hard_negative(other, L, group_of, ids, group, 7, NULL, 5, 3, 0, out) == 0); // no swappable word
+    clip_caption_set_free(known);
 }
 
 // A batch smaller than the activations gives the same results; the

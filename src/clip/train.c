@@ -42,32 +42,88 @@ double clip_lr_at(const clip_train_opts *o, int64_t t) {
     return cosine_schedule(t - warmup, o->steps - warmup, o->lr, o->lr_end);
 }
 
+struct clip_caption_set {
+    uint64_t *slot; // (cap) open addressing, linear probing; 0: empty
+    int64_t cap;    // a power of two, at least twice the captions
+};
+
+// FNV-1a of a caption's L ids, never 0 (the empty slot).
+static uint64_t caption_hash(const int32_t *text, int L) {
+    uint64_t h = 14695981039346656037ull;
+    for (int i = 0; i < L; i++)
+        for (int b = 0; b < 4; b++) h = (h ^ (((uint32_t)text[i] >> (8 * b)) & 0xff)) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+clip_caption_set *clip_caption_set_new(int64_t n) {
+    clip_caption_set *s = dalle_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    for (s->cap = 16; s->cap < 2 * n; s->cap *= 2) {}
+    if (!(s->slot = dalle_calloc((size_t)s->cap, sizeof *s->slot))) {
+        dalle_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void clip_caption_set_free(clip_caption_set *s) {
+    if (!s) return;
+    dalle_free(s->slot);
+    dalle_free(s);
+}
+
+// The slot of hash h: its own, or the empty one where it would go.
+static int64_t caption_slot(const clip_caption_set *s, uint64_t h) {
+    int64_t i = (int64_t)(h & (uint64_t)(s->cap - 1));
+    while (s->slot[i] && s->slot[i] != h) i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+void clip_caption_set_add(clip_caption_set *s, const int32_t *text, int L) {
+    const uint64_t h = caption_hash(text, L);
+    s->slot[caption_slot(s, h)] = h;
+}
+
+int clip_caption_set_has(const clip_caption_set *s, const int32_t *text, int L) {
+    const uint64_t h = caption_hash(text, L);
+    return s->slot[caption_slot(s, h)] == h;
+}
+
+// Edit e of caption text (L ids) into out, in the order clip_hard_negative
+// counts them: first the replacements (a swappable position, in order, by
+// each other word of its group, in the swap lists' order), then the
+// exchanges (positions p < q of one group holding different words). 0 when
+// there is no edit e (out then holds text).
+static int apply_edit(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
+                      const int *swap_group, int n_swap, int64_t e, int32_t *out) {
+    memcpy(out, text, sizeof(int32_t) * (size_t)L);
+    for (int p = 0; p < L; p++) {
+        const int g = group_of[text[p]];
+        if (g < 0) continue;
+        for (int i = 0; i < n_swap; i++)
+            if (swap_group[i] == g && swap_ids[i] != text[p] && e-- == 0) return out[p] = swap_ids[i], 1;
+    }
+    for (int p = 0; p < L; p++)
+        for (int q = p + 1; q < L && group_of[text[p]] >= 0; q++)
+            if (group_of[text[q]] == group_of[text[p]] && text[q] != text[p] && e-- == 0)
+                return out[p] = text[q], out[q] = text[p], 1;
+    return 0;
+}
+
 int clip_hard_negative(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
-                       const int *swap_group, int n_swap, uint64_t seed, int64_t step, int k, int32_t *out) {
-    int pos[256], n = 0; // the caption's swappable positions (the first 256)
-    for (int p = 0; p < L && n < 256; p++)
-        if (group_of[text[p]] >= 0) pos[n++] = p;
+                       const int *swap_group, int n_swap, const clip_caption_set *known, uint64_t seed,
+                       int64_t step, int k, int32_t *out) {
+    int64_t n = 0; // the edits whose caption is known
+    for (int64_t e = 0; apply_edit(text, L, group_of, swap_ids, swap_group, n_swap, e, out); e++)
+        n += !known || clip_caption_set_has(known, out, L);
     if (n == 0) return 0;
     uint32_t u[4];
     philox4x32(seed ^ 0x6e656763u, (uint64_t)step, (uint64_t)k, u); // "negc"
-    memcpy(out, text, sizeof(int32_t) * (size_t)L);
-    const int p = pos[u[0] % (uint32_t)n], g = group_of[text[p]];
-    // exchange: the positions holding another word of p's group
-    int other[256], n_other = 0;
-    for (int i = 0; i < n; i++)
-        if (group_of[text[pos[i]]] == g && text[pos[i]] != text[p]) other[n_other++] = pos[i];
-    if (n_other > 0 && (u[1] & 1)) {
-        const int q = other[u[2] % (uint32_t)n_other];
-        out[p] = text[q], out[q] = text[p];
-        return 1;
-    }
-    // replace: another member of the group, uniform
-    int members = 0;
-    for (int i = 0; i < n_swap; i++) members += swap_group[i] == g && swap_ids[i] != text[p];
-    int pick = (int)(u[3] % (uint32_t)members);
-    for (int i = 0; i < n_swap; i++)
-        if (swap_group[i] == g && swap_ids[i] != text[p] && pick-- == 0) out[p] = swap_ids[i];
-    return 1;
+    int64_t pick = (int64_t)((((uint64_t)u[0] << 32) | u[1]) % (uint64_t)n);
+    for (int64_t e = 0; apply_edit(text, L, group_of, swap_ids, swap_group, n_swap, e, out); e++)
+        if ((!known || clip_caption_set_has(known, out, L)) && pick-- == 0) return 1;
+    DALLE_ASSERT(0);
+    return 0;
 }
 
 // group_of (text_vocab + L entries, every text id): each id's swap group,
@@ -134,6 +190,7 @@ int clip_train(const clip_train_opts *o) {
     float *state = NULL; // backend: grad, adam m, adam v, ema (n each)
     int32_t *text = NULL, *codes = NULL;
     int *group_of = NULL;
+    clip_caption_set *known = NULL;
     int rc = DALLE_ERR;
     const int B = o->batch;
     if (B < 2 || o->n_shards < 1 || o->steps < 1 || !o->out)
@@ -172,7 +229,16 @@ int clip_train(const clip_train_opts *o) {
               (long long)data.total, o->n_shards, (long long)val.total, cfg.n_layer, cfg.n_head, cfg.d_head,
               cfg.mlp_mult, cfg.embed, L, cfg.text_vocab, cfg.grid, cfg.grid, cfg.image_vocab, (long long)n, B,
               (long long)o->steps, o->lr, (long long)DALLE_MIN(o->warmup, o->steps / 2), o->lr_end);
-    if (o->n_swap) dalle_log("clip train: hard negatives from %d swappable words", o->n_swap);
+    if (o->n_swap) {
+        // the training captions: hard negatives are taken among them
+        if (!(known = clip_caption_set_new(data.total))) goto done;
+        for (int64_t i = 0; i < data.total; i++) {
+            records_read(&data, i, text, codes);
+            clip_caption_set_add(known, text, L);
+        }
+        dalle_log("clip train: hard negatives from %d swappable words, among the captions of the %lld records",
+                  o->n_swap, (long long)data.total);
+    }
 
     progress_t prog;
     progress_start(&prog, "clip", 0, o->steps, 0);
@@ -183,8 +249,8 @@ int clip_train(const clip_train_opts *o) {
             records_shuffled(&data, step * B + k, text + (int64_t)k * L, codes + (int64_t)k * N);
         int NT = B;
         for (int k = 0; o->n_swap && k < B; k++)
-            NT += clip_hard_negative(text + (int64_t)k * L, L, group_of, o->swap_ids, o->swap_group, o->n_swap, o->seed,
-                                     step, k, text + (int64_t)NT * L);
+            NT += clip_hard_negative(text + (int64_t)k * L, L, group_of, o->swap_ids, o->swap_group, o->n_swap, known,
+                                     o->seed, step, k, text + (int64_t)NT * L);
         sum_neg += NT - B;
         backend_memset0(grad, sizeof(float) * (size_t)n);
         double acc, loss = clip_step(m, a, text, NT, codes, B, grad, &acc), norm = sqrt(grad_sumsq(grad, n));
@@ -239,6 +305,7 @@ int clip_train(const clip_train_opts *o) {
 done:
     backend_free(state);
     dalle_free(group_of);
+    clip_caption_set_free(known);
     dalle_free(text);
     dalle_free(codes);
     clip_acts_free(a);

@@ -4,11 +4,15 @@
 // so the batch should be large). AdamW (weight decay on matrices and
 // embeddings only), linear warm-up then cosine decay, gradient clipping at a
 // global norm, an EMA of the parameters, which is what the model file holds.
-// Hard negatives (NegCLIP, Yuksekgonul et al. 2023): with swap groups, each
-// caption that holds a word of a group adds a copy of itself with that word
-// replaced by another of its group, or two words of one group exchanged, as
-// a caption no image of the batch goes with; it teaches the attributes that
-// in-batch negatives rarely tell apart (a red square from a red circle).
+// Hard negatives (after NegCLIP, Yuksekgonul et al. 2023): with swap groups,
+// each caption that holds a word of a group adds a copy of itself with that
+// word replaced by another of its group, or two words of one group
+// exchanged, as a caption no image of the batch goes with; it teaches the
+// attributes that in-batch negatives rarely tell apart (a red square from a
+// red circle). The copy must be a caption of the training data: a made-up
+// one ("a red triangle" where the data holds no red triangle) would teach
+// that unseen combinations are wrong, the opposite of what a reranker of
+// new combinations needs.
 // `dalle clip train` is a thin layer over clip_train.
 #pragma once
 #include <stdint.h>
@@ -45,15 +49,22 @@ typedef struct {
 void clip_train_defaults(clip_train_opts *o, int64_t steps);
 // The step size at step t (0-based).
 double clip_lr_at(const clip_train_opts *o, int64_t t);
+// A set of captions (their L ids, by a 64-bit hash) for up to n captions;
+// NULL on out-of-memory.
+typedef struct clip_caption_set clip_caption_set;
+clip_caption_set *clip_caption_set_new(int64_t n);
+void clip_caption_set_free(clip_caption_set *s);
+void clip_caption_set_add(clip_caption_set *s, const int32_t *text, int L);
+int clip_caption_set_has(const clip_caption_set *s, const int32_t *text, int L);
 // Caption text (L ids, checked)'s hard negative for draw (seed, step, k)
 // into out (L ids), given group_of (an entry per text id: its swap group, -1
-// none):
-// with probability 1/2, when the caption holds two different words of one
-// group, two such words exchanged; otherwise one swappable word replaced by
-// another of its group (both uniform). 0 (out untouched) when no word of
-// the caption is in a group, else 1.
+// none): one of the caption's edits, uniformly, among those whose result is
+// in KNOWN (NULL: any). An edit replaces a word of a group by another of its
+// group or exchanges two different words of one group. 0 when there is no
+// such edit (out is then scratch), else 1.
 int clip_hard_negative(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
-                       const int *swap_group, int n_swap, uint64_t seed, int64_t step, int k, int32_t *out);
+                       const int *swap_group, int n_swap, const clip_caption_set *known, uint64_t seed,
+                       int64_t step, int k, int32_t *out);
 // Trains a new model as o says and writes o->out. DALLE_ERR with a message
 // on bad options (swap ids out of range, repeated, or alone in a group),
 // bad shards (or shards of different sizes, held-out ones included), a loss
