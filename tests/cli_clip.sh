@@ -56,7 +56,13 @@ $DALLE clip train $TINY --batch 6 --steps 10 --warmup 2 --log-every 5 -t "$T/mod
 grep -q "hard negatives from 2 swappable words" "$T/neg.txt" && grep -q "hard negatives 2.0" "$T/neg.txt" \
     && ok "clip train --swap png,jpg: hard negatives for the 2 of 6 captions whose swap is a caption of the data" \
     || bad "--swap: $(cat "$T/neg.txt")"
-WANT_RC=2 expect_fail "--swap without a tokenizer" "needs --tokenizer" "$T/o5.safetensors" \
+$DALLE clip train $TINY --batch 6 --steps 10 --warmup 2 --log-every 5 -t "$T/model/tokenizer.json" \
+    --drop-words "small,png" --drop-p 1 -o "$T/drop.safetensors" "$S" > "$T/drop.txt" 2>&1
+grep -q "words dropped 6.0" "$T/drop.txt" && ok "clip train --drop-words small,png --drop-p 1: every caption loses a word" \
+    || bad "--drop-words: $(cat "$T/drop.txt")"
+expect_fail "--drop-p without drop words" "word dropout needs" "$T/o9.safetensors" \
+    $DALLE clip train --drop-p 0.5 -o "$T/o9.safetensors" "$S"
+WANT_RC=2 expect_fail "--swap without a tokenizer" "need --tokenizer" "$T/o5.safetensors" \
     $DALLE clip train --swap "small,picture" -o "$T/o5.safetensors" "$T/tiny-model-work/s.dshard"
 expect_fail "--swap: a word of two tokens" "'zebra' is not one token" "$T/o6.safetensors" \
     $DALLE clip train -t "$T/model/tokenizer.json" --swap "small,zebra" -o "$T/o6.safetensors" "$S"

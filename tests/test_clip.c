@@ -242,6 +242,32 @@ static void test_hard_negatives(void) {
     clip_caption_set_free(known);
 }
 
+// clip_drop_word: with probability p a drop word is deleted, the rest move
+// up and the padding ids follow their positions; p 0 and 1; no drop word.
+static void test_drop_word(void) {
+    enum { L = 6, Vt = 50 };
+    const int32_t cap[L] = {1, 7, 8, 2, 54, 55}, drop[] = {7, 8};
+    int dropped = 0, first = 0, ok_layout = 1;
+    for (int k = 0; k < 400; k++) {
+        int32_t t[L];
+        memcpy(t, cap, sizeof t);
+        if (!clip_drop_word(t, L, Vt, drop, 2, 0.5, 9, 1, k)) {
+            ok_layout &= !memcmp(t, cap, sizeof t);
+            continue;
+        }
+        dropped++;
+        const int32_t a[L] = {1, 8, 2, 53, 54, 55}, b[L] = {1, 7, 2, 53, 54, 55};
+        first += !memcmp(t, a, sizeof t);
+        ok_layout &= !memcmp(t, a, sizeof t) || !memcmp(t, b, sizeof t);
+    }
+    printf("    p 0.5: %d of 400 captions lost a word (%d the first of two)\n", dropped, first);
+    CHECK(ok_layout && dropped > 160 && dropped < 240 && first > 0.35 * dropped && first < 0.65 * dropped);
+    int32_t t[L] = {1, 2, 3, 4, 5, 6}, full[L] = {7, 1, 2, 3, 4, 5};
+    CHECK(clip_drop_word(t, L, Vt, drop, 2, 1, 9, 1, 0) == 0); // no drop word
+    CHECK(clip_drop_word(full, L, Vt, drop, 2, 0, 9, 1, 0) == 0 && full[0] == 7);
+    CHECK(clip_drop_word(full, L, Vt, drop, 2, 1, 9, 1, 0) == 1 && full[0] == 1 && full[4] == 5 && full[5] == Vt + 5);
+}
+
 // A batch smaller than the activations gives the same results; the
 // inference buffers grow with the batch; an item's embedding does not
 // depend on the rest of the batch.
@@ -495,6 +521,7 @@ int main(void) {
     RUN(test_parity);
     RUN(test_parity_negatives);
     RUN(test_hard_negatives);
+    RUN(test_drop_word);
     RUN(test_batches);
     RUN(test_finite_differences);
     RUN(test_new);

@@ -126,6 +126,22 @@ int clip_hard_negative(const int32_t *text, int L, const int *group_of, const in
     return 0;
 }
 
+int clip_drop_word(int32_t *text, int L, int Vt, const int32_t *drop_ids, int n_drop, double p, uint64_t seed,
+                   int64_t step, int k) {
+    uint32_t u[4];
+    philox4x32(seed ^ 0x64726f70u, (uint64_t)step, (uint64_t)k, u); // "drop"
+    if ((double)u[0] / 4294967296.0 >= p) return 0;
+    int pos[256], n = 0; // the caption's drop words (the first 256)
+    for (int i = 0; i < L && n < 256; i++)
+        for (int j = 0; j < n_drop; j++)
+            if (text[i] == drop_ids[j]) pos[n++] = i;
+    if (n == 0) return 0;
+    const int at = pos[u[1] % (uint32_t)n];
+    for (int i = at; i < L - 1; i++) text[i] = text[i + 1] >= Vt ? Vt + i : text[i + 1];
+    text[L - 1] = Vt + L - 1;
+    return 1;
+}
+
 // group_of (text_vocab + L entries, every text id): each id's swap group,
 // -1 for none, from o's swap lists; DALLE_ERR naming the bad id.
 static int swap_table(const clip_train_opts *o, int text_vocab, int L, int *group_of) {
@@ -196,6 +212,8 @@ int clip_train(const clip_train_opts *o) {
     if (B < 2 || o->n_shards < 1 || o->steps < 1 || !o->out)
         return dalle_seterr("clip train: needs a batch of at least 2 (in-batch negatives), at least one shard, "
                             "at least one step and an output file");
+    if (!(o->drop_p >= 0 && o->drop_p <= 1) || (o->drop_p > 0 && o->n_drop < 1))
+        return dalle_seterr("clip train: word dropout needs a probability in [0, 1] (not %g) and drop words", o->drop_p);
     if (records_open(&data, o->shards, o->n_shards, NULL, o->seed)) goto done;
     if (data.total == 0) {
         dalle_seterr("clip train: the shards hold no records");
@@ -212,6 +230,12 @@ int clip_train(const clip_train_opts *o) {
     if (!(group_of = dalle_malloc(sizeof(int) * (size_t)(cfg.text_vocab + cfg.text_len))) ||
         swap_table(o, cfg.text_vocab, cfg.text_len, group_of))
         goto done;
+    for (int i = 0; i < o->n_drop; i++)
+        if (o->drop_ids[i] < 0 || o->drop_ids[i] >= cfg.text_vocab) {
+            dalle_seterr("clip train: drop id %d is not a BPE id (the shards' text vocabulary is %d)", o->drop_ids[i],
+                         cfg.text_vocab);
+            goto done;
+        }
     const int NT_max = o->n_swap ? 2 * B : B; // the pairs' captions, then at most one hard negative each
     if (!(m = clip_new(&cfg, o->seed)) || !(a = clip_acts_new(m, B, NT_max))) goto done;
     const int64_t n = clip_param_count(m);
@@ -242,11 +266,14 @@ int clip_train(const clip_train_opts *o) {
 
     progress_t prog;
     progress_start(&prog, "clip", 0, o->steps, 0);
-    double sum_loss = 0, sum_acc = 0, sum_neg = 0, t_log = dalle_time();
+    double sum_loss = 0, sum_acc = 0, sum_neg = 0, sum_drop = 0, t_log = dalle_time();
     int64_t n_log = 0;
     for (int64_t step = 0; step < o->steps;) {
         for (int k = 0; k < B; k++)
             records_shuffled(&data, step * B + k, text + (int64_t)k * L, codes + (int64_t)k * N);
+        for (int k = 0; o->drop_p > 0 && k < B; k++)
+            sum_drop += clip_drop_word(text + (int64_t)k * L, L, cfg.text_vocab, o->drop_ids, o->n_drop, o->drop_p,
+                                       o->seed, step, k);
         int NT = B;
         for (int k = 0; o->n_swap && k < B; k++)
             NT += clip_hard_negative(text + (int64_t)k * L, L, group_of, o->swap_ids, o->swap_group, o->n_swap, known,
@@ -285,9 +312,10 @@ int clip_train(const clip_train_opts *o) {
             printf("step %lld loss %.6f acc %.4f lr %.3e items/s %.1f", (long long)step, sum_loss / (double)n_log,
                    sum_acc / (double)n_log, lr, (double)(n_log * B) / DALLE_MAX(now - t_log, 1e-9));
             if (o->n_swap) printf(" hard negatives %.1f", sum_neg / (double)n_log);
+            if (o->drop_p > 0) printf(" words dropped %.1f", sum_drop / (double)n_log);
             printf("\n");
             fflush(stdout);
-            sum_loss = sum_acc = sum_neg = 0, n_log = 0, t_log = now;
+            sum_loss = sum_acc = sum_neg = sum_drop = 0, n_log = 0, t_log = now;
         }
         if (val.total && o->eval_every > 0 && (step % o->eval_every == 0 || step == o->steps)) {
             double vl, va;

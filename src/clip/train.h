@@ -12,7 +12,9 @@
 // red circle). The copy must be a caption of the training data: a made-up
 // one ("a red triangle" where the data holds no red triangle) would teach
 // that unseen combinations are wrong, the opposite of what a reranker of
-// new combinations needs.
+// new combinations needs. Word dropout (drop_p) deletes attribute words
+// from captions, so that a caption without its colour ("a triangle in the
+// top left") must be matched by shape alone.
 // `dalle clip train` is a thin layer over clip_train.
 #pragma once
 #include <stdint.h>
@@ -41,6 +43,10 @@ typedef struct {
     const int32_t *swap_ids; // (n_swap) text ids (BPE ids < text_vocab, distinct) of words that stand in for
     const int *swap_group;   // (n_swap) one another within a group (group numbers, at least 2 ids each):
     int n_swap;              // hard negatives; 0: none
+    const int32_t *drop_ids; // (n_drop) text ids of words that word dropout deletes
+    int n_drop;
+    double drop_p;           // the probability that a caption loses one of its drop words (uniform), its later
+                             // tokens moving up a position; 0: off
 } clip_train_opts;
 
 // The defaults: 4 layers of 4 heads of 32, MLP 4d, E 128; batch 64, lr 5e-4
@@ -65,6 +71,13 @@ int clip_caption_set_has(const clip_caption_set *s, const int32_t *text, int L);
 int clip_hard_negative(const int32_t *text, int L, const int *group_of, const int32_t *swap_ids,
                        const int *swap_group, int n_swap, const clip_caption_set *known, uint64_t seed,
                        int64_t step, int k, int32_t *out);
+// Word dropout: with probability p (draw (seed, step, k)) deletes one of
+// the drop words (drop_ids, n_drop) of caption text (L ids, Vt the BPE
+// vocabulary: ids >= Vt are padding) in place, uniformly; the later tokens
+// move up a position and the padding ids follow their positions (Vt + i).
+// 1 when a word was deleted, else 0.
+int clip_drop_word(int32_t *text, int L, int Vt, const int32_t *drop_ids, int n_drop, double p, uint64_t seed,
+                   int64_t step, int k);
 // Trains a new model as o says and writes o->out. DALLE_ERR with a message
 // on bad options (swap ids out of range, repeated, or alone in a group),
 // bad shards (or shards of different sizes, held-out ones included), a loss

@@ -16,8 +16,10 @@ enum { SWAP_MAX = 256 };
 // The swap groups of --swap ("w1,w2,... w3,w4,..": groups apart by spaces,
 // words by commas) as mid-caption BPE ids of tokenizer TOK: each word must
 // be one token after another word ("a WORD" encodes as "a" and one id),
-// appear once and have another word in its group.
-static int parse_swaps(const char *tok, const char *spec, int32_t *ids, int *group, int *n) {
+// appear once and, with NEED_MATES, have another word in its group. OPT:
+// the option's name, for messages.
+static int parse_words(const char *opt, const char *tok, const char *spec, int need_mates, int32_t *ids, int *group,
+                       int *n) {
     bpe_tokenizer *t = bpe_load(tok);
     if (!t) return DALLE_ERR;
     int32_t pre[8], buf[8];
@@ -30,14 +32,14 @@ static int parse_swaps(const char *tok, const char *spec, int32_t *ids, int *gro
         if (len > 0) {
             char text[128];
             if (len > (int)sizeof text - 3 || *n == SWAP_MAX) {
-                rc = dalle_seterr("--swap: '%.*s': too long a word or more than %d words", len, p, SWAP_MAX);
+                rc = dalle_seterr("%s: '%.*s': too long a word or more than %d words", opt, len, p, SWAP_MAX);
                 break;
             }
             snprintf(text, sizeof text, "a %.*s", len, p);
             int64_t k = bpe_encode(t, text, strlen(text), NULL, buf, 8);
             if (k != n_pre + 1 || memcmp(buf, pre, sizeof(int32_t) * (size_t)n_pre))
-                rc = dalle_seterr("--swap: '%s' is not one token of %s after another word (it is %lld ids in '%s')",
-                                  text + 2, tok, (long long)(k - n_pre), text);
+                rc = dalle_seterr("%s: '%s' is not one token of %s after another word (it is %lld ids in '%s')",
+                                  opt, text + 2, tok, (long long)(k - n_pre), text);
             word_at[*n] = p, word_len[*n] = len, ids[*n] = buf[n_pre], group[*n] = g, ++*n;
         }
         p += len;
@@ -48,11 +50,11 @@ static int parse_swaps(const char *tok, const char *spec, int32_t *ids, int *gro
         int mates = 0;
         for (int j = 0; j < *n; j++) {
             if (j != i && ids[j] == ids[i])
-                rc = dalle_seterr("--swap: '%.*s' appears twice", word_len[i], word_at[i]);
+                rc = dalle_seterr("%s: '%.*s' appears twice", opt, word_len[i], word_at[i]);
             mates += j != i && group[j] == group[i];
         }
-        if (!mates && rc == DALLE_OK)
-            rc = dalle_seterr("--swap: '%.*s' is alone in its group (a word needs another to stand in for it)",
+        if (need_mates && !mates && rc == DALLE_OK)
+            rc = dalle_seterr("%s: '%.*s' is alone in its group (a word needs another to stand in for it)", opt,
                               word_len[i], word_at[i]);
     }
     bpe_free(t);
@@ -63,9 +65,9 @@ static int clip_cmd_train(int argc, char **argv) {
     clip_train_opts o;
     clip_train_defaults(&o, 2000);
     int64_t seed = 0;
-    const char *swap = NULL, *tok = NULL;
-    int32_t swap_ids[SWAP_MAX];
-    int swap_group[SWAP_MAX];
+    const char *swap = NULL, *drop = NULL, *tok = NULL;
+    int32_t swap_ids[SWAP_MAX], drop_ids[SWAP_MAX];
+    int swap_group[SWAP_MAX], drop_group[SWAP_MAX];
     opt_t opts[] = {
         {"--out,-o", OPT_STR, &o.out, "model file to write: the EMA weights (required)"},
         {"--val", OPT_STR, &o.val, "held-out shard: loss and in-batch accuracy of the EMA weights"},
@@ -88,7 +90,9 @@ static int clip_cmd_train(int argc, char **argv) {
         {"--save-every", OPT_I64, &o.save_every, "also write the model every this many steps (0: at the end only)"},
         {"--swap", OPT_STR, &swap,
          "hard negatives: groups of words that stand in for one another, \"w1,w2,.. w3,w4,..\" (needs -t)"},
-        {"--tokenizer,-t", OPT_STR, &tok, "the shards' tokenizer, for --swap"},
+        {"--drop-words", OPT_STR, &drop, "words that --drop-p deletes from captions, \"w1,w2,..\" (needs -t)"},
+        {"--drop-p", OPT_DOUBLE, &o.drop_p, "the probability that a caption loses one of its --drop-words"},
+        {"--tokenizer,-t", OPT_STR, &tok, "the shards' tokenizer, for --swap and --drop-words"},
         {NULL, 0, NULL, NULL}};
     char *pos[OPTS_MAX_POS];
     int npos = 0;
@@ -101,13 +105,17 @@ static int clip_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dalle: clip train: needs -o MODEL and at least one shard\n");
         return 2;
     }
-    if (swap && !tok) {
-        fprintf(stderr, "dalle: clip train: --swap needs --tokenizer\n");
+    if ((swap || drop) && !tok) {
+        fprintf(stderr, "dalle: clip train: --swap and --drop-words need --tokenizer\n");
         return 2;
     }
     if (swap) {
-        if (parse_swaps(tok, swap, swap_ids, swap_group, &o.n_swap)) return cli_fail();
+        if (parse_words("--swap", tok, swap, 1, swap_ids, swap_group, &o.n_swap)) return cli_fail();
         o.swap_ids = swap_ids, o.swap_group = swap_group;
+    }
+    if (drop) {
+        if (parse_words("--drop-words", tok, drop, 0, drop_ids, drop_group, &o.n_drop)) return cli_fail();
+        o.drop_ids = drop_ids;
     }
     o.seed = (uint64_t)seed;
     o.shards = (const char **)pos;
