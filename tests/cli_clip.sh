@@ -58,7 +58,8 @@ grep -q "hard negatives from 2 swappable words" "$T/neg.txt" && grep -q "hard ne
     || bad "--swap: $(cat "$T/neg.txt")"
 $DALLE clip train $TINY --batch 6 --steps 10 --warmup 2 --log-every 5 -t "$T/model/tokenizer.json" \
     --drop-words "small,png" --drop-p 1 -o "$T/drop.safetensors" "$S" > "$T/drop.txt" 2>&1
-grep -q "words dropped 6.0" "$T/drop.txt" && ok "clip train --drop-words small,png --drop-p 1: every caption loses a word" \
+grep -q "words dropped 6.0" "$T/drop.txt" \
+    && ok "clip train --drop-words small,png --drop-p 1: every caption loses a word" \
     || bad "--drop-words: $(cat "$T/drop.txt")"
 expect_fail "--drop-p without drop words" "word dropout needs" "$T/o9.safetensors" \
     $DALLE clip train --drop-p 0.5 -o "$T/o9.safetensors" "$S"

@@ -213,7 +213,8 @@ int clip_train(const clip_train_opts *o) {
         return dalle_seterr("clip train: needs a batch of at least 2 (in-batch negatives), at least one shard, "
                             "at least one step and an output file");
     if (!(o->drop_p >= 0 && o->drop_p <= 1) || (o->drop_p > 0 && o->n_drop < 1))
-        return dalle_seterr("clip train: word dropout needs a probability in [0, 1] (not %g) and drop words", o->drop_p);
+        return dalle_seterr("clip train: word dropout needs a probability in [0, 1] (not %g) and drop words",
+                            o->drop_p);
     if (records_open(&data, o->shards, o->n_shards, NULL, o->seed)) goto done;
     if (data.total == 0) {
         dalle_seterr("clip train: the shards hold no records");
