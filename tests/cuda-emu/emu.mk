@@ -1,5 +1,6 @@
 # tests/cuda-emu/emu.mk (included by the Makefile): `make test-cuda-emu` runs
-# the CUDA backend's tests (tests/cuda/test_cuda_ops, test_cuda_transformer)
+# the CUDA backend's tests (tests/cuda/test_cuda_ops, test_cuda_transformer, and
+# tests/test_clip on the emulated backend)
 # on the CPU, with no nvcc and no GPU: the backend's own .cu files (all but
 # comm_nccl.cu: no NCCL here) are built by g++ against the stand-ins in
 # tests/cuda-emu/include (the CUDA runtime and kernel language, cuBLASLt,
@@ -24,7 +25,7 @@ ifeq ($(EMU_CXX),)
 test-cuda-emu:
 	@echo "test-cuda-emu: skipped: no C++ compiler ($(CXX)) for the CUDA emulator"
 else
-test-cuda-emu: $(EMU_LIB) $(EMU_TESTS)
+test-cuda-emu: $(EMU_LIB) $(EMU_TESTS) $(BUILD)/tests/test_clip
 	@tests/cuda-emu/run $(BUILD)
 endif
 
