@@ -63,6 +63,8 @@ grep -q "words dropped 6.0" "$T/drop.txt" \
     || bad "--drop-words: $(cat "$T/drop.txt")"
 expect_fail "--drop-p without drop words" "word dropout needs" "$T/o9.safetensors" \
     $DALLE clip train --drop-p 0.5 -o "$T/o9.safetensors" "$S"
+WANT_RC=2 expect_fail "--drop-words without --drop-p" "needs --drop-p" "$T/o10.safetensors" \
+    $DALLE clip train -t "$T/model/tokenizer.json" --drop-words "small" -o "$T/o10.safetensors" "$S"
 WANT_RC=2 expect_fail "--swap without a tokenizer" "need --tokenizer" "$T/o5.safetensors" \
     $DALLE clip train --swap "small,picture" -o "$T/o5.safetensors" "$T/tiny-model-work/s.dshard"
 expect_fail "--swap: a word of two tokens" "'zebra' is not one token" "$T/o6.safetensors" \

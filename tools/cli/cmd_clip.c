@@ -37,9 +37,11 @@ static int parse_words(const char *opt, const char *tok, const char *spec, int n
             }
             snprintf(text, sizeof text, "a %.*s", len, p);
             int64_t k = bpe_encode(t, text, strlen(text), NULL, buf, 8);
-            if (k != n_pre + 1 || memcmp(buf, pre, sizeof(int32_t) * (size_t)n_pre))
+            if (k != n_pre + 1 || memcmp(buf, pre, sizeof(int32_t) * (size_t)n_pre)) {
                 rc = dalle_seterr("%s: '%s' is not one token of %s after another word (it is %lld ids in '%s')",
                                   opt, text + 2, tok, (long long)(k - n_pre), text);
+                break;
+            }
             word_at[*n] = p, word_len[*n] = len, ids[*n] = buf[n_pre], group[*n] = g, ++*n;
         }
         p += len;
@@ -107,6 +109,10 @@ static int clip_cmd_train(int argc, char **argv) {
     }
     if ((swap || drop) && !tok) {
         fprintf(stderr, "dalle: clip train: --swap and --drop-words need --tokenizer\n");
+        return 2;
+    }
+    if (drop && !(o.drop_p > 0)) {
+        fprintf(stderr, "dalle: clip train: --drop-words needs --drop-p (the probability of a deletion)\n");
         return 2;
     }
     if (swap) {
