@@ -6,6 +6,7 @@
 // split by columns so that no two threads add into the same gradient.
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -195,9 +196,91 @@ void cpu_gelu_backward(float *din, const float *dout, const float *in, int64_t n
 // Attention over key lists: query t of every (b, h) attends keys[off[t] ..
 // off[t+1]) (ascending positions, self included). P is stored packed in the
 // same order: p[(b*NH + h)*nnz + off[t] + i].
+//
+// A full list (every query attends all T keys: the reranker's image tower)
+// packs P as the (T, T) matrix of each (b, h), so that the scores, P V and
+// the backward's four products are sgemm calls. The (b, h) pairs are split
+// across threads as in the sparse loops; inside a parallel region the
+// OpenMP build of OpenBLAS runs each call on its calling thread (one
+// parallel region per op: finer ones stall whenever another process holds
+// a core). Sparse lists (the prior's masks) take the per-query loops.
+
+// 1 if the lists give every query all T keys in order: off[t] = t*T and
+// keys[t*T + i] = i.
+static int keys_full(const int32_t *off, const int32_t *keys, int64_t nnz, int T) {
+    if (nnz != (int64_t)T * T) return 0;
+    for (int t = 0; t <= T; t++)
+        if (off[t] != (int64_t)t * T) return 0;
+    for (int64_t j = 0; j < nnz; j++)
+        if (keys[j] != (int32_t)(j % T)) return 0;
+    return 1;
+}
+
+// Full lists: for each (b, h), S = scale Q K^T into P (T, T), softmax by
+// rows, out = P V.
+static void attention_forward_full(float *out, float *p, const float *qkv, int B, int T, int NH, int HS) {
+    const int C = NH * HS, ld = 3 * C;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (int64_t)b * T * ld + h * HS;
+            float *P = p + ((int64_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, ld, q + C, ld, 0.0f, P, T);
+            for (int t = 0; t < T; t++) {
+                float *r = P + (int64_t)t * T, mx = -INFINITY, sum = 0;
+                for (int i = 0; i < T; i++) mx = r[i] > mx ? r[i] : mx;
+                for (int i = 0; i < T; i++) sum += (r[i] = expf(r[i] - mx));
+                float inv = 1.0f / sum;
+                for (int i = 0; i < T; i++) r[i] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, P, T, q + 2 * C, ld, 0.0f,
+                        out + (int64_t)b * T * C + h * HS, C);
+        }
+}
+
+// Full lists: for each (b, h), in blocks of R query rows (R*T floats of
+// `work` per thread): dV += P^T dO, dP = dO V^T, dS = scale P (dP -
+// rowsum(P dP)), dQ += dS K, dK += dS^T Q.
+enum { FULL_ROWS = 64 };
+static void attention_backward_full(float *dqkv, const float *dout, const float *qkv, const float *p, int B, int T,
+                                    int NH, int HS, float *work) {
+    const int C = NH * HS, ld = 3 * C, R = T < FULL_ROWS ? T : FULL_ROWS;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (int64_t)b * T * ld + h * HS, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + (int64_t)b * T * ld + h * HS, *dk = dq + C, *dv = dq + 2 * C;
+            const float *g = dout + (int64_t)b * T * C + h * HS;
+            const float *P = p + ((int64_t)b * NH + h) * T * T;
+            float *dS = work + (int64_t)omp_get_thread_num() * R * T;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, P, T, g, C, 1.0f, dv, ld);
+            for (int t0 = 0; t0 < T; t0 += R) {
+                const int n = T - t0 < R ? T - t0 : R;
+                const float *Pb = P + (int64_t)t0 * T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, HS, 1.0f, g + (int64_t)t0 * C, C, v, ld,
+                            0.0f, dS, T);
+                for (int t = 0; t < n; t++) {
+                    const float *pr = Pb + (int64_t)t * T;
+                    float *dr = dS + (int64_t)t * T, dot = 0;
+                    for (int i = 0; i < T; i++) dot += pr[i] * dr[i];
+                    for (int i = 0; i < T; i++) dr[i] = pr[i] * (dr[i] - dot) * scale;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, T, 1.0f, dS, T, k, ld, 1.0f,
+                            dq + (int64_t)t0 * ld, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, n, 1.0f, dS, T, q + (int64_t)t0 * ld, ld,
+                            1.0f, dk, ld);
+            }
+        }
+}
 
 void cpu_attention_forward(float *out, float *p, const float *qkv, const int32_t *off, const int32_t *keys,
                            int64_t nnz, int B, int T, int NH, int HS) {
+    if (keys_full(off, keys, nnz, T)) {
+        attention_forward_full(out, p, qkv, B, T, NH, HS);
+        return;
+    }
     int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic, 1) collapse(2)
@@ -241,6 +324,14 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
                             const int32_t *off, const int32_t *keys, int64_t nnz, int B, int T, int NH, int HS,
                             float *scratch) {
     (void)out; // rowsum(dout * out) is taken from the kept probabilities instead
+    if (keys_full(off, keys, nnz, T)) {
+        float *work = dalle_malloc(sizeof(float) * (size_t)omp_get_max_threads() * FULL_ROWS * T);
+        if (work) { // else the per-query loops below, slower
+            attention_backward_full(dqkv, dout, qkv, p, B, T, NH, HS, work);
+            dalle_free(work);
+            return;
+        }
+    }
     int C = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic, 1) collapse(2)
