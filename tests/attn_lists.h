@@ -57,6 +57,11 @@ static inline int allow_causal(const void *ctx, int q, int k) {
     (void)ctx;
     return k <= q;
 }
+// Every key, past and future (the reranker's image tower).
+static inline int allow_all(const void *ctx, int q, int k) {
+    (void)ctx, (void)q, (void)k;
+    return 1;
+}
 // ctx: the window's length n: q attends q-n+1 .. q.
 static inline int allow_window(const void *ctx, int q, int k) { return k <= q && k > q - *(const int *)ctx; }
 // ctx: a seed. Any key, not only k <= q (the plan must not assume
