@@ -4,7 +4,8 @@
 # lib_cli.sh) is packed into shards; `dalle train` must learn it (the held-out loss falls far
 # below chance) and `dalle sample` with top-k 1 must then draw exactly the
 # image of a caption; train 2 x 40 steps with --resume gives the checkpoint of
-# 80 straight steps byte for byte; bad input is refused with a clear message.
+# 80 straight steps byte for byte; so does a run with caption dropout, whose
+# model --guidance samples; bad input is refused with a clear message.
 # Run by tests/run with $DALLE set.
 . "$(dirname "$0")/lib_cli.sh"
 
@@ -38,6 +39,21 @@ $DALLE -q train "${common[@]}" --steps 80 -o "$T/a.safetensors" "$T/train.dshard
 $DALLE -q train "${common[@]}" --steps 80 --stop-after 40 -o "$T/b.safetensors" "$T/train.dshard" > /dev/null 2>&1
 $DALLE -q train --steps 80 --resume "$T/b.safetensors" -o "$T/b.safetensors" "$T/train.dshard" > /dev/null 2>&1
 cmp -s "$T/a.safetensors" "$T/b.safetensors" && ok "40 + resume 40 == 80 steps, byte for byte" || bad "resume differs"
+
+# caption dropout (for classifier-free guidance): still learns the captions, resumes exactly,
+# and guided greedy sampling draws the caption's image
+$DALLE train "${common[@]}" --caption-dropout 0.2 --steps 300 -o "$T/cd.safetensors" "$T/train.dshard" \
+    > "$T/cd.txt" 2>&1 && grep -q "caption dropout: 0.2" "$T/cd.txt" && ok "train --caption-dropout 0.2" || bad "caption dropout"
+$DALLE -q sample --model "$T/cd.safetensors" --ids "7 11" -n 2 --top-k 1 --seed 3 --guidance 3 -o "$T/cdg.txt" \
+    && [ "$(head -4 "$T/cdg.txt" | tr '\n' ' ' | tr -s ' ')" = "$want" ] && ok "sample --guidance 3: caption 7 -> its image" \
+    || bad "guided sample: $(head -4 "$T/cdg.txt" | tr '\n' ' ')"
+$DALLE -q train "${common[@]}" --caption-dropout 0.2 --steps 80 --stop-after 40 -o "$T/c.safetensors" "$T/train.dshard" > /dev/null 2>&1
+$DALLE -q train --steps 80 --resume "$T/c.safetensors" -o "$T/c.safetensors" "$T/train.dshard" > /dev/null 2>&1
+$DALLE -q train "${common[@]}" --caption-dropout 0.2 --steps 80 -o "$T/d.safetensors" "$T/train.dshard" > /dev/null 2>&1
+cmp -s "$T/c.safetensors" "$T/d.safetensors" && ! cmp -s "$T/a.safetensors" "$T/d.safetensors" \
+    && ok "caption dropout: 40 + resume 40 == 80 steps (and differs from no dropout)" || bad "caption dropout resume"
+expect_fail "caption dropout of 1" "outside [0, 1)" "$T/o8.safetensors" \
+    $DALLE train --config tiny --caption-dropout 1 --steps 1 -o "$T/o8.safetensors" "$T/train.dshard"
 
 # bad input
 expect_fail "shard of another config" "made for another model" "$T/o1.safetensors" \

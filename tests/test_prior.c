@@ -238,23 +238,33 @@ static void test_finite_differences(void) {
 }
 
 // Sampling with the KV cache gives the tokens of sampling by full
-// recomputation (every step runs the whole stream through prior_forward).
+// recomputation (every step runs the whole stream through prior_forward);
+// with guidance, the recomputation runs the empty caption's K streams too
+// and mixes the two logits itself.
 static void sample_check(prior_model *m, const prior_sample_opts *o, int K) {
-    int N = m->N;
+    int N = m->N, KK = o->guidance != 1.0f ? 2 * K : K; // streams of the recomputation
     int32_t *text = malloc(sizeof(int32_t) * (size_t)m->L), *cache = malloc(sizeof(int32_t) * (size_t)K * N);
-    int32_t *img = calloc((size_t)K * N, sizeof(int32_t)), *txt = malloc(sizeof(int32_t) * (size_t)K * m->L);
+    int32_t *img = calloc((size_t)KK * N, sizeof(int32_t)), *txt = malloc(sizeof(int32_t) * (size_t)KK * m->L);
     for (int t = 0; t < m->L; t++) text[t] = (int32_t)floor(fill_u(12000, (uint64_t)t) * m->Vt);
-    for (int k = 0; k < K; k++) memcpy(txt + k * m->L, text, sizeof(int32_t) * (size_t)m->L);
+    for (int k = 0; k < KK; k++)
+        for (int t = 0; t < m->L; t++) txt[k * m->L + t] = k < K ? text[t] : m->Vt - m->L + t; // then padding
     CHECK(prior_sample(m, text, K, o, cache) == DALLE_OK);
-    prior_acts *a = prior_acts_new(m, K, 0);
-    float *logits = malloc(sizeof(float) * (size_t)m->Vi);
+    prior_acts *a = prior_acts_new(m, KK, 0);
+    float *logits = malloc(sizeof(float) * 2 * (size_t)m->Vi);
     void *work = malloc(sizeof(float) * 2 * (size_t)m->Vi);
     for (int j = 0; j < N; j++) {
-        prior_forward(m, a, txt, img, K, NULL);
+        prior_forward(m, a, txt, img, KK, NULL);
         for (int k = 0; k < K; k++) {
             linear_forward(logits, a->lnf + ((int64_t)k * m->T + m->L + j) * m->d, m->params + m->image_head, NULL, 1,
                            m->d, m->Vi, 0);
+            if (KK > K) {
+                float *u = logits + m->Vi;
+                linear_forward(u, a->lnf + ((int64_t)(K + k) * m->T + m->L + j) * m->d, m->params + m->image_head,
+                               NULL, 1, m->d, m->Vi, 0);
+                for (int v = 0; v < m->Vi; v++) logits[v] = u[v] + o->guidance * (logits[v] - u[v]);
+            }
             img[(int64_t)k * N + j] = prior_sample_logits(logits, m->Vi, o, (uint64_t)k, (uint64_t)j, work);
+            if (KK > K) img[(int64_t)(K + k) * N + j] = img[(int64_t)k * N + j]; // both streams see the draw
         }
     }
     int diff = 0, distinct = 0;
@@ -282,6 +292,9 @@ static void test_sample_cache(void) {
     o.top_k = 0;
     o.top_p = 0.8f;
     sample_check(m, &o, 2);
+    o.top_p = 1.0f;
+    o.guidance = 3.0f; // classifier-free guidance against the empty caption
+    sample_check(m, &o, 3);
     prior_model_free(m);
     // every pattern with its ring buffer wrapping (row keeps 9 positions, conv 46, of 64)
     prior_config c;

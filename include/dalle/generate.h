@@ -33,12 +33,14 @@ typedef struct {
     float temperature; // 1
     int top_k;         // 0: off
     float top_p;       // 1: off
+    float guidance;    // classifier-free guidance scale (not in the DALL-E paper): 1 off; s > 1
+                       // draws from u + s (l - u), u the logits under the empty caption
     int progress;      // show a progress line on stderr
     void (*on_progress)(void *user, int done, int total); // if not NULL: called as image tokens are drawn
     void *user;
 } dalle_gen_params;
 
-// n 1, no reranking, seed 0, temperature 1, top_k 0, top_p 1, no progress line.
+// n 1, no reranking, seed 0, temperature 1, top_k 0, top_p 1, guidance 1, no progress line.
 dalle_gen_params dalle_gen_default_params(void);
 // Loads a model directory and checks that its parts fit together (the
 // prior's text vocabulary is the tokenizer's, its grid and image vocabulary

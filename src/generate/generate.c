@@ -26,7 +26,8 @@ struct dalle_model {
 };
 
 dalle_gen_params dalle_gen_default_params(void) {
-    return (dalle_gen_params){.n = 1, .candidates = 0, .seed = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f};
+    return (dalle_gen_params){.n = 1, .candidates = 0, .seed = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
+                              .guidance = 1.0f};
 }
 
 void dalle_model_free(dalle_model *m) {
@@ -169,6 +170,7 @@ int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *
         fprintf(stderr, "dalle: note: the caption has %lld tokens; the model reads the first %d\n", (long long)total, L);
     prior_sample_opts so = prior_sample_default_opts();
     so.temperature = gp.temperature, so.top_k = gp.top_k, so.top_p = gp.top_p, so.seed = gp.seed;
+    so.guidance = gp.guidance;
     so.progress = gp.progress;
     so.on_step = gp.on_progress;
     so.user = gp.user;

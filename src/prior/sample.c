@@ -24,7 +24,7 @@
 #include "prior/sample.h"
 
 prior_sample_opts prior_sample_default_opts(void) {
-    return (prior_sample_opts){1.0f, 0, 1.0f, 0, 0, NULL, NULL, NULL};
+    return (prior_sample_opts){.temperature = 1.0f, .top_p = 1.0f, .guidance = 1.0f};
 }
 
 // Image positions a layer of type TYPE keeps in its ring.
@@ -241,17 +241,29 @@ int prior_sample_logits(const float *logits, int V, const prior_sample_opts *o, 
 
 int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sample_opts *o, int32_t *codes) {
     prior_sample_opts opts = o ? *o : prior_sample_default_opts();
+    const int guided = opts.guidance != 1.0f;
     for (int t = 0; t < m->L; t++)
         if (text[t] < 0 || text[t] >= m->Vt)
             return dalle_seterr("prior sample: text id %d at position %d is outside [0, %d)", text[t], t, m->Vt);
     if (n_cand < 1) return dalle_seterr("prior sample: %d candidates", n_cand);
-    kv_cache c;
+    kv_cache c, u; // the caption's streams, and with guidance the null caption's
+    memset(&u, 0, sizeof u);
     if (cache_new(m, n_cand, &c) != DALLE_OK) return DALLE_ERR;
+    if (guided && cache_new(m, n_cand, &u) != DALLE_OK) {
+        cache_free(&c);
+        return DALLE_ERR;
+    }
     const int nt = omp_get_max_threads();
+    const int64_t KV = (int64_t)n_cand * m->Vi;
     vi_pair *work = dalle_malloc(sizeof(vi_pair) * (size_t)m->Vi * (size_t)nt); // (threads, Vi)
-    if (!work || run_prefix(m, &c, text) != DALLE_OK) {
+    int32_t *empty = dalle_malloc(sizeof(int32_t) * (size_t)m->L); // (L) the empty caption: padding everywhere
+    if (empty)
+        for (int t = 0; t < m->L; t++) empty[t] = m->Vt - m->L + t;
+    if (!work || !empty || run_prefix(m, &c, text) != DALLE_OK || (guided && run_prefix(m, &u, empty) != DALLE_OK)) {
+        dalle_free(empty);
         dalle_free(work);
         cache_free(&c);
+        cache_free(&u);
         return DALLE_ERR;
     }
     progress_t pr;
@@ -259,7 +271,13 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     for (int j = 0; j < m->N; j++) {
         double t0 = opts.step_seconds ? dalle_time() : 0;
         run_image_step(m, &c, j, codes);
-        backend_copy(c.hlogits, c.logits, sizeof(float) * (size_t)n_cand * (size_t)m->Vi); // waits for the step
+        if (guided) run_image_step(m, &u, j, codes);
+        backend_copy(c.hlogits, c.logits, sizeof(float) * (size_t)KV); // waits for the step
+        if (guided) {
+            backend_copy(u.hlogits, u.logits, sizeof(float) * (size_t)KV);
+            const float s = opts.guidance;
+            for (int64_t i = 0; i < KV; i++) c.hlogits[i] = u.hlogits[i] + s * (c.hlogits[i] - u.hlogits[i]);
+        }
         // each candidate's draw depends on (seed, k, j) alone: any thread may make it
         #pragma omp parallel for num_threads(DALLE_MIN(nt, n_cand)) schedule(static)
         for (int k = 0; k < n_cand; k++)
@@ -271,7 +289,9 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
         if (opts.on_step) opts.on_step(opts.user, j + 1, m->N);
     }
     if (opts.progress) progress_end(&pr);
+    dalle_free(empty);
     dalle_free(work);
     cache_free(&c);
+    cache_free(&u);
     return DALLE_OK;
 }

@@ -52,6 +52,7 @@ double prior_lr_at(const prior_train_opts *o, int64_t t) {
 
 static const char *const KEPT[] = {"batch", "lr", "warmup", "lr_end", "beta1", "beta2", "eps",
                                    "weight_decay", "clip", "ema_decay", "ema_every"};
+#define PRIOR_DROP_STREAM 0x63617064726f70ULL // Philox stream of the caption dropout ("capdrop")
 static const char *const STATE[] = {"ema.", "adam.m.", "adam.v."}; // the arrays of dp_state, in order
 #define PSGD_ERROR "powersgd.error" // (K, n_err): the error feedback of each of the K ranks
 
@@ -131,9 +132,10 @@ static int save_checkpoint(const char *path, const prior_model *m, dp_t *d, cons
     if (st_writer_meta(w, "train.ema_scale", buf)) goto done;
     snprintf(js, sizeof js,
              "{\"batch\": %d, \"lr\": %.17g, \"warmup\": %lld, \"lr_end\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
-             "\"eps\": %.17g, \"weight_decay\": %.17g, \"clip\": %.17g, \"ema_decay\": %.17g, \"ema_every\": %lld}",
+             "\"eps\": %.17g, \"weight_decay\": %.17g, \"clip\": %.17g, \"ema_decay\": %.17g, \"ema_every\": %lld, "
+             "\"caption_dropout\": %.17g}",
              o->batch, o->lr, (long long)o->warmup, o->lr_end, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip,
-             o->ema_decay, (long long)o->ema_every);
+             o->ema_decay, (long long)o->ema_every, o->caption_dropout);
     if (st_writer_meta(w, "train.opts", js)) goto done;
     // 16-bit precision only, so that an fp32 checkpoint stays what it was
     if (h && (st_writer_meta(w, "train.precision", prior_precision_name(m->prec)) || !(gjs = gscale_to_json(&h->g)) ||
@@ -172,6 +174,9 @@ static int read_kept(const st_file *f, prior_train_opts *o) {
         }
         v[k] = e->valuedouble;
     }
+    // caption_dropout came later: a checkpoint without it had none
+    const cJSON *cd = cJSON_GetObjectItemCaseSensitive(j, "caption_dropout");
+    o->caption_dropout = cJSON_IsNumber(cd) ? cd->valuedouble : 0.0;
     cJSON_Delete(j);
     if (rc) return rc;
     o->batch = (int)v[0], o->lr = v[1], o->warmup = (int64_t)v[2], o->lr_end = v[3], o->beta1 = v[4];
@@ -345,17 +350,30 @@ static int evaluate(prior_model *m, prior_acts *a, records *val, int B, int b, i
     return DALLE_OK;
 }
 
+// 1 when the record at data position pos loses its caption (o->caption_dropout).
+static int caption_dropped(const prior_train_opts *o, int64_t pos) {
+    if (o->caption_dropout <= 0) return 0;
+    uint32_t w[4];
+    philox4x32(o->seed, PRIOR_DROP_STREAM, (uint64_t)pos, w);
+    return ((double)(w[0] >> 8) + 0.5) / 16777216.0 < o->caption_dropout;
+}
+
 // This rank's gradient (n_params) of the sequences at positions pos ..
 // pos + pieces*mb - 1: their mean over `pieces` passes of mb sequences (a
 // piece's gradient goes to `piece`, then into grad), and their mean losses.
 // grad and piece are backend memory; text and image too (written here).
-static int rank_gradient(prior_model *m, prior_acts *a, records *data, int64_t pos, int mb, int pieces,
-                         int32_t *text, int32_t *image, float *grad, float *piece, prior_loss *L) {
+static int rank_gradient(prior_model *m, prior_acts *a, records *data, const prior_train_opts *o, int64_t pos,
+                         int mb, int pieces, int32_t *text, int32_t *image, float *grad, float *piece, prior_loss *L) {
     *L = (prior_loss){0, 0, 0};
     backend_memset0(grad, sizeof(float) * (size_t)m->n_params);
     for (int p = 0; p < pieces; p++) {
-        for (int j = 0; j < mb; j++)
-            records_shuffled(data, pos + (int64_t)p * mb + j, text + (int64_t)j * m->L, image + (int64_t)j * m->N);
+        for (int j = 0; j < mb; j++) {
+            const int64_t at = pos + (int64_t)p * mb + j;
+            int32_t *tj = text + (int64_t)j * m->L;
+            records_shuffled(data, at, tj, image + (int64_t)j * m->N);
+            if (caption_dropped(o, at))
+                for (int t = 0; t < m->L; t++) tj[t] = m->Vt - m->L + t; // the empty caption's layout
+        }
         prior_loss l;
         if (prior_forward(m, a, text, image, mb, &l)) return DALLE_ERR;
         if (p) backend_memset0(piece, sizeof(float) * (size_t)m->n_params);
@@ -459,6 +477,12 @@ int prior_train(const prior_train_opts *opts) {
         dalle_seterr("prior train: needs a batch of at least 1 and at least one shard");
         goto done;
     }
+    if (!(o->caption_dropout >= 0 && o->caption_dropout < 1)) {
+        dalle_seterr("--caption-dropout %g is outside [0, 1)", o->caption_dropout);
+        goto done;
+    }
+    if (o->caption_dropout > 0)
+        dalle_log("caption dropout: %g of the records train with the empty caption (for --guidance)", o->caption_dropout);
     if (o->batch % K) {
         if (o->resume)
             dalle_seterr("%s: its batch of %d sequences is not divisible by %d ranks: resume on a number of ranks "
@@ -553,7 +577,7 @@ int prior_train(const prior_train_opts *opts) {
             for (int r = 0; r < h->g.n; r++) a->grad_mult[r] = (float)h->g.scale[r];
             memset(a->nonfinite, 0, sizeof(int64_t) * (size_t)h->g.n);
         }
-        if (rank_gradient(m, a, &data, step * B + (int64_t)rank * b, mb, pieces, text, image, dp.grad, piece, &L))
+        if (rank_gradient(m, a, &data, o, step * B + (int64_t)rank * b, mb, pieces, text, image, dp.grad, piece, &L))
             goto done;
         double st[3] = {L.loss, L.text, L.image}, sumsq;
         if (dp_reduce(&dp, st, 3, &sumsq)) goto done;

@@ -44,6 +44,11 @@ typedef struct {
     int64_t loss_scale_window;   // GSCALE_DYNAMIC: steps between doublings (0: 2000)
     int powersgd;                // rank of PowerSGD compression of the resblocks' matrices' gradients
                                  // (needs the all-reduce mode; 0: off); kept across --resume
+    double caption_dropout;      // the fraction of training records whose caption becomes the empty one
+                                 // (padding at every text position), so that the model also learns
+                                 // p(image) for classifier-free guidance (not in the paper; 0: off; kept
+                                 // across --resume). Record at data position pos drops when Philox
+                                 // (seed, PRIOR_DROP_STREAM, pos) says so: reproducible, any rank count
     int checkpoint_acts;         // activation checkpointing: recompute each resblock's internals in
                                  // the backward pass (the same bits, less memory)
 } prior_train_opts;

@@ -17,7 +17,7 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *each = NULL, *prompts = NULL;
     dalle_gen_params p = dalle_gen_default_params();
     int64_t seed = 0;
-    double temperature = 1, top_p = 1;
+    double temperature = 1, top_p = 1, guidance = 1;
     p.n = 4;
     opt_t opts[] = {
         {"--model,-m", OPT_STR, &model, "model directory (config.json, tokenizer.json, dvae.safetensors, prior.safetensors)"},
@@ -28,6 +28,8 @@ int cmd_generate(int argc, char **argv) {
         {"--temperature", OPT_DOUBLE, &temperature, "divide the logits by this"},
         {"--top-k", OPT_INT, &p.top_k, "keep the k most likely codes (0: all)"},
         {"--top-p", OPT_DOUBLE, &top_p, "keep the most likely codes up to this mass (1: all)"},
+        {"--guidance", OPT_DOUBLE, &guidance, "classifier-free guidance scale against the empty caption (not in "
+                                              "the paper; 1: off, costs twice the sampling)"},
         {"--prompts", OPT_STR, &prompts, "captions from a file, one per line (besides those on the command line)"},
         {"--out,-o", OPT_STR, &out, "the grid PNG: a row per caption, a column per image"},
         {"--each", OPT_STR, &each, "also write every image as DIR/P-C.png (caption P, image C, from 0: with "
@@ -48,6 +50,7 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     p.seed = (uint64_t)seed, p.temperature = (float)temperature, p.top_p = (float)top_p, p.progress = 1;
+    p.guidance = (float)guidance;
     // The captions: the command line's, then the file's lines.
     const char *caps[MAX_PROMPTS];
     int nc = 0;

@@ -66,6 +66,8 @@ int cmd_train(int argc, char **argv) {
                                                                "steps (0: 2000)"},
         {"--powersgd", OPT_INT, &o.powersgd, "with --dp allreduce: compress the resblocks' matrix gradients with "
                                              "PowerSGD of this rank (error feedback, fixed Q; 0: off)"},
+        {"--caption-dropout", OPT_DOUBLE, &o.caption_dropout, "train this fraction of the records with the empty "
+                                                               "caption, for generate --guidance (not in the paper)"},
         {"--checkpoint-acts", OPT_FLAG, &o.checkpoint_acts, "recompute each resblock's internals in the backward "
                                                             "pass (less memory, same results)"},
         {NULL}};
@@ -101,7 +103,7 @@ int cmd_sample(int argc, char **argv) {
     const char *model = NULL, *tok = NULL, *caption = NULL, *ids = NULL, *out = NULL;
     int n = 4, ema = 1;
     int64_t seed = 0;
-    double temperature = 1, top_p = 1;
+    double temperature = 1, top_p = 1, guidance = 1;
     int top_k = 0;
     opt_t opts[] = {
         {"--model", OPT_STR, &model, "prior model or training checkpoint (required)"},
@@ -113,6 +115,8 @@ int cmd_sample(int argc, char **argv) {
         {"--temperature", OPT_DOUBLE, &temperature, "divide the logits by this"},
         {"--top-k", OPT_INT, &top_k, "keep the k most likely codes (0: all)"},
         {"--top-p", OPT_DOUBLE, &top_p, "keep the most likely codes up to this mass (1: all)"},
+        {"--guidance", OPT_DOUBLE, &guidance, "classifier-free guidance scale against the empty caption (not in "
+                                              "the paper; 1: off, costs twice the sampling)"},
         {"--ema", OPT_INT, &ema, "use a checkpoint's EMA weights (1) or its raw ones (0)"},
         {"--out,-o", OPT_STR, &out, "codes file (default: standard output): G lines of G codes per candidate, "
                                     "a blank line between, as `dalle dvae decode` reads"},
@@ -136,7 +140,7 @@ int cmd_sample(int argc, char **argv) {
     if (cli_caption_ids("sample", tok, caption, ids, model, c->text_vocab, L, text)) goto fail;
     prior_sample_opts so = prior_sample_default_opts();
     so.temperature = (float)temperature, so.top_k = top_k, so.top_p = (float)top_p, so.seed = (uint64_t)seed;
-    so.progress = 1;
+    so.guidance = (float)guidance, so.progress = 1;
     if (prior_sample(m, text, n, &so, codes)) goto fail;
     size_t cap = (size_t)n * N * 12 + (size_t)n + 16, len = 0;
     buf = dalle_malloc(cap);
