@@ -38,6 +38,9 @@ check "n = 0" 400 "'n'" '{"prompt": "x", "n": 0}'
 check "n too large" 400 "'n'" '{"prompt": "x", "n": 10000}'
 check "another size" 400 "size" '{"prompt": "x", "size": "256x256"}'
 check "url format" 400 "response_format" '{"prompt": "x", "response_format": "url"}'
+check "negative guidance" 400 "'guidance'" '{"prompt": "x", "guidance": -1}'
+[ "$(req POST /v1/images/generations '{"prompt": "a small picture", "guidance": 2}')" = 200 ] \
+    && grep -q '"b64_json"' "$T/body" && ok "guidance 2: an image" || bad "guidance 2: $(head -c 300 "$T/body")"
 big=$(head -c 6000 /dev/zero | tr '\0' 'a')
 check "a body over --max-body" 413 "over 4096" "{\"prompt\": \"$big\"}"
 

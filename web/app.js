@@ -31,6 +31,7 @@ async function generate(ev) {
   const body = {
     prompt: $("prompt").value, n: Number($("n").value), seed: Number($("seed").value),
     temperature: Number($("temperature").value), candidates: Number($("candidates").value),
+    guidance: Number($("guidance").value),
     response_format: "b64_json",
   };
   $("go").disabled = true;

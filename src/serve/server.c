@@ -104,7 +104,8 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
                 *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"),
                 *temp = cJSON_GetObjectItemCaseSensitive(j, "temperature"),
                 *topk = cJSON_GetObjectItemCaseSensitive(j, "top_k"), *topp = cJSON_GetObjectItemCaseSensitive(j, "top_p"),
-                *cand = cJSON_GetObjectItemCaseSensitive(j, "candidates");
+                *cand = cJSON_GetObjectItemCaseSensitive(j, "candidates"),
+                *guid = cJSON_GetObjectItemCaseSensitive(j, "guidance");
     char msg[160], want_size[32];
     snprintf(want_size, sizeof want_size, "%dx%d", s->S, s->S);
     const char *err = NULL;
@@ -127,6 +128,8 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
     else if ((seed && !cJSON_IsNumber(seed)) || (temp && (!cJSON_IsNumber(temp) || temp->valuedouble <= 0)) ||
              (topk && !cJSON_IsNumber(topk)) || (topp && (!cJSON_IsNumber(topp) || topp->valuedouble <= 0)))
         err = "'seed', 'temperature', 'top_k' and 'top_p' must be numbers (temperature, top_p > 0)";
+    else if (guid && (!cJSON_IsNumber(guid) || !(guid->valuedouble >= 0 && guid->valuedouble <= 100)))
+        err = "'guidance' must be a number in [0, 100] (1: off)";
     if (err) {
         cJSON_Delete(j);
         return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request_error", err);
@@ -138,6 +141,7 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
     if (temp) p.temperature = (float)temp->valuedouble;
     if (topk) p.top_k = topk->valueint;
     if (topp) p.top_p = (float)topp->valuedouble;
+    if (guid) p.guidance = (float)guid->valuedouble;
     p.on_progress = on_progress;
     p.user = s;
     char *caption = dalle_strdup(prompt->valuestring);
