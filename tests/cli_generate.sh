@@ -4,7 +4,8 @@
 # dVAE's codes of the test images): the grid's size, --each, --prompts, and
 # bad input (empty, 10,000-character and invalid UTF-8 captions are defined
 # behaviour; n = 0 or 10,000, a missing or inconsistent model directory and an
-# unwritable output are errors with no output file); then the shipped default
+# unwritable output are errors with no output file); the guidance scale that
+# config.json recommends; then the shipped default
 # model (models/default) draws a shapes caption that shapes-check reads back.
 # Run by tests/run.
 . "$(dirname "$0")/lib_cli.sh"
@@ -36,6 +37,18 @@ mkdir -p "$T/bad" && cp "$T/model"/* "$T/bad/" && $DALLE -q bpe train --vocab 28
 expect_fail "a tokenizer of another vocabulary" "text vocabulary" "$T/o4.png" $DALLE generate --model "$T/bad" -o "$T/o4.png" "x"
 expect_fail "an unwritable output" "cannot" "/nonexistent-dir/o5.png" \
     $DALLE generate --model "$T/model" -n 1 -o /nonexistent-dir/o5.png "x"
+expect_fail "guidance -1" "outside" "$T/o6.png" $DALLE generate --model "$T/model" --guidance -1 -o "$T/o6.png" "x"
+
+# classifier-free guidance: the model's config.json may recommend a scale, which --guidance overrides
+# (this model's draws barely depend on the caption, so the log says which scale sampled)
+mkdir -p "$T/guided" && cp "$T/model"/* "$T/guided/"
+echo '{"format": "dalle.c model", "version": 1, "sampling": {"guidance": 2.5}}' > "$T/guided/config.json"
+$DALLE -v generate --model "$T/guided" -n 1 -o "$T/gm.png" "x" 2>&1 | grep -q "guidance 2.5," \
+    && $DALLE -v generate --model "$T/guided" -n 1 --guidance 1 -o "$T/g1.png" "x" 2>&1 | grep -q "guidance 1," \
+    && $DALLE -v generate --model "$T/model" -n 1 -o "$T/g0.png" "x" 2>&1 | grep -q "guidance 1," \
+    && ok "guidance: config.json's \"sampling\" is the default, --guidance overrides it, else 1" || bad "guidance default"
+echo '{"format": "dalle.c model", "version": 1, "sampling": {"guidance": "lots"}}' > "$T/guided/config.json"
+expect_fail "a bad \"sampling\" in config.json" "guidance" "$T/o7.png" $DALLE generate --model "$T/guided" -o "$T/o7.png" "x"
 
 # The shipped model, drawn the product's way (the best 4 of 16 by its
 # reranker): the checker must read back the colour, size and place of at

@@ -69,4 +69,7 @@ async function generate(ev) {
 
 $("form").addEventListener("submit", generate);
 // "best of" only where the model has a reranker
-fetch("/health").then((r) => r.json()).then((h) => { $("rerank").hidden = !h.reranker; }).catch(() => {});
+fetch("/health").then((r) => r.json()).then((h) => {
+  $("rerank").hidden = !h.reranker;
+  if (typeof h.guidance === "number") $("guidance").value = h.guidance; // the model's recommended scale
+}).catch(() => {});

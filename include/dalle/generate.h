@@ -53,6 +53,10 @@ dalle_model *dalle_model_load(const char *dir);
 int dalle_model_can_rerank(const dalle_model *m);
 // The side S of the generated images.
 int dalle_model_image_size(const dalle_model *m);
+// The guidance scale the model recommends (config.json's "sampling":
+// {"guidance": S}), or 1 (off) when it names none. dalle_gen_default_params
+// does not apply it: callers that want it set p.guidance to it.
+float dalle_model_guidance(const dalle_model *m);
 // Generates p->n images for CAPTION (UTF-8, any length: captions longer than
 // the model's text positions are cut, with a note on stderr) into pixels
 // (p->n * S * S * 3 bytes, row-major RGB, image after image). With

@@ -23,6 +23,7 @@ struct dalle_model {
     prior_model *prior;
     clip_model *clip; // the reranker, or NULL
     int L, S, G;
+    float guidance; // the recommended guidance scale (config.json "sampling"), 1 if none
 };
 
 dalle_gen_params dalle_gen_default_params(void) {
@@ -40,8 +41,9 @@ void dalle_model_free(dalle_model *m) {
     dalle_free(m);
 }
 
-// Reads DIR/config.json: the format and version.
-static int read_config(const char *dir) {
+// Reads DIR/config.json: the format and version, and the recommended
+// sampling settings ("sampling": {"guidance": S}, optional) into m.
+static int read_config(dalle_model *m, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     size_t n;
@@ -51,12 +53,19 @@ static int read_config(const char *dir) {
     dalle_free(text);
     const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
     const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "version") : NULL;
+    const cJSON *smp = j ? cJSON_GetObjectItemCaseSensitive(j, "sampling") : NULL;
+    const cJSON *g = cJSON_IsObject(smp) ? cJSON_GetObjectItemCaseSensitive(smp, "guidance") : NULL;
     int rc = DALLE_OK;
+    m->guidance = 1.0f;
     if (!cJSON_IsObject(j)) rc = dalle_seterr("%s: not a JSON object", path);
     else if (!cJSON_IsString(f) || strcmp(f->valuestring, "dalle.c model"))
         rc = dalle_seterr("%s: \"format\" must be \"dalle.c model\"", path);
     else if (!cJSON_IsNumber(v) || v->valuedouble != 1)
         rc = dalle_seterr("%s: \"version\" %g is not one this build reads (1)", path, cJSON_IsNumber(v) ? v->valuedouble : -1);
+    else if (smp && (!cJSON_IsObject(smp) || (g && (!cJSON_IsNumber(g) || !(g->valuedouble >= 0 && g->valuedouble <= 100)))))
+        rc = dalle_seterr("%s: \"sampling\" must be an object whose \"guidance\" is a number in [0, 100]", path);
+    else if (g)
+        m->guidance = (float)g->valuedouble;
     cJSON_Delete(j);
     return rc;
 }
@@ -68,7 +77,7 @@ dalle_model *dalle_model_load(const char *dir) {
         return NULL;
     }
     char path[4096];
-    if (read_config(dir)) goto fail;
+    if (read_config(m, dir)) goto fail;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (!(m->tok = bpe_load(path))) goto fail;
     snprintf(path, sizeof path, "%s/dvae.safetensors", dir);
@@ -111,6 +120,8 @@ fail:
 int dalle_model_image_size(const dalle_model *m) { return m->S; }
 
 int dalle_model_can_rerank(const dalle_model *m) { return m->clip != NULL; }
+
+float dalle_model_guidance(const dalle_model *m) { return m->guidance; }
 
 typedef struct {
     float score;
@@ -171,6 +182,8 @@ int dalle_generate(dalle_model *m, const char *caption, const dalle_gen_params *
     prior_sample_opts so = prior_sample_default_opts();
     so.temperature = gp.temperature, so.top_k = gp.top_k, so.top_p = gp.top_p, so.seed = gp.seed;
     so.guidance = gp.guidance;
+    dalle_logv("sample: %d candidates, temperature %g, top-k %d, top-p %g, guidance %g, seed %llu", K, so.temperature,
+               so.top_k, so.top_p, so.guidance, (unsigned long long)so.seed);
     so.progress = gp.progress;
     so.on_step = gp.on_progress;
     so.user = gp.user;

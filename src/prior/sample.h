@@ -25,7 +25,7 @@ prior_sample_opts prior_sample_default_opts(void);
 // Samples n_cand grids of image codes for one caption: text (L) ids in
 // [0, Vt) -> codes (n_cand, N). All candidates share the caption's cached
 // prefix (and, with guidance, the empty caption's). DALLE_ERR (message set)
-// on a bad id or OOM.
+// on a bad id, a guidance outside [0, 100], or OOM.
 int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sample_opts *o, int32_t *codes);
 // One draw from logits (V) under o (temperature, top-k, top-p) with the
 // uniform of Philox (o->seed, stream, counter). work: room for V (float, int) pairs.

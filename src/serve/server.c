@@ -129,7 +129,7 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
              (topk && !cJSON_IsNumber(topk)) || (topp && (!cJSON_IsNumber(topp) || topp->valuedouble <= 0)))
         err = "'seed', 'temperature', 'top_k' and 'top_p' must be numbers (temperature, top_p > 0)";
     else if (guid && (!cJSON_IsNumber(guid) || !(guid->valuedouble >= 0 && guid->valuedouble <= 100)))
-        err = "'guidance' must be a number in [0, 100] (1: off)";
+        err = "'guidance' must be a number in [0, 100] (1: off; default: the model's)";
     if (err) {
         cJSON_Delete(j);
         return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request_error", err);
@@ -141,7 +141,7 @@ static enum MHD_Result generations(server *s, struct MHD_Connection *c, const re
     if (temp) p.temperature = (float)temp->valuedouble;
     if (topk) p.top_k = topk->valueint;
     if (topp) p.top_p = (float)topp->valuedouble;
-    if (guid) p.guidance = (float)guid->valuedouble;
+    p.guidance = guid ? (float)guid->valuedouble : dalle_model_guidance(s->m);
     p.on_progress = on_progress;
     p.user = s;
     char *caption = dalle_strdup(prompt->valuestring);
@@ -254,6 +254,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             cJSON_AddStringToObject(j, "model", s->o->model);
             cJSON_AddNumberToObject(j, "image_size", s->S);
             cJSON_AddBoolToObject(j, "reranker", dalle_model_can_rerank(s->m));
+            cJSON_AddNumberToObject(j, "guidance", dalle_model_guidance(s->m));
         } else {
             cJSON_AddBoolToObject(j, "busy", s->busy);
             cJSON_AddNumberToObject(j, "done", s->done);

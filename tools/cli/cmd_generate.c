@@ -1,5 +1,6 @@
 // cmd_generate.c: `dalle generate`: captions -> a PNG grid (one row per
 // caption, one column per candidate) and, with --each, one PNG per image.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *each = NULL, *prompts = NULL;
     dalle_gen_params p = dalle_gen_default_params();
     int64_t seed = 0;
-    double temperature = 1, top_p = 1, guidance = 1;
+    double temperature = 1, top_p = 1, guidance = NAN; // NaN: the model's
     p.n = 4;
     opt_t opts[] = {
         {"--model,-m", OPT_STR, &model, "model directory (config.json, tokenizer.json, dvae.safetensors, prior.safetensors)"},
@@ -29,7 +30,8 @@ int cmd_generate(int argc, char **argv) {
         {"--top-k", OPT_INT, &p.top_k, "keep the k most likely codes (0: all)"},
         {"--top-p", OPT_DOUBLE, &top_p, "keep the most likely codes up to this mass (1: all)"},
         {"--guidance", OPT_DOUBLE, &guidance, "classifier-free guidance scale against the empty caption (not in "
-                                              "the paper; 1: off, costs twice the sampling)"},
+                                              "the paper; 1: off, costs twice the sampling; default: the model's "
+                                              "config.json \"sampling\", else 1)"},
         {"--prompts", OPT_STR, &prompts, "captions from a file, one per line (besides those on the command line)"},
         {"--out,-o", OPT_STR, &out, "the grid PNG: a row per caption, a column per image"},
         {"--each", OPT_STR, &each, "also write every image as DIR/P-C.png (caption P, image C, from 0: with "
@@ -50,7 +52,6 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     p.seed = (uint64_t)seed, p.temperature = (float)temperature, p.top_p = (float)top_p, p.progress = 1;
-    p.guidance = (float)guidance;
     // The captions: the command line's, then the file's lines.
     const char *caps[MAX_PROMPTS];
     int nc = 0;
@@ -75,6 +76,7 @@ int cmd_generate(int argc, char **argv) {
         dalle_free(file);
         return cli_fail();
     }
+    p.guidance = isnan(guidance) ? dalle_model_guidance(m) : (float)guidance;
     int S = dalle_model_image_size(m), rc = 1;
     size_t per = (size_t)S * S * 3;
     uint8_t *px = dalle_malloc(per * (size_t)p.n);

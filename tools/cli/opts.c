@@ -2,6 +2,7 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,9 @@ static void print_default(const opt_t *o) {
     case OPT_FLAG: break;
     case OPT_INT: printf(" (default %d)", *(int *)o->ptr); break;
     case OPT_I64: printf(" (default %lld)", (long long)*(int64_t *)o->ptr); break;
-    case OPT_DOUBLE: printf(" (default %g)", *(double *)o->ptr); break;
+    case OPT_DOUBLE: // NaN: the default is not a number (the help says what)
+        if (!isnan(*(double *)o->ptr)) printf(" (default %g)", *(double *)o->ptr);
+        break;
     case OPT_STR: {
         const char *s = *(const char **)o->ptr;
         if (s) printf(" (default %s)", s);
