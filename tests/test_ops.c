@@ -252,8 +252,9 @@ static void test_conv_winograd(void) {
         }
     const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4), wr2 = winograd_chunk_tile_rows(3, 4, 10, 9, 2);
     CHECK(wr2 > (10 + 1) / 2); // the batch of 40 small images: one chunk holds tiles of several images
-    CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(257, 64) == 4);
-    CHECK(conv3x3_winograd_m(32, 32) == 2 && conv3x3_winograd_m(6, 3) == 0);
+    CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(1, 257, 64) == 4);
+    CHECK(conv3x3_winograd_m(1, 32, 32) == 2 && conv3x3_winograd_m(1, 6, 3) == 0);
+    CHECK(conv3x3_winograd_m(8, 16, 16) == 4 && conv3x3_winograd_m(4, 8, 8) == 2); // batches of small images
 }
 
 // A shape for which the public entry points themselves split the image into

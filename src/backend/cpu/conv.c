@@ -31,11 +31,15 @@ int conv2d_chunk_rows(int Ci, int H, int W, int k) {
 int64_t cpu_conv2d_scratch_floats(int Ci, int Co, int H, int W, int k) {
     if (k == 1) return 0;
     int64_t cols = (int64_t)Ci * k * k * W * conv2d_chunk_rows(Ci, H, W, k); // im2col (dW)
-    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
-    if (!m) return cols;
-    // Winograd: the forward, and the backward's din with the flipped, transposed weights first
-    int64_t din = 9LL * Ci * Co + winograd_scratch_floats(Co, Ci, H, W, m);
-    return DALLE_MAX(cols, DALLE_MAX(winograd_scratch_floats(Ci, Co, H, W, m), din));
+    if (k != 3) return cols;
+    // Winograd, either tile size (the batch picks): the forward, and the
+    // backward's din with the flipped, transposed weights first
+    int64_t most = cols;
+    for (int m = 2; m <= 4; m += 2) {
+        const int64_t din = 9LL * Ci * Co + winograd_scratch_floats(Co, Ci, H, W, m);
+        most = DALLE_MAX(most, DALLE_MAX(winograd_scratch_floats(Ci, Co, H, W, m), din));
+    }
+    return most;
 }
 
 // The output columns [x0, x1) whose tap at horizontal offset dx (-p..p) falls
@@ -147,7 +151,7 @@ void conv2d_forward_rows(float *out, const float *in, const float *w, const floa
 
 void cpu_conv2d_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
                         int Co, int H, int W, int k, float alpha, float beta, float *scratch) {
-    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
+    const int m = k == 3 ? conv3x3_winograd_m(B, H, W) : 0;
     if (m) {
         conv3x3_winograd_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, m, scratch);
         return;
@@ -216,7 +220,7 @@ void conv2d_backward_rows(float *din, float *dw, float *db, const float *dout, c
 void cpu_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                          const float *w, int B, int Ci, int Co, int H, int W, int k, float alpha,
                          float *scratch) {
-    const int m = k == 3 ? conv3x3_winograd_m(H, W) : 0;
+    const int m = k == 3 ? conv3x3_winograd_m(B, H, W) : 0;
     if (m && din) {
         // din += alpha * conv(dout, w') with w'[ci][co] = w[co][ci] rotated by 180
         // degrees: the 'same' 3x3 correlation's adjoint, done by Winograd too.

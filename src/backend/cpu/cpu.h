@@ -140,9 +140,10 @@ void conv3x3_winograd_backward_filter(float *dw, const float *dout, const float 
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m);
 // Rows of m x m output tiles per chunk of its transforms.
 int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m);
-// The tile size conv2d_forward (and conv2d_backward for din) use for a 3x3
-// convolution of H x W: 4 from 256 tiles of 4x4 on (64x64 and up), 2 from 64
-// tiles of 2x2 on, 0 (im2col) below, where the a^2 GEMMs would be too
-// narrow and the weight transform would not pay off (measured with
-// bench/bench_conv.c and bench/bench_dvae.c).
-int conv3x3_winograd_m(int H, int W);
+// The tile size conv2d_forward and conv2d_backward use for a 3x3
+// convolution of B images of H x W: 4 from 128 tiles of 4x4 in the batch
+// on, 2 from 64 tiles of 2x2 on, 0 (im2col) below, where the a^2 GEMMs
+// would be too narrow and the weight transform would not pay off (measured
+// with bench/bench_conv.c and bench/bench_dvae.c). The transforms' chunks
+// run across the images of a batch, so small images batch up.
+int conv3x3_winograd_m(int B, int H, int W);

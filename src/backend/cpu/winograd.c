@@ -17,6 +17,8 @@
 #include "backend/cpu/cpu.h"
 #include "core/common.h"
 
+#define WG_TB 64 // tiles per block of the output transform
+
 #define WG_CAT_(a, b) a##b
 #define WG_CAT(a, b) WG_CAT_(a, b)
 
@@ -50,9 +52,9 @@ static const float F4_AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 
 #undef WG_A
 #undef WG_FN
 
-int conv3x3_winograd_m(int H, int W) {
-    if ((int64_t)((H + 3) / 4) * ((W + 3) / 4) >= 256) return 4;
-    return (int64_t)((H + 1) / 2) * ((W + 1) / 2) >= 64 ? 2 : 0;
+int conv3x3_winograd_m(int B, int H, int W) {
+    if ((int64_t)B * ((H + 3) / 4) * ((W + 3) / 4) >= 128) return 4;
+    return (int64_t)B * ((H + 1) / 2) * ((W + 1) / 2) >= 64 ? 2 : 0;
 }
 
 // Tile rows per chunk (counted across the images of a batch): V and M

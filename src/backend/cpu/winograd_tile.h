@@ -28,83 +28,106 @@ static void WG_FN(transform_weights)(float *U, const float *w, int Co, int Ci) {
 
 // V (E, Ci, Tc) = B^T d B for the tiles of tile rows [R0, R0+nr) of the batch
 // x (B, Ci, H, W), whose rows of tiles are numbered across images (TH each).
-// Row-wise so that the inner loops run over contiguous columns and vectorise:
-// the a input rows of a tile row (zero-padded) give B^T d for every column
-// at once, then tile tx takes its a columns m*tx .. m*tx+a-1 of that.
+// Blocks of WG_TB tiles of one channel at a time: each tile's a x a inputs
+// are gathered from the a rows of its row of tiles (copied, zero-padded, once
+// per row), then the products run over tiles and write contiguous runs of
+// the E planes of V.
 static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int W, int TH, int64_t R0, int nr) {
-    const int m = WG_M, A = WG_A;
-    const int TW = (W + m - 1) / m, WP = m * TW + 2; // column c of x at c + 1
-    const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Ci * Tc;
+    enum { m = WG_M, A = WG_A };
+    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB, WP = m * TW + 2;
+    const int64_t plane = (int64_t)Ci * Tc;
     DALLE_ASSERT(W <= 4096);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int ci = 0; ci < Ci; ci++)
-        for (int r = 0; r < nr; r++) {
-            float d[WG_A][WP], t[WG_A][WP];
-            const int64_t img = (R0 + r) / TH;
-            const int tr = (int)((R0 + r) % TH);
-            const float *xc = x + (img * Ci + ci) * H * W;
-            for (int i = 0; i < A; i++) {
-                const int y = m * tr - 1 + i;
-                memset(d[i], 0, sizeof(float) * WP);
-                if (y >= 0 && y < H) memcpy(d[i] + 1, xc + (int64_t)y * W, sizeof(float) * W);
-            }
-            for (int i = 0; i < A; i++)
-                for (int c = 0; c < WP; c++) {
-                    float s = 0;
-                    for (int k = 0; k < A; k++) s += WG_FN(BT)[i][k] * d[k][c];
-                    t[i][c] = s;
+        for (int blk = 0; blk < nb; blk++) {
+            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
+            float d[A][A][WG_TB], t[A][A][WG_TB];
+            float rows[A][WP]; // the a input rows of the current row of tiles, zero-padded
+            int64_t R = R0 + t0 / TW, have = -1; // tile u's row of tiles (across images) and column
+            int tx = t0 % TW;
+            for (int u = 0; u < nt; u++, tx = tx + 1 == TW ? (R++, 0) : tx + 1) {
+                if (R != have) {
+                    const int64_t img = R / TH;
+                    const int y0 = m * (int)(R % TH) - 1;
+                    const float *xc = x + (img * Ci + ci) * H * W;
+                    for (int i = 0; i < A; i++) {
+                        memset(rows[i], 0, sizeof(float) * WP);
+                        if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
+                    }
+                    have = R;
                 }
-            float *v = V + (int64_t)ci * Tc + (int64_t)r * TW;
-            for (int i = 0; i < A; i++)
+                for (int i = 0; i < A; i++)
+                    for (int j = 0; j < A; j++) d[i][j][u] = rows[i][m * tx + j];
+            }
+            for (int i = 0; i < A; i++) // B^T d
+                for (int j = 0; j < A; j++) {
+                    float *ti = t[i][j];
+                    for (int u = 0; u < nt; u++) {
+                        float acc = 0;
+                        for (int k = 0; k < A; k++) acc += WG_FN(BT)[i][k] * d[k][j][u];
+                        ti[u] = acc;
+                    }
+                }
+            float *v = V + (int64_t)ci * Tc + t0;
+            for (int i = 0; i < A; i++) // (B^T d) B
                 for (int j = 0; j < A; j++) {
                     float *vij = v + (i * A + j) * plane;
-                    const float *ti = t[i];
-                    for (int tx = 0; tx < TW; tx++) {
-                        float s = 0;
-                        for (int k = 0; k < A; k++) s += WG_FN(BT)[j][k] * ti[m * tx + k];
-                        vij[tx] = s;
+                    for (int u = 0; u < nt; u++) {
+                        float acc = 0;
+                        for (int k = 0; k < A; k++) acc += WG_FN(BT)[j][k] * t[i][k][u];
+                        vij[u] = acc;
                     }
                 }
         }
 }
 
 // The output rows of tile rows [R0, R0+nr) of out (B, Co, H, W) =
-// alpha*(A^T M A + b) + beta*out; beta = 0 overwrites. Row-wise like the input.
+// alpha*(A^T M A + b) + beta*out; beta = 0 overwrites. Blocks of WG_TB
+// tiles of one channel at a time, the tile index innermost: every product
+// is a vector over tiles, read from contiguous runs of the E planes of M
+// (a tile row alone is too short a run on small images), then the m x m
+// outputs of each tile go to their place.
 static void WG_FN(transform_output)(float *out, const float *M, const float *b, int Co, int H, int W,
                                     int TH, int64_t R0, int nr, float alpha, float beta) {
-    const int m = WG_M, A = WG_A;
-    const int TW = (W + m - 1) / m;
-    const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Co * Tc;
+    enum { m = WG_M, A = WG_A };
+    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB;
+    const int64_t plane = (int64_t)Co * Tc;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int co = 0; co < Co; co++)
-        for (int r = 0; r < nr; r++) {
-            float t[WG_M][WG_A][TW], y[WG_M][WG_M * TW];
-            const float *mc = M + (int64_t)co * Tc + (int64_t)r * TW;
-            for (int i = 0; i < m; i++) // A^T M, one tile column j at a time
-                for (int j = 0; j < A; j++)
-                    for (int tx = 0; tx < TW; tx++) {
-                        float s = 0;
-                        for (int k = 0; k < A; k++) s += WG_FN(AT)[i][k] * mc[(k * A + j) * plane + tx];
-                        t[i][j][tx] = s;
+        for (int blk = 0; blk < nb; blk++) {
+            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
+            float t[m][A][WG_TB], y[m][m][WG_TB];
+            const float *mc = M + (int64_t)co * Tc + t0;
+            for (int i = 0; i < m; i++) // A^T M
+                for (int j = 0; j < A; j++) {
+                    float *ti = t[i][j];
+                    for (int u = 0; u < nt; u++) {
+                        float acc = 0;
+                        for (int k = 0; k < A; k++) acc += WG_FN(AT)[i][k] * mc[(k * A + j) * plane + u];
+                        ti[u] = acc;
                     }
+                }
             const float bias = b ? b[co] : 0.0f;
             for (int i = 0; i < m; i++) // (A^T M) A, plus the bias, times alpha
-                for (int q = 0; q < m; q++)
-                    for (int tx = 0; tx < TW; tx++) {
-                        float s = bias;
-                        for (int k = 0; k < A; k++) s += WG_FN(AT)[q][k] * t[i][k][tx];
-                        y[i][m * tx + q] = alpha * s;
+                for (int q = 0; q < m; q++) {
+                    float *yi = y[i][q];
+                    for (int u = 0; u < nt; u++) {
+                        float acc = bias;
+                        for (int k = 0; k < A; k++) acc += WG_FN(AT)[q][k] * t[i][k][u];
+                        yi[u] = alpha * acc;
                     }
-            const int64_t img = (R0 + r) / TH;
-            const int tr = (int)((R0 + r) % TH);
-            float *oc = out + (img * Co + co) * H * W;
-            for (int i = 0; i < m; i++) {
-                const int yy = m * tr + i;
-                if (yy >= H) break;
-                float *o = oc + (int64_t)yy * W;
-                if (beta == 0.0f) memcpy(o, y[i], sizeof(float) * W);
-                else
-                    for (int c = 0; c < W; c++) o[c] = y[i][c] + beta * o[c];
+                }
+            for (int u = 0; u < nt; u++) { // each tile's m x m outputs, clipped at the image's edge
+                const int64_t R = R0 + (t0 + u) / TW, img = R / TH;
+                const int tr = (int)(R % TH), x0 = m * ((t0 + u) % TW), nq = DALLE_MIN(m, W - x0);
+                float *oc = out + (img * Co + co) * H * W + x0;
+                for (int i = 0; i < m && m * tr + i < H; i++) {
+                    float *o = oc + (int64_t)(m * tr + i) * W;
+                    if (beta == 0.0f)
+                        for (int q = 0; q < nq; q++) o[q] = y[i][q][u];
+                    else
+                        for (int q = 0; q < nq; q++) o[q] = y[i][q][u] + beta * o[q];
+                }
             }
         }
 }
@@ -132,37 +155,44 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
 
 // dM (E, Co, Tc) = A dY A^T for the output-gradient tiles of tile rows
 // [R0, R0+nr) of dout (B, Co, H, W), zero beyond the image (A = AT^T).
+// Blocks of WG_TB tiles of one channel, as the output transform: each
+// tile's m x m gradients are gathered, then the products run over tiles
+// and write contiguous runs of the E planes.
 static void WG_FN(transform_dout)(float *dM, const float *dout, int Co, int H, int W, int TH, int64_t R0,
                                   int nr) {
-    const int m = WG_M, A = WG_A;
-    const int TW = (W + m - 1) / m, WP = m * TW;
-    const int64_t Tc = (int64_t)nr * TW, plane = (int64_t)Co * Tc;
+    enum { m = WG_M, A = WG_A };
+    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB;
+    const int64_t plane = (int64_t)Co * Tc;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int co = 0; co < Co; co++)
-        for (int r = 0; r < nr; r++) {
-            float dy[WG_M][WP], s[WG_A][WP];
-            const int64_t img = (R0 + r) / TH;
-            const int tr = (int)((R0 + r) % TH);
-            const float *gc = dout + (img * Co + co) * H * W;
-            for (int p = 0; p < m; p++) {
-                const int y = m * tr + p;
-                memset(dy[p], 0, sizeof(float) * WP);
-                if (y < H) memcpy(dy[p], gc + (int64_t)y * W, sizeof(float) * W);
+        for (int blk = 0; blk < nb; blk++) {
+            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
+            float dy[m][m][WG_TB], s[A][m][WG_TB];
+            for (int u = 0; u < nt; u++) {
+                const int64_t R = R0 + (t0 + u) / TW, img = R / TH;
+                const int tr = (int)(R % TH), x0 = m * ((t0 + u) % TW);
+                const float *gc = dout + (img * Co + co) * H * W + x0;
+                for (int p = 0; p < m; p++)
+                    for (int q = 0; q < m; q++)
+                        dy[p][q][u] = m * tr + p < H && x0 + q < W ? gc[(int64_t)(m * tr + p) * W + q] : 0.0f;
             }
-            for (int i = 0; i < A; i++) // A dY, all columns at once
-                for (int c = 0; c < WP; c++) {
-                    float acc = 0;
-                    for (int p = 0; p < m; p++) acc += WG_FN(AT)[p][i] * dy[p][c];
-                    s[i][c] = acc;
+            for (int i = 0; i < A; i++) // A dY
+                for (int q = 0; q < m; q++) {
+                    float *si = s[i][q];
+                    for (int u = 0; u < nt; u++) {
+                        float acc = 0;
+                        for (int p = 0; p < m; p++) acc += WG_FN(AT)[p][i] * dy[p][q][u];
+                        si[u] = acc;
+                    }
                 }
-            float *d = dM + (int64_t)co * Tc + (int64_t)r * TW;
-            for (int i = 0; i < A; i++) // (A dY) A^T, tile by tile
+            float *d = dM + (int64_t)co * Tc + t0;
+            for (int i = 0; i < A; i++) // (A dY) A^T
                 for (int j = 0; j < A; j++) {
                     float *dij = d + (i * A + j) * plane;
-                    for (int tx = 0; tx < TW; tx++) {
+                    for (int u = 0; u < nt; u++) {
                         float acc = 0;
-                        for (int q = 0; q < m; q++) acc += WG_FN(AT)[q][j] * s[i][m * tx + q];
-                        dij[tx] = acc;
+                        for (int q = 0; q < m; q++) acc += WG_FN(AT)[q][j] * s[i][q][u];
+                        dij[u] = acc;
                     }
                 }
         }
