@@ -248,7 +248,7 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     if (n_cand < 1) return dalle_seterr("prior sample: %d candidates", n_cand);
     if (!(opts.guidance >= 0 && opts.guidance <= 100))
         return dalle_seterr("prior sample: guidance %g is outside [0, 100]", opts.guidance);
-    kv_cache c, u; // the caption's streams, and with guidance the null caption's
+    kv_cache c, u; // the caption's streams, and with guidance the empty caption's
     memset(&u, 0, sizeof u);
     if (cache_new(m, n_cand, &c) != DALLE_OK) return DALLE_ERR;
     if (guided && cache_new(m, n_cand, &u) != DALLE_OK) {
