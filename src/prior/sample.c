@@ -258,10 +258,11 @@ int prior_sample(prior_model *m, const int32_t *text, int n_cand, const prior_sa
     const int nt = omp_get_max_threads();
     const int64_t KV = (int64_t)n_cand * m->Vi;
     vi_pair *work = dalle_malloc(sizeof(vi_pair) * (size_t)m->Vi * (size_t)nt); // (threads, Vi)
-    int32_t *empty = dalle_malloc(sizeof(int32_t) * (size_t)m->L); // (L) the empty caption: padding everywhere
+    int32_t *empty = guided ? dalle_malloc(sizeof(int32_t) * (size_t)m->L) : NULL; // (L) padding everywhere
     if (empty)
         for (int t = 0; t < m->L; t++) empty[t] = m->Vt - m->L + t;
-    if (!work || !empty || run_prefix(m, &c, text) != DALLE_OK || (guided && run_prefix(m, &u, empty) != DALLE_OK)) {
+    if (!work || (guided && !empty) || run_prefix(m, &c, text) != DALLE_OK ||
+        (guided && run_prefix(m, &u, empty) != DALLE_OK)) {
         dalle_free(empty);
         dalle_free(work);
         cache_free(&c);

@@ -17,7 +17,17 @@
 #include "backend/cpu/cpu.h"
 #include "core/common.h"
 
-#define WG_TB 64 // tiles per block of the output transform
+#define WG_TB 64 // tiles per block of the transforms
+
+// Tile t of a chunk whose first row of tiles is R0 (rows counted across the
+// images of the batch, TH per image, TW tiles per row): its image, its row
+// of tiles in that image, and (returned) its column.
+static inline int wg_tile(int64_t R0, int t, int TW, int TH, int64_t *img, int *tr) {
+    const int64_t R = R0 + t / TW;
+    *img = R / TH;
+    *tr = (int)(R % TH);
+    return t % TW;
+}
 
 #define WG_CAT_(a, b) a##b
 #define WG_CAT(a, b) WG_CAT_(a, b)

@@ -43,18 +43,18 @@ static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int 
             const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
             float d[A][A][WG_TB], t[A][A][WG_TB];
             float rows[A][WP]; // the a input rows of the current row of tiles, zero-padded
-            int64_t R = R0 + t0 / TW, have = -1; // tile u's row of tiles (across images) and column
-            int tx = t0 % TW;
-            for (int u = 0; u < nt; u++, tx = tx + 1 == TW ? (R++, 0) : tx + 1) {
-                if (R != have) {
-                    const int64_t img = R / TH;
-                    const int y0 = m * (int)(R % TH) - 1;
+            int64_t img, have = -1; // have: the row of tiles (R0-relative) that rows holds
+            int tr;
+            for (int u = 0; u < nt; u++) {
+                const int tx = wg_tile(R0, t0 + u, TW, TH, &img, &tr);
+                if ((t0 + u) / TW != have) {
+                    const int y0 = m * tr - 1;
                     const float *xc = x + (img * Ci + ci) * H * W;
                     for (int i = 0; i < A; i++) {
                         memset(rows[i], 0, sizeof(float) * WP);
                         if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
                     }
-                    have = R;
+                    have = (t0 + u) / TW;
                 }
                 for (int i = 0; i < A; i++)
                     for (int j = 0; j < A; j++) d[i][j][u] = rows[i][m * tx + j];
@@ -118,8 +118,9 @@ static void WG_FN(transform_output)(float *out, const float *M, const float *b, 
                     }
                 }
             for (int u = 0; u < nt; u++) { // each tile's m x m outputs, clipped at the image's edge
-                const int64_t R = R0 + (t0 + u) / TW, img = R / TH;
-                const int tr = (int)(R % TH), x0 = m * ((t0 + u) % TW), nq = DALLE_MIN(m, W - x0);
+                int64_t img;
+                int tr;
+                const int x0 = m * wg_tile(R0, t0 + u, TW, TH, &img, &tr), nq = DALLE_MIN(m, W - x0);
                 float *oc = out + (img * Co + co) * H * W + x0;
                 for (int i = 0; i < m && m * tr + i < H; i++) {
                     float *o = oc + (int64_t)(m * tr + i) * W;
@@ -169,8 +170,9 @@ static void WG_FN(transform_dout)(float *dM, const float *dout, int Co, int H, i
             const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
             float dy[m][m][WG_TB], s[A][m][WG_TB];
             for (int u = 0; u < nt; u++) {
-                const int64_t R = R0 + (t0 + u) / TW, img = R / TH;
-                const int tr = (int)(R % TH), x0 = m * ((t0 + u) % TW);
+                int64_t img;
+                int tr;
+                const int x0 = m * wg_tile(R0, t0 + u, TW, TH, &img, &tr);
                 const float *gc = dout + (img * Co + co) * H * W + x0;
                 for (int p = 0; p < m; p++)
                     for (int q = 0; q < m; q++)
