@@ -9,9 +9,11 @@
 // The backward reuses the same chunks: dW += dout x cols^T, then the same
 // buffer takes dcols = Wm^T x dout, which col2im scatter-adds into din.
 //
-// OpenMP threads only the copying loops; sgemm is always called outside any
-// parallel region, since OpenBLAS runs its own threads. Every sum has a fixed
-// order for a given thread count, so results are deterministic.
+// OpenMP threads the copying loops; these products are called outside any
+// parallel region, so OpenBLAS threads each one itself (winograd.c instead
+// gives each thread whole products, which OpenBLAS then runs single-threaded).
+// Every sum has a fixed order for a given thread count, so results are
+// deterministic.
 #include <cblas.h>
 #include <string.h>
 

@@ -8,6 +8,9 @@
 //   V = B^T d B     (E, Ci, Tc)  the input tiles of a chunk of Tc tiles
 //   M_e = U_e V_e   (E, Co, Tc)  E sgemm calls, one per tile element e
 //   Y = A^T M A     (m x m outputs per tile), + bias, into out.
+// The E products of a chunk are independent: each thread takes whole ones,
+// and OpenBLAS, called inside an OpenMP region, runs them single-threaded
+// (no fork and join per product, no product split too thin to pay).
 // F(4x4) uses the points 0, +-1, +-2 and infinity; in float32 it differs
 // from the direct sum by ~5e-6 of the output's scale, F(2x2) by ~1e-7 (the
 // tests check both).

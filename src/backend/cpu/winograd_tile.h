@@ -147,6 +147,7 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
     for (int64_t R0 = 0; R0 < RT; R0 += rows) {
         const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
         WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
+#pragma omp parallel for schedule(dynamic)
         for (int e = 0; e < E; e++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, Tc, Ci, 1.0f, U + (int64_t)e * Co * Ci, Ci,
                         V + (int64_t)e * Ci * Tc, Tc, 0.0f, M + (int64_t)e * Co * Tc, Tc);
@@ -217,6 +218,7 @@ static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in
         const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
         WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
         WG_FN(transform_dout)(dM, dout, Co, H, W, TH, R0, nr);
+#pragma omp parallel for schedule(dynamic)
         for (int e = 0; e < E; e++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, Tc, 1.0f, dM + (int64_t)e * Co * Tc, Tc,
                         V + (int64_t)e * Ci * Tc, Tc, 1.0f, dU + (int64_t)e * plane, Ci);
