@@ -26,7 +26,7 @@ void cpu_gumbel_softmax_forward(float *z, const float *logits, const float *g, f
             const int64_t o = (int64_t)v * P;
             for (int p = 0; p < P; p++) {
                 zb[o + p] = (l[o + p] + gb[o + p]) * inv_tau;
-                mx[p] = fmaxf(mx[p], zb[o + p]);
+                mx[p] = zb[o + p] > mx[p] ? zb[o + p] : mx[p]; // not fmaxf: a library call, not a vector max
             }
         }
         for (int v = 0; v < V; v++) {
@@ -78,15 +78,23 @@ double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, floa
         const float *l = logits + (int64_t)b * V * P;
         for (int p = 0; p < P; p++) { mx[p] = -INFINITY; lse[p] = 0.0f; qlq[p] = 0.0f; }
         for (int v = 0; v < V; v++)
-            for (int p = 0; p < P; p++) mx[p] = fmaxf(mx[p], l[(int64_t)v * P + p]);
-        for (int v = 0; v < V; v++)
-            for (int p = 0; p < P; p++) lse[p] += expf(l[(int64_t)v * P + p] - mx[p]);
-        for (int p = 0; p < P; p++) lse[p] = mx[p] + logf(lse[p]);
+            for (int p = 0; p < P; p++) {
+                const float lv = l[(int64_t)v * P + p];
+                mx[p] = lv > mx[p] ? lv : mx[p]; // not fmaxf: a library call, not a vector max
+            }
+        // with e = exp(l - mx) and S = sum e: sum q ln q = sum e (l - mx) / S - ln S,
+        // so one exponential per code gives both sums
         for (int v = 0; v < V; v++)
             for (int p = 0; p < P; p++) {
-                float lq = l[(int64_t)v * P + p] - lse[p];
-                qlq[p] += expf(lq) * lq;
+                const float c = l[(int64_t)v * P + p] - mx[p], e = expf(c);
+                lse[p] += e;
+                qlq[p] += e * c;
             }
+        for (int p = 0; p < P; p++) {
+            const float ls = logf(lse[p]);
+            qlq[p] = qlq[p] / lse[p] - ls;
+            lse[p] = mx[p] + ls;
+        }
         double kl = 0.0;
         for (int p = 0; p < P; p++) kl += (double)qlq[p] + log((double)V);
         part[b] = kl;
@@ -108,8 +116,10 @@ double cpu_kl_uniform_forward_backward(float *dlogits, const float *logits, floa
 }
 
 double cpu_logit_laplace_nll(float *dstats, const float *stats, const float *x, float scale, int B, int N) {
-    double total = 0.0;
+    double *part = dalle_malloc(sizeof(double) * (size_t)B); // (B) each item's sum
+    DALLE_ASSERT(part);
     const double ln2 = 0.6931471805599453;
+    #pragma omp parallel for schedule(static) if (B > 1)
     for (int b = 0; b < B; b++) {
         const float *mu = stats + (int64_t)b * 6 * N, *lnb = mu + 3 * (int64_t)N;
         const float *xb = x + (int64_t)b * 3 * N;
@@ -125,7 +135,10 @@ double cpu_logit_laplace_nll(float *dstats, const float *stats, const float *x, 
                 dlnb[i] = scale * (1.0f - fabsf(d) * inv_b);
             }
         }
-        total += acc;
+        part[b] = acc;
     }
+    double total = 0.0; // the items in order: the same sum whatever the threads
+    for (int b = 0; b < B; b++) total += part[b];
+    dalle_free(part);
     return total;
 }

@@ -12,7 +12,18 @@ void *cpu_alloc(size_t bytes) { return dalle_malloc(bytes ? bytes : 1); }
 void cpu_free(void *p) { dalle_free(p); }
 void cpu_sync(void) {}
 void cpu_memset0(void *p, size_t bytes) {
-    if (bytes) memset(p, 0, bytes);
+    if (bytes < ((size_t)1 << 20)) {
+        if (bytes) memset(p, 0, bytes);
+        return;
+    }
+    // large blocks (a step's gradients) in one piece per thread: one core
+    // alone does not reach the memory's bandwidth
+#pragma omp parallel
+    {
+        const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        const size_t lo = bytes / nt * t, hi = t + 1 == nt ? bytes : bytes / nt * (t + 1);
+        memset((char *)p + lo, 0, hi - lo);
+    }
 }
 void cpu_copy(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) memmove(dst, src, bytes);
