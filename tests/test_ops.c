@@ -212,14 +212,16 @@ static void test_conv_backward_reference(void) {
 }
 
 // The Winograd 3x3 convolution, both tile sizes, against the direct
-// reference, with odd sizes, alpha/beta, and a shape large enough for
-// conv2d_forward to take F(4x4) whose tile rows split into chunks. The error
+// reference, with odd sizes, alpha/beta, thin layers (fused: blocks of
+// tiles per thread, more blocks than threads and fewer) and a layer wide
+// enough for chunks, whose rows of tiles split into two or more. The error
 // is held to 2e-5 of the output's largest value (F(4x4) rounds differently
 // from the direct sum).
 static void test_conv_winograd(void) {
     const struct { int B, Ci, Co, H, W; float alpha, beta; } cs[] = {
-        {2, 3, 5, 5, 7, 0.7f, 0.0f}, {1, 4, 6, 1, 1, 1.0f, 1.0f}, {1, 8, 4, 6, 3, 0.25f, 0.5f}, {1, 32, 32, 257, 64, 1.0f, 0.0f},
-        {40, 3, 4, 10, 9, 1.0f, 1.0f}, // a chunk spans images
+        {2, 3, 5, 5, 7, 0.7f, 0.0f}, {1, 4, 6, 1, 1, 1.0f, 1.0f}, {1, 8, 4, 6, 3, 0.25f, 0.5f}, {1, 48, 56, 200, 64, 1.0f, 0.0f},
+        {40, 3, 4, 10, 9, 1.0f, 1.0f}, // blocks span images
+        {8, 64, 48, 6, 7, 1.0f, 1.0f},  // a chunk spans images
     };
     for (int m = 2; m <= 4; m += 2)
         for (size_t t = 0; t < sizeof cs / sizeof *cs; t++) {
@@ -236,7 +238,8 @@ static void test_conv_winograd(void) {
             float maxref = 0;
             for (int64_t i = 0; i < nout; i++) maxref = fmaxf(maxref, fabsf(ref[i]));
             char what[96];
-            snprintf(what, sizeof what, "F(%dx%d,3x3) %dx%d %d->%d, %d chunk(s)", m, m, H, W, Ci, Co, (TH + rows - 1) / rows);
+            if (Ci + Co <= WG_FUSED_MAX) snprintf(what, sizeof what, "F(%dx%d,3x3) %dx%d %d->%d, fused", m, m, H, W, Ci, Co);
+            else snprintf(what, sizeof what, "F(%dx%d,3x3) %dx%d %d->%d, %d chunk(s)", m, m, H, W, Ci, Co, (TH + rows - 1) / rows);
             CHECK_CLOSE(what, out, ref, nout, 2e-5 * maxref, 0);
             // the weight gradient, added to what dw held
             float *dout = frand(nout, 440 + t, -1, 1), *dw = frand(nw, 450 + t, -1, 1), *rw = fcopy(dw, nw);
@@ -250,9 +253,10 @@ static void test_conv_winograd(void) {
             free(dout), free(dw), free(rw), free(rin), free(rb);
             free(in), free(w), free(b), free(out), free(ref), free(scratch);
         }
-    const int th = (257 + 3) / 4, wr = winograd_chunk_tile_rows(32, 32, 257, 64, 4), wr2 = winograd_chunk_tile_rows(3, 4, 10, 9, 2);
-    CHECK(wr2 > (10 + 1) / 2); // the batch of 40 small images: one chunk holds tiles of several images
-    CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(1, 257, 64) == 4);
+    const int th = (200 + 3) / 4, wr = winograd_chunk_tile_rows(48, 56, 200, 64, 4);
+    CHECK((th + wr - 1) / wr >= 2 && conv3x3_winograd_m(1, 200, 64) == 4 && 48 + 56 > WG_FUSED_MAX);
+    CHECK(3 + 4 <= WG_FUSED_MAX && 32 <= WG_FUSED_MAX); // the others run fused, but:
+    CHECK(64 + 48 > WG_FUSED_MAX && winograd_chunk_tile_rows(64, 48, 6, 7, 2) > 3); // one chunk holds several images
     CHECK(conv3x3_winograd_m(1, 32, 32) == 2 && conv3x3_winograd_m(1, 6, 3) == 0);
     CHECK(conv3x3_winograd_m(8, 16, 16) == 4 && conv3x3_winograd_m(4, 8, 8) == 2); // batches of small images
 }

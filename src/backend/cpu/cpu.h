@@ -138,6 +138,9 @@ void conv3x3_winograd_forward(float *out, const float *in, const float *w, const
 void conv3x3_winograd_backward_filter(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
                                       int W, float alpha, int m, float *scratch);
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m);
+// Ci + Co up to which a 3x3 convolution runs fused: each thread takes
+// blocks of tiles through all the steps within its core's cache (winograd.c).
+#define WG_FUSED_MAX 96
 // Rows of m x m output tiles per chunk of its transforms.
 int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m);
 // The tile size conv2d_forward and conv2d_backward use for a 3x3

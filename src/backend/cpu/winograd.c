@@ -15,6 +15,7 @@
 // from the direct sum by ~5e-6 of the output's scale, F(2x2) by ~1e-7 (the
 // tests check both).
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -22,15 +23,42 @@
 
 #define WG_TB 64 // tiles per block of the transforms
 
-// Tile t of a chunk whose first row of tiles is R0 (rows counted across the
-// images of the batch, TH per image, TW tiles per row): its image, its row
-// of tiles in that image, and (returned) its column.
-static inline int wg_tile(int64_t R0, int t, int TW, int TH, int64_t *img, int *tr) {
-    const int64_t R = R0 + t / TW;
-    *img = R / TH;
-    *tr = (int)(R % TH);
-    return t % TW;
+// A tile's place: its image, its row of tiles in that image and its column.
+// Tiles are numbered across the batch, row of tiles by row (TW tiles per
+// row, TH rows per image); a block walks them with wg_next, not dividing.
+typedef struct {
+    int64_t img;
+    int tr, tx;
+} wg_pos;
+
+static inline wg_pos wg_tile(int t, int TW, int TH) {
+    const int R = t / TW;
+    return (wg_pos){R / TH, R % TH, t % TW};
 }
+
+static inline void wg_next(wg_pos *p, int TW, int TH) {
+    if (++p->tx < TW) return;
+    p->tx = 0;
+    if (++p->tr < TH) return;
+    p->tr = 0;
+    p->img++;
+}
+
+// Whether a convolution of Ci to Co channels runs fused: each thread takes
+// blocks of WG_TB tiles through the input transform, the E products and the
+// output transform while its V and M (E (Ci + Co) WG_TB floats, 590 KB at
+// Ci + Co = 64) stay in its core's cache. Thin layers are bound by moving V
+// and M through memory otherwise; wide ones want the wide GEMMs of chunks.
+static int winograd_fused(int Ci, int Co) { return Ci + Co <= WG_FUSED_MAX; }
+
+// acc += c * x for a coefficient c of the tables: with the loops unrolled
+// (GCC unroll), c is a constant and the terms with c = 0 vanish at compile
+// time; the compiler may not drop them itself (0 * x is NaN for x infinite).
+#define WG_MAC(acc, c, x)          \
+    do {                           \
+        const float c_ = (c);      \
+        if (c_ != 0.0f) (acc) += c_ * (x); \
+    } while (0)
 
 #define WG_CAT_(a, b) a##b
 #define WG_CAT(a, b) WG_CAT_(a, b)
@@ -81,20 +109,22 @@ int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m) {
 }
 
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m) {
-    const int64_t E = (int64_t)(m + 2) * (m + 2), TW = (W + m - 1) / m;
+    const int64_t E = (int64_t)(m + 2) * (m + 2), TW = (W + m - 1) / m, nth = omp_get_max_threads();
+    if (winograd_fused(Ci, Co)) // a dU per thread (the backward), a V and M per thread
+        return nth * E * Co * Ci + nth * E * (Ci + Co) * WG_TB;
     return E * Co * Ci + E * (Ci + Co) * TW * winograd_chunk_tile_rows(Ci, Co, H, W, m);
 }
 
 void conv3x3_winograd_forward(float *out, const float *in, const float *w, const float *b, int B, int Ci,
                               int Co, int H, int W, float alpha, float beta, int m, float *scratch) {
-    DALLE_ASSERT((m == 2 || m == 4) && W <= 4096);
+    DALLE_ASSERT((m == 2 || m == 4) && W <= 4096 && (int64_t)B * ((H + m - 1) / m) * ((W + m - 1) / m) <= INT32_MAX);
     if (m == 2) F2_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, scratch);
     else F4_forward(out, in, w, b, B, Ci, Co, H, W, alpha, beta, scratch);
 }
 
 void conv3x3_winograd_backward_filter(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
                                       int W, float alpha, int m, float *scratch) {
-    DALLE_ASSERT((m == 2 || m == 4) && W <= 4096);
+    DALLE_ASSERT((m == 2 || m == 4) && W <= 4096 && (int64_t)B * ((H + m - 1) / m) * ((W + m - 1) / m) <= INT32_MAX);
     if (m == 2) F2_backward_filter(dw, dout, in, B, Ci, Co, H, W, alpha, scratch);
     else F4_backward_filter(dw, dout, in, B, Ci, Co, H, W, alpha, scratch);
 }

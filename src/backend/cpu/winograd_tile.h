@@ -3,6 +3,12 @@
 // WG_FN(BT) (a, a), WG_FN(G) (a, 3), WG_FN(AT) (m, a), and WG_FN(name)
 // giving each function its per-size name. Compile-time sizes let the
 // compiler unroll the transforms and vectorise them over the tiles.
+//
+// Tiles are numbered across the images of the batch, row of tiles by row
+// (TW per row, TH rows per image). The transforms work on blocks of at most
+// WG_TB tiles of one channel, the tile index innermost: every product is a
+// vector over tiles. A block's E values of a channel go to (or come from)
+// runs of nt floats `plane` apart: the planes of V, M or dM.
 
 // U (E, Co, Ci) = G g G^T for every 3x3 filter g of w (Co, Ci, 3, 3).
 static void WG_FN(transform_weights)(float *U, const float *w, int Co, int Ci) {
@@ -26,179 +32,215 @@ static void WG_FN(transform_weights)(float *U, const float *w, int Co, int Ci) {
     }
 }
 
-// V (E, Ci, Tc) = B^T d B for the tiles of tile rows [R0, R0+nr) of the batch
-// x (B, Ci, H, W), whose rows of tiles are numbered across images (TH each).
-// Blocks of WG_TB tiles of one channel at a time: each tile's a x a inputs
-// are gathered from the a rows of its row of tiles (copied, zero-padded, once
-// per row), then the products run over tiles and write contiguous runs of
-// the E planes of V.
-static void WG_FN(transform_input)(float *V, const float *x, int Ci, int H, int W, int TH, int64_t R0, int nr) {
+// v = B^T d B for tiles [t0, t0+nt) of channel ci of x (B, Ci, H, W), into
+// runs `plane` apart. Each tile's a x a inputs are gathered from the a rows
+// of its row of tiles (copied, zero-padded, once per row of tiles).
+static void WG_FN(input_block)(float *v, int64_t plane, const float *x, int ci, int Ci, int H, int W, int TH,
+                               int t0, int nt) {
     enum { m = WG_M, A = WG_A };
-    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB, WP = m * TW + 2;
-    const int64_t plane = (int64_t)Ci * Tc;
-    DALLE_ASSERT(W <= 4096);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int ci = 0; ci < Ci; ci++)
-        for (int blk = 0; blk < nb; blk++) {
-            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
-            float d[A][A][WG_TB], t[A][A][WG_TB];
-            float rows[A][WP]; // the a input rows of the current row of tiles, zero-padded
-            int64_t img, have = -1; // have: the row of tiles (R0-relative) that rows holds
-            int tr;
-            for (int u = 0; u < nt; u++) {
-                const int tx = wg_tile(R0, t0 + u, TW, TH, &img, &tr);
-                if ((t0 + u) / TW != have) {
-                    const int y0 = m * tr - 1;
-                    const float *xc = x + (img * Ci + ci) * H * W;
-                    for (int i = 0; i < A; i++) {
-                        memset(rows[i], 0, sizeof(float) * WP);
-                        if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
-                    }
-                    have = (t0 + u) / TW;
-                }
-                for (int i = 0; i < A; i++)
-                    for (int j = 0; j < A; j++) d[i][j][u] = rows[i][m * tx + j];
+    const int TW = (W + m - 1) / m, WP = m * TW + 2;
+    float d[A][A][WG_TB], t[A][A][WG_TB];
+    float rows[A][WP]; // the a input rows of the current row of tiles, zero-padded
+    wg_pos p = wg_tile(t0, TW, TH);
+    for (int u = 0; u < nt; u++, wg_next(&p, TW, TH)) {
+        if (u == 0 || p.tx == 0) { // a new row of tiles
+            const int y0 = m * p.tr - 1;
+            const float *xc = x + (p.img * Ci + ci) * H * W;
+            for (int i = 0; i < A; i++) {
+                memset(rows[i], 0, sizeof(float) * WP);
+                if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
             }
-            for (int i = 0; i < A; i++) // B^T d
-                for (int j = 0; j < A; j++) {
-                    float *ti = t[i][j];
-                    for (int u = 0; u < nt; u++) {
-                        float acc = 0;
-                        for (int k = 0; k < A; k++) acc += WG_FN(BT)[i][k] * d[k][j][u];
-                        ti[u] = acc;
-                    }
-                }
-            float *v = V + (int64_t)ci * Tc + t0;
-            for (int i = 0; i < A; i++) // (B^T d) B
-                for (int j = 0; j < A; j++) {
-                    float *vij = v + (i * A + j) * plane;
-                    for (int u = 0; u < nt; u++) {
-                        float acc = 0;
-                        for (int k = 0; k < A; k++) acc += WG_FN(BT)[j][k] * t[i][k][u];
-                        vij[u] = acc;
-                    }
-                }
+        }
+        for (int i = 0; i < A; i++)
+            for (int j = 0; j < A; j++) d[i][j][u] = rows[i][m * p.tx + j];
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < A; i++) // B^T d
+#pragma GCC unroll 8
+        for (int j = 0; j < A; j++) {
+            float *ti = t[i][j];
+            for (int u = 0; u < nt; u++) {
+                float acc = 0;
+                for (int k = 0; k < A; k++) WG_MAC(acc, WG_FN(BT)[i][k], d[k][j][u]);
+                ti[u] = acc;
+            }
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < A; i++) // (B^T d) B
+#pragma GCC unroll 8
+        for (int j = 0; j < A; j++) {
+            float *vij = v + (i * A + j) * plane;
+            for (int u = 0; u < nt; u++) {
+                float acc = 0;
+                for (int k = 0; k < A; k++) WG_MAC(acc, WG_FN(BT)[j][k], t[i][k][u]);
+                vij[u] = acc;
+            }
         }
 }
 
-// The output rows of tile rows [R0, R0+nr) of out (B, Co, H, W) =
-// alpha*(A^T M A + b) + beta*out; beta = 0 overwrites. Blocks of WG_TB
-// tiles of one channel at a time, the tile index innermost: every product
-// is a vector over tiles, read from contiguous runs of the E planes of M
-// (a tile row alone is too short a run on small images), then the m x m
-// outputs of each tile go to their place.
-static void WG_FN(transform_output)(float *out, const float *M, const float *b, int Co, int H, int W,
-                                    int TH, int64_t R0, int nr, float alpha, float beta) {
+// The outputs of tiles [t0, t0+nt) of channel co of out (B, Co, H, W) =
+// alpha*(A^T M A + bias) + beta*out (beta = 0 overwrites), from the runs of
+// mc `plane` apart; each tile's m x m outputs are clipped at the image's edge.
+static void WG_FN(output_block)(float *out, const float *mc, int64_t plane, float bias, int co, int Co, int H,
+                                int W, int TH, int t0, int nt, float alpha, float beta) {
     enum { m = WG_M, A = WG_A };
-    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB;
-    const int64_t plane = (int64_t)Co * Tc;
+    const int TW = (W + m - 1) / m;
+    float t[m][A][WG_TB], y[m][m][WG_TB];
+#pragma GCC unroll 8
+    for (int i = 0; i < m; i++) // A^T M
+#pragma GCC unroll 8
+        for (int j = 0; j < A; j++) {
+            float *ti = t[i][j];
+            for (int u = 0; u < nt; u++) {
+                float acc = 0;
+                for (int k = 0; k < A; k++) WG_MAC(acc, WG_FN(AT)[i][k], mc[(k * A + j) * plane + u]);
+                ti[u] = acc;
+            }
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < m; i++) // (A^T M) A, plus the bias, times alpha
+#pragma GCC unroll 8
+        for (int q = 0; q < m; q++) {
+            float *yi = y[i][q];
+            for (int u = 0; u < nt; u++) {
+                float acc = bias;
+                for (int k = 0; k < A; k++) WG_MAC(acc, WG_FN(AT)[q][k], t[i][k][u]);
+                yi[u] = alpha * acc;
+            }
+        }
+    wg_pos p = wg_tile(t0, TW, TH);
+    for (int u = 0; u < nt; u++, wg_next(&p, TW, TH)) {
+        const int x0 = m * p.tx, nq = DALLE_MIN(m, W - x0);
+        float *oc = out + (p.img * Co + co) * H * W + x0;
+        for (int i = 0; i < m && m * p.tr + i < H; i++) {
+            float *o = oc + (int64_t)(m * p.tr + i) * W;
+            if (beta == 0.0f)
+                for (int q = 0; q < nq; q++) o[q] = y[i][q][u];
+            else
+                for (int q = 0; q < nq; q++) o[q] = y[i][q][u] + beta * o[q];
+        }
+    }
+}
+
+// dm = A dY A^T for the output-gradient tiles [t0, t0+nt) of channel co of
+// dout (B, Co, H, W), zero beyond the image (A = AT^T), into runs `plane`
+// apart.
+static void WG_FN(dout_block)(float *dm, int64_t plane, const float *dout, int co, int Co, int H, int W, int TH,
+                              int t0, int nt) {
+    enum { m = WG_M, A = WG_A };
+    const int TW = (W + m - 1) / m;
+    float dy[m][m][WG_TB], s[A][m][WG_TB];
+    wg_pos t = wg_tile(t0, TW, TH);
+    for (int u = 0; u < nt; u++, wg_next(&t, TW, TH)) {
+        const int x0 = m * t.tx;
+        const float *gc = dout + (t.img * Co + co) * H * W + x0;
+        for (int p = 0; p < m; p++)
+            for (int q = 0; q < m; q++)
+                dy[p][q][u] = m * t.tr + p < H && x0 + q < W ? gc[(int64_t)(m * t.tr + p) * W + q] : 0.0f;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < A; i++) // A dY
+#pragma GCC unroll 8
+        for (int q = 0; q < m; q++) {
+            float *si = s[i][q];
+            for (int u = 0; u < nt; u++) {
+                float acc = 0;
+                for (int p = 0; p < m; p++) WG_MAC(acc, WG_FN(AT)[p][i], dy[p][q][u]);
+                si[u] = acc;
+            }
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < A; i++) // (A dY) A^T
+#pragma GCC unroll 8
+        for (int j = 0; j < A; j++) {
+            float *dij = dm + (i * A + j) * plane;
+            for (int u = 0; u < nt; u++) {
+                float acc = 0;
+                for (int q = 0; q < m; q++) WG_MAC(acc, WG_FN(AT)[q][j], s[i][q][u]);
+                dij[u] = acc;
+            }
+        }
+}
+
+// V (E, C, Tc) of the Tc tiles from tc0 of x (B, C, H, W), blocks on the threads.
+static void WG_FN(transform_input)(float *V, const float *x, int C, int H, int W, int TH, int tc0, int Tc) {
+    const int nb = (Tc + WG_TB - 1) / WG_TB;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int blk = 0; blk < nb; blk++) {
+            const int t0 = blk * WG_TB;
+            WG_FN(input_block)(V + (int64_t)c * Tc + t0, (int64_t)C * Tc, x, c, C, H, W, TH, tc0 + t0,
+                               DALLE_MIN(WG_TB, Tc - t0));
+        }
+}
+
+// dM (E, C, Tc) of the Tc output-gradient tiles from tc0 of dout (B, C, H, W).
+static void WG_FN(transform_dout)(float *dM, const float *dout, int C, int H, int W, int TH, int tc0, int Tc) {
+    const int nb = (Tc + WG_TB - 1) / WG_TB;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int blk = 0; blk < nb; blk++) {
+            const int t0 = blk * WG_TB;
+            WG_FN(dout_block)(dM + (int64_t)c * Tc + t0, (int64_t)C * Tc, dout, c, C, H, W, TH, tc0 + t0,
+                              DALLE_MIN(WG_TB, Tc - t0));
+        }
+}
+
+// The outputs of the Tc tiles from tc0 of out (B, Co, H, W), from M (E, Co, Tc).
+static void WG_FN(transform_output)(float *out, const float *M, const float *b, int Co, int H, int W, int TH,
+                                    int tc0, int Tc, float alpha, float beta) {
+    const int nb = (Tc + WG_TB - 1) / WG_TB;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int co = 0; co < Co; co++)
         for (int blk = 0; blk < nb; blk++) {
-            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
-            float t[m][A][WG_TB], y[m][m][WG_TB];
-            const float *mc = M + (int64_t)co * Tc + t0;
-            for (int i = 0; i < m; i++) // A^T M
-                for (int j = 0; j < A; j++) {
-                    float *ti = t[i][j];
-                    for (int u = 0; u < nt; u++) {
-                        float acc = 0;
-                        for (int k = 0; k < A; k++) acc += WG_FN(AT)[i][k] * mc[(k * A + j) * plane + u];
-                        ti[u] = acc;
-                    }
-                }
-            const float bias = b ? b[co] : 0.0f;
-            for (int i = 0; i < m; i++) // (A^T M) A, plus the bias, times alpha
-                for (int q = 0; q < m; q++) {
-                    float *yi = y[i][q];
-                    for (int u = 0; u < nt; u++) {
-                        float acc = bias;
-                        for (int k = 0; k < A; k++) acc += WG_FN(AT)[q][k] * t[i][k][u];
-                        yi[u] = alpha * acc;
-                    }
-                }
-            for (int u = 0; u < nt; u++) { // each tile's m x m outputs, clipped at the image's edge
-                int64_t img;
-                int tr;
-                const int x0 = m * wg_tile(R0, t0 + u, TW, TH, &img, &tr), nq = DALLE_MIN(m, W - x0);
-                float *oc = out + (img * Co + co) * H * W + x0;
-                for (int i = 0; i < m && m * tr + i < H; i++) {
-                    float *o = oc + (int64_t)(m * tr + i) * W;
-                    if (beta == 0.0f)
-                        for (int q = 0; q < nq; q++) o[q] = y[i][q][u];
-                    else
-                        for (int q = 0; q < nq; q++) o[q] = y[i][q][u] + beta * o[q];
-                }
-            }
+            const int t0 = blk * WG_TB;
+            WG_FN(output_block)(out, M + (int64_t)co * Tc + t0, (int64_t)Co * Tc, b ? b[co] : 0.0f, co, Co, H, W,
+                                TH, tc0 + t0, DALLE_MIN(WG_TB, Tc - t0), alpha, beta);
         }
 }
 
 static void WG_FN(forward)(float *out, const float *in, const float *w, const float *b, int B, int Ci, int Co,
                            int H, int W, float alpha, float beta, float *scratch) {
-    const int m = WG_M, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m;
-    const int rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
-    float *U = scratch;                          // (E, Co, Ci)
-    float *V = U + (int64_t)E * Co * Ci;         // (E, Ci, Tc)
-    float *M = V + (int64_t)E * Ci * TW * rows;  // (E, Co, Tc)
+    const int m = WG_M, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m, T = B * TH * TW;
+    float *U = scratch; // (E, Co, Ci)
     WG_FN(transform_weights)(U, w, Co, Ci);
-    // chunks of tile rows run across image boundaries: small images batch up
-    // into GEMMs of at least 256 tiles
-    const int64_t RT = (int64_t)B * TH;
-    for (int64_t R0 = 0; R0 < RT; R0 += rows) {
-        const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
-        WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
+    if (winograd_fused(Ci, Co)) {
+        // each thread runs its blocks of WG_TB tiles through all three steps,
+        // with its V (E, Ci, nt) and M (E, Co, nt) in its own cache
+        const int nb = (T + WG_TB - 1) / WG_TB;
+#pragma omp parallel
+        {
+            float *V = U + (int64_t)E * Co * Ci + (int64_t)omp_get_thread_num() * E * (Ci + Co) * WG_TB;
+            float *M = V + (int64_t)E * Ci * WG_TB;
+#pragma omp for schedule(static)
+            for (int blk = 0; blk < nb; blk++) {
+                const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, T - t0);
+                for (int ci = 0; ci < Ci; ci++)
+                    WG_FN(input_block)(V + (int64_t)ci * nt, (int64_t)Ci * nt, in, ci, Ci, H, W, TH, t0, nt);
+                for (int e = 0; e < E; e++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, nt, Ci, 1.0f, U + (int64_t)e * Co * Ci,
+                                Ci, V + (int64_t)e * Ci * nt, nt, 0.0f, M + (int64_t)e * Co * nt, nt);
+                for (int co = 0; co < Co; co++)
+                    WG_FN(output_block)(out, M + (int64_t)co * nt, (int64_t)Co * nt, b ? b[co] : 0.0f, co, Co, H, W,
+                                        TH, t0, nt, alpha, beta);
+            }
+        }
+        return;
+    }
+    // chunks of rows of tiles run across image boundaries: small images batch
+    // up into GEMMs of at least 256 tiles
+    const int Tc_max = TW * winograd_chunk_tile_rows(Ci, Co, H, W, m);
+    float *V = U + (int64_t)E * Co * Ci;   // (E, Ci, Tc)
+    float *M = V + (int64_t)E * Ci * Tc_max; // (E, Co, Tc)
+    for (int tc0 = 0; tc0 < T; tc0 += Tc_max) {
+        const int Tc = DALLE_MIN(Tc_max, T - tc0);
+        WG_FN(transform_input)(V, in, Ci, H, W, TH, tc0, Tc);
 #pragma omp parallel for schedule(dynamic)
         for (int e = 0; e < E; e++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, Tc, Ci, 1.0f, U + (int64_t)e * Co * Ci, Ci,
                         V + (int64_t)e * Ci * Tc, Tc, 0.0f, M + (int64_t)e * Co * Tc, Tc);
-        WG_FN(transform_output)(out, M, b, Co, H, W, TH, R0, nr, alpha, beta);
+        WG_FN(transform_output)(out, M, b, Co, H, W, TH, tc0, Tc, alpha, beta);
     }
-}
-
-// dM (E, Co, Tc) = A dY A^T for the output-gradient tiles of tile rows
-// [R0, R0+nr) of dout (B, Co, H, W), zero beyond the image (A = AT^T).
-// Blocks of WG_TB tiles of one channel, as the output transform: each
-// tile's m x m gradients are gathered, then the products run over tiles
-// and write contiguous runs of the E planes.
-static void WG_FN(transform_dout)(float *dM, const float *dout, int Co, int H, int W, int TH, int64_t R0,
-                                  int nr) {
-    enum { m = WG_M, A = WG_A };
-    const int TW = (W + m - 1) / m, Tc = nr * TW, nb = (Tc + WG_TB - 1) / WG_TB;
-    const int64_t plane = (int64_t)Co * Tc;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int co = 0; co < Co; co++)
-        for (int blk = 0; blk < nb; blk++) {
-            const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, Tc - t0);
-            float dy[m][m][WG_TB], s[A][m][WG_TB];
-            for (int u = 0; u < nt; u++) {
-                int64_t img;
-                int tr;
-                const int x0 = m * wg_tile(R0, t0 + u, TW, TH, &img, &tr);
-                const float *gc = dout + (img * Co + co) * H * W + x0;
-                for (int p = 0; p < m; p++)
-                    for (int q = 0; q < m; q++)
-                        dy[p][q][u] = m * tr + p < H && x0 + q < W ? gc[(int64_t)(m * tr + p) * W + q] : 0.0f;
-            }
-            for (int i = 0; i < A; i++) // A dY
-                for (int q = 0; q < m; q++) {
-                    float *si = s[i][q];
-                    for (int u = 0; u < nt; u++) {
-                        float acc = 0;
-                        for (int p = 0; p < m; p++) acc += WG_FN(AT)[p][i] * dy[p][q][u];
-                        si[u] = acc;
-                    }
-                }
-            float *d = dM + (int64_t)co * Tc + t0;
-            for (int i = 0; i < A; i++) // (A dY) A^T
-                for (int j = 0; j < A; j++) {
-                    float *dij = d + (i * A + j) * plane;
-                    for (int u = 0; u < nt; u++) {
-                        float acc = 0;
-                        for (int q = 0; q < m; q++) acc += WG_FN(AT)[q][j] * s[i][q][u];
-                        dij[u] = acc;
-                    }
-                }
-        }
 }
 
 // dw (Co, Ci, 3, 3) += alpha * the weight gradient of the forward above:
@@ -206,22 +248,50 @@ static void WG_FN(transform_dout)(float *dM, const float *dout, int Co, int H, i
 // dw = G^T dU G per filter.
 static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
                                    int W, float alpha, float *scratch) {
-    const int m = WG_M, A = WG_A, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m;
-    const int rows = winograd_chunk_tile_rows(Ci, Co, H, W, m);
+    const int m = WG_M, A = WG_A, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m, T = B * TH * TW;
     const int64_t plane = (int64_t)Co * Ci;
-    float *dU = scratch;                         // (E, Co, Ci)
-    float *V = dU + (int64_t)E * Co * Ci;        // (E, Ci, Tc)
-    float *dM = V + (int64_t)E * Ci * TW * rows; // (E, Co, Tc)
-    memset(dU, 0, sizeof(float) * (size_t)(E * plane));
-    const int64_t RT = (int64_t)B * TH;
-    for (int64_t R0 = 0; R0 < RT; R0 += rows) {
-        const int nr = (int)DALLE_MIN((int64_t)rows, RT - R0), Tc = nr * TW;
-        WG_FN(transform_input)(V, in, Ci, H, W, TH, R0, nr);
-        WG_FN(transform_dout)(dM, dout, Co, H, W, TH, R0, nr);
+    float *dU = scratch; // (E, Co, Ci)
+    if (winograd_fused(Ci, Co)) {
+        // each thread sums its blocks' products into a dU of its own (the
+        // first thread's is dU), then the threads' dU are added in order
+        const int nb = (T + WG_TB - 1) / WG_TB, nth = omp_get_max_threads();
+        float *part = dU + E * plane; // (nth - 1, E, Co, Ci)
+#pragma omp parallel num_threads(nth)
+        {
+            const int th = omp_get_thread_num();
+            float *dUt = th ? part + (th - 1) * E * plane : dU;
+            float *V = part + (nth - 1) * E * plane + (int64_t)th * E * (Ci + Co) * WG_TB;
+            float *dM = V + (int64_t)E * Ci * WG_TB;
+            memset(dUt, 0, sizeof(float) * (size_t)(E * plane));
+#pragma omp for schedule(static)
+            for (int blk = 0; blk < nb; blk++) {
+                const int t0 = blk * WG_TB, nt = DALLE_MIN(WG_TB, T - t0);
+                for (int ci = 0; ci < Ci; ci++)
+                    WG_FN(input_block)(V + (int64_t)ci * nt, (int64_t)Ci * nt, in, ci, Ci, H, W, TH, t0, nt);
+                for (int co = 0; co < Co; co++)
+                    WG_FN(dout_block)(dM + (int64_t)co * nt, (int64_t)Co * nt, dout, co, Co, H, W, TH, t0, nt);
+                for (int e = 0; e < E; e++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, nt, 1.0f, dM + (int64_t)e * Co * nt,
+                                nt, V + (int64_t)e * Ci * nt, nt, 1.0f, dUt + (int64_t)e * plane, Ci);
+            }
+#pragma omp for schedule(static)
+            for (int64_t q = 0; q < E * plane; q++)
+                for (int k = 0; k < nth - 1; k++) dU[q] += part[k * E * plane + q];
+        }
+    } else {
+        const int Tc_max = TW * winograd_chunk_tile_rows(Ci, Co, H, W, m);
+        float *V = dU + E * plane;               // (E, Ci, Tc)
+        float *dM = V + (int64_t)E * Ci * Tc_max; // (E, Co, Tc)
+        memset(dU, 0, sizeof(float) * (size_t)(E * plane));
+        for (int tc0 = 0; tc0 < T; tc0 += Tc_max) {
+            const int Tc = DALLE_MIN(Tc_max, T - tc0);
+            WG_FN(transform_input)(V, in, Ci, H, W, TH, tc0, Tc);
+            WG_FN(transform_dout)(dM, dout, Co, H, W, TH, tc0, Tc);
 #pragma omp parallel for schedule(dynamic)
-        for (int e = 0; e < E; e++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, Tc, 1.0f, dM + (int64_t)e * Co * Tc, Tc,
-                        V + (int64_t)e * Ci * Tc, Tc, 1.0f, dU + (int64_t)e * plane, Ci);
+            for (int e = 0; e < E; e++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, Tc, 1.0f, dM + (int64_t)e * Co * Tc, Tc,
+                            V + (int64_t)e * Ci * Tc, Tc, 1.0f, dU + (int64_t)e * plane, Ci);
+        }
     }
 #pragma omp parallel for schedule(static)
     for (int64_t q = 0; q < plane; q++) {
