@@ -36,14 +36,20 @@ void cpu_maxpool2_backward(float *din, const float *dout, const float *in, int B
         const float *g = dout + pl * Ho * Wo; // (Ho, Wo)
         float *d = din + pl * H * W;        // (H, W)
         for (int i = 0; i < Ho; i++) {
-            const int64_t r0 = (int64_t)2 * i * W, r1 = r0 + W;
+            const float *x0 = x + (int64_t)2 * i * W, *x1 = x0 + W, *gr = g + (int64_t)i * Wo;
+            float *d0 = d + (int64_t)2 * i * W, *d1 = d0 + W;
             for (int j = 0; j < Wo; j++) {
-                // the same scan as the forward picks the same element
-                int64_t at = r0 + 2 * j;
-                if (x[r0 + 2 * j + 1] > x[at]) at = r0 + 2 * j + 1;
-                if (x[r1 + 2 * j] > x[at]) at = r1 + 2 * j;
-                if (x[r1 + 2 * j + 1] > x[at]) at = r1 + 2 * j + 1;
-                d[at] += g[(int64_t)i * Wo + j];
+                // the same scan as the forward picks the same element; selects,
+                // not branches, which the data would mispredict half the time
+                const float a = x0[2 * j], b = x0[2 * j + 1], c = x1[2 * j], e = x1[2 * j + 1], gv = gr[j];
+                const int pb = b > a;
+                const float m1 = pb ? b : a;
+                const int pc = c > m1;
+                const int pe = e > (pc ? c : m1);
+                d0[2 * j] += !pe && !pc && !pb ? gv : 0.0f;
+                d0[2 * j + 1] += !pe && !pc && pb ? gv : 0.0f;
+                d1[2 * j] += !pe && pc ? gv : 0.0f;
+                d1[2 * j + 1] += pe ? gv : 0.0f;
             }
         }
     }
