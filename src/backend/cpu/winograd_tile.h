@@ -10,25 +10,70 @@
 // vector over tiles. A block's E values of a channel go to (or come from)
 // runs of nt floats `plane` apart: the planes of V, M or dM.
 
-// U (E, Co, Ci) = G g G^T for every 3x3 filter g of w (Co, Ci, 3, 3).
+// U (E, Co, Ci) = G g G^T for every 3x3 filter g of w (Co, Ci, 3, 3), in
+// blocks of NB filters, the filter index innermost.
 static void WG_FN(transform_weights)(float *U, const float *w, int Co, int Ci) {
     enum { A = WG_A, NB = 64 }; // filters per block: one block's U rows stream out whole
     const int64_t plane = (int64_t)Co * Ci, nblk = (plane + NB - 1) / NB;
 #pragma omp parallel for schedule(static)
     for (int64_t blk = 0; blk < nblk; blk++) {
-        const int64_t q0 = blk * NB, nq = DALLE_MIN((int64_t)NB, plane - q0);
-        float u[A * A][NB]; // this block's U, element-major
-        for (int64_t k = 0; k < nq; k++) {
-            const float *g = w + (q0 + k) * 9;
-            float t[A][3]; // G g
-            for (int i = 0; i < A; i++)
-                for (int j = 0; j < 3; j++)
-                    t[i][j] = WG_FN(G)[i][0] * g[j] + WG_FN(G)[i][1] * g[3 + j] + WG_FN(G)[i][2] * g[6 + j];
-            for (int i = 0; i < A; i++) // (G g) G^T
-                for (int j = 0; j < A; j++)
-                    u[i * A + j][k] = t[i][0] * WG_FN(G)[j][0] + t[i][1] * WG_FN(G)[j][1] + t[i][2] * WG_FN(G)[j][2];
-        }
+        const int64_t q0 = blk * NB;
+        const int nq = (int)DALLE_MIN((int64_t)NB, plane - q0);
+        float g[9][NB], t[A][3][NB], u[A * A][NB]; // the filters, G g, (G g) G^T
+        for (int k = 0; k < nq; k++)
+            for (int r = 0; r < 9; r++) g[r][k] = w[(q0 + k) * 9 + r];
+#pragma GCC unroll 8
+        for (int i = 0; i < A; i++)
+#pragma GCC unroll 3
+            for (int j = 0; j < 3; j++)
+                for (int k = 0; k < nq; k++) {
+                    float acc = 0;
+                    for (int r = 0; r < 3; r++) WG_MAC(acc, WG_FN(G)[i][r], g[3 * r + j][k]);
+                    t[i][j][k] = acc;
+                }
+#pragma GCC unroll 8
+        for (int i = 0; i < A; i++)
+#pragma GCC unroll 8
+            for (int j = 0; j < A; j++)
+                for (int k = 0; k < nq; k++) {
+                    float acc = 0;
+                    for (int c = 0; c < 3; c++) WG_MAC(acc, WG_FN(G)[j][c], t[i][c][k]);
+                    u[i * A + j][k] = acc;
+                }
         for (int e = 0; e < A * A; e++) memcpy(U + e * plane + q0, u[e], sizeof(float) * (size_t)nq);
+    }
+}
+
+// dw (Co, Ci, 3, 3) += alpha * G^T dU G for every filter of dU (E, Co, Ci),
+// in blocks of NB filters, the filter index innermost.
+static void WG_FN(transform_dweights)(float *dw, const float *dU, int Co, int Ci, float alpha) {
+    enum { A = WG_A, NB = 64 };
+    const int64_t plane = (int64_t)Co * Ci, nblk = (plane + NB - 1) / NB;
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t q0 = blk * NB;
+        const int nq = (int)DALLE_MIN((int64_t)NB, plane - q0);
+        float t[A][3][NB], o[9][NB]; // dU G, then G^T (dU G)
+#pragma GCC unroll 8
+        for (int i = 0; i < A; i++)
+#pragma GCC unroll 3
+            for (int c = 0; c < 3; c++)
+                for (int k = 0; k < nq; k++) {
+                    float acc = 0;
+                    for (int j = 0; j < A; j++) WG_MAC(acc, WG_FN(G)[j][c], dU[(i * A + j) * plane + q0 + k]);
+                    t[i][c][k] = acc;
+                }
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; r++)
+#pragma GCC unroll 3
+            for (int c = 0; c < 3; c++)
+                for (int k = 0; k < nq; k++) {
+                    float acc = 0;
+                    for (int i = 0; i < A; i++) WG_MAC(acc, WG_FN(G)[i][r], t[i][c][k]);
+                    o[3 * r + c][k] = alpha * acc;
+                }
+        for (int k = 0; k < nq; k++)
+            for (int r = 0; r < 9; r++) dw[(q0 + k) * 9 + r] += o[r][k];
     }
 }
 
@@ -248,7 +293,7 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
 // dw = G^T dU G per filter.
 static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in, int B, int Ci, int Co, int H,
                                    int W, float alpha, float *scratch) {
-    const int m = WG_M, A = WG_A, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m, T = B * TH * TW;
+    const int m = WG_M, E = WG_A * WG_A, TW = (W + m - 1) / m, TH = (H + m - 1) / m, T = B * TH * TW;
     const int64_t plane = (int64_t)Co * Ci;
     float *dU = scratch; // (E, Co, Ci)
     if (winograd_fused(Ci, Co)) {
@@ -293,20 +338,5 @@ static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in
                             V + (int64_t)e * Ci * Tc, Tc, 1.0f, dU + (int64_t)e * plane, Ci);
         }
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < plane; q++) {
-        float t[WG_A][3]; // dU G, then G^T (dU G)
-        for (int i = 0; i < A; i++)
-            for (int c = 0; c < 3; c++) {
-                float acc = 0;
-                for (int j = 0; j < A; j++) acc += dU[(i * A + j) * plane + q] * WG_FN(G)[j][c];
-                t[i][c] = acc;
-            }
-        for (int r = 0; r < 3; r++)
-            for (int c = 0; c < 3; c++) {
-                float acc = 0;
-                for (int i = 0; i < A; i++) acc += WG_FN(G)[i][r] * t[i][c];
-                dw[q * 9 + r * 3 + c] += alpha * acc;
-            }
-    }
+    WG_FN(transform_dweights)(dw, dU, Co, Ci, alpha);
 }
