@@ -430,11 +430,21 @@ float *dvae_forward(dvae_exec *e, const float *params) {
 void dvae_backward(dvae_exec *e, const float *params, float *dparams) {
     const dvae_net *n = e->net;
     int B = e->B;
-    DALLE_ASSERT(e->train);
-    for (int s = 0; s < n->n_slots; s++)
-        if (s != n->out_slot && e->grad[s]) backend_memset0(e->grad[s], sizeof(float) * (size_t)slot_floats(n, s, B));
+    DALLE_ASSERT(e->train && n->n_slots <= 4096);
+    // Each gradient slot is zeroed just before the first op (in backward
+    // order) that adds to it or reads it, not all of them up front: the zeros
+    // are then still in cache when that op reads them back.
+    unsigned char zeroed[4096];
+    memset(zeroed, 0, (size_t)n->n_slots);
+    zeroed[n->out_slot] = 1; // the caller's
     for (int i = n->n_ops - 1; i >= 0; i--) {
         const dvae_op *op = &n->ops[i];
+        const int touch[2] = {op->out, op->in};
+        for (int k = 0; k < 2; k++)
+            if (e->grad[touch[k]] && !zeroed[touch[k]]) {
+                backend_memset0(e->grad[touch[k]], sizeof(float) * (size_t)slot_floats(n, touch[k], B));
+                zeroed[touch[k]] = 1;
+            }
         const float *dout = e->grad[op->out];
         float *din = e->grad[op->in]; // NULL for the net's input unless need_din
         const float *in = e->act[op->in];

@@ -114,7 +114,7 @@ void dvae_exec_free(dvae_exec *e);
 float *dvae_forward(dvae_exec *e, const float *params);
 // Backward from e->grad[out_slot] (set by the caller), accumulating parameter
 // gradients into dparams (same layout as params) and, if allocated, the
-// input's gradient into e->grad[in_slot]. Zeroes the other slot gradients first.
+// input's gradient into e->grad[in_slot]. Zeroes the other slot gradients (each just before its first use).
 void dvae_backward(dvae_exec *e, const float *params, float *dparams);
 
 // Encoder logits (B, V, G, G) of already-mapped pixels x (B, 3, S, S).
