@@ -87,17 +87,29 @@ static void WG_FN(input_block)(float *v, int64_t plane, const float *x, int ci, 
     float d[A][A][WG_TB], t[A][A][WG_TB];
     float rows[A][WP]; // the a input rows of the current row of tiles, zero-padded
     wg_pos p = wg_tile(t0, TW, TH);
-    for (int u = 0; u < nt; u++, wg_next(&p, TW, TH)) {
-        if (u == 0 || p.tx == 0) { // a new row of tiles
-            const int y0 = m * p.tr - 1;
-            const float *xc = x + (p.img * Ci + ci) * H * W;
-            for (int i = 0; i < A; i++) {
-                memset(rows[i], 0, sizeof(float) * WP);
-                if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
+    for (int u = 0; u < nt;) {
+        const int n = DALLE_MIN(nt - u, TW - p.tx); // the block's tiles in this row of tiles
+        const int y0 = m * p.tr - 1;
+        const float *xc = x + (p.img * Ci + ci) * H * W;
+        for (int i = 0; i < A; i++) {
+            memset(rows[i], 0, sizeof(float) * WP);
+            if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
+        }
+        // tile c of the run reads columns m c .. m c + a - 1 of the rows:
+        // the first m a de-interleaving of the run's columns, the last a - m
+        // (= 2) those of the next tile shifted by one
+        for (int i = 0; i < A; i++) {
+            const float *seg = rows[i] + m * p.tx;
+            for (int c = 0; c < n; c++)
+                for (int k = 0; k < m; k++) d[i][k][u + c] = seg[m * c + k];
+            for (int k = 0; k < A - m; k++) {
+                for (int c = 0; c + 1 < n; c++) d[i][m + k][u + c] = d[i][k][u + c + 1];
+                d[i][m + k][u + n - 1] = seg[m * n + k];
             }
         }
-        for (int i = 0; i < A; i++)
-            for (int j = 0; j < A; j++) d[i][j][u] = rows[i][m * p.tx + j];
+        u += n;
+        p.tx += n - 1;
+        wg_next(&p, TW, TH);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < A; i++) // B^T d
