@@ -165,17 +165,27 @@ static void WG_FN(output_block)(float *out, const float *mc, int64_t plane, floa
                 yi[u] = alpha * acc;
             }
         }
+    float yr[m][m * WG_TB]; // y interleaved: row i of tile u at yr[i][m u ..]
+    for (int i = 0; i < m; i++)
+        for (int u = 0; u < nt; u++)
+            for (int q = 0; q < m; q++) yr[i][m * u + q] = y[i][q][u];
+    // a run of tiles in one row of tiles writes each of its m rows in one
+    // piece, clipped at the image's edge
     wg_pos p = wg_tile(t0, TW, TH);
-    for (int u = 0; u < nt; u++, wg_next(&p, TW, TH)) {
-        const int x0 = m * p.tx, nq = DALLE_MIN(m, W - x0);
+    for (int u = 0; u < nt;) {
+        const int n = DALLE_MIN(nt - u, TW - p.tx), x0 = m * p.tx, nx = DALLE_MIN(m * n, W - x0);
         float *oc = out + (p.img * Co + co) * H * W + x0;
         for (int i = 0; i < m && m * p.tr + i < H; i++) {
             float *o = oc + (int64_t)(m * p.tr + i) * W;
+            const float *src = yr[i] + m * u;
             if (beta == 0.0f)
-                for (int q = 0; q < nq; q++) o[q] = y[i][q][u];
+                for (int x = 0; x < nx; x++) o[x] = src[x];
             else
-                for (int q = 0; q < nq; q++) o[q] = y[i][q][u] + beta * o[q];
+                for (int x = 0; x < nx; x++) o[x] = src[x] + beta * o[x];
         }
+        u += n;
+        p.tx += n - 1;
+        wg_next(&p, TW, TH);
     }
 }
 
@@ -187,13 +197,21 @@ static void WG_FN(dout_block)(float *dm, int64_t plane, const float *dout, int c
     enum { m = WG_M, A = WG_A };
     const int TW = (W + m - 1) / m;
     float dy[m][m][WG_TB], s[A][m][WG_TB];
+    float seg[m * WG_TB]; // one row of a run of tiles, zero beyond the image
     wg_pos t = wg_tile(t0, TW, TH);
-    for (int u = 0; u < nt; u++, wg_next(&t, TW, TH)) {
-        const int x0 = m * t.tx;
+    for (int u = 0; u < nt;) { // a run of tiles in one row of tiles, row by row de-interleaved
+        const int n = DALLE_MIN(nt - u, TW - t.tx), x0 = m * t.tx, nx = DALLE_MIN(m * n, W - x0);
         const float *gc = dout + (t.img * Co + co) * H * W + x0;
-        for (int p = 0; p < m; p++)
-            for (int q = 0; q < m; q++)
-                dy[p][q][u] = m * t.tr + p < H && x0 + q < W ? gc[(int64_t)(m * t.tr + p) * W + q] : 0.0f;
+        for (int p = 0; p < m; p++) {
+            const int in = m * t.tr + p < H;
+            if (in) memcpy(seg, gc + (int64_t)(m * t.tr + p) * W, sizeof(float) * (size_t)nx);
+            for (int x = in ? nx : 0; x < m * n; x++) seg[x] = 0.0f;
+            for (int c = 0; c < n; c++)
+                for (int q = 0; q < m; q++) dy[p][q][u + c] = seg[m * c + q];
+        }
+        u += n;
+        t.tx += n - 1;
+        wg_next(&t, TW, TH);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < A; i++) // A dY
