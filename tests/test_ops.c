@@ -7,6 +7,7 @@
 //     L = sum(r * out) (r random, L in double), starting from gradients that
 //     already hold something, since backward ops accumulate;
 //  3. the one-hot conv against a k = 1 conv of the explicit one-hot tensor.
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,6 +260,30 @@ static void test_conv_winograd(void) {
     CHECK(64 + 48 > WG_FUSED_MAX && winograd_chunk_tile_rows(64, 48, 6, 7, 2) > 3); // one chunk holds several images
     CHECK(conv3x3_winograd_m(1, 32, 32) == 2 && conv3x3_winograd_m(1, 6, 3) == 0);
     CHECK(conv3x3_winograd_m(8, 16, 16) == 4 && conv3x3_winograd_m(4, 8, 8) == 2); // batches of small images
+}
+
+// A fused convolution's scratch is sized for the processors, not for the
+// sizing thread's thread count (a server's worker threads may see another):
+// sized under 1 thread, run under 8 (ASan would see an overflow), it still
+// matches the reference.
+static void test_conv_winograd_threads(void) {
+    const int B = 8, Ci = 16, Co = 16, H = 16, W = 16, m = 4;
+    const int64_t nin = (int64_t)B * Ci * H * W, nw = (int64_t)Co * Ci * 9;
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    float *scratch = falloc(winograd_scratch_floats(Ci, Co, H, W, m));
+    omp_set_num_threads(8);
+    float *in = frand(nin, 460, -1, 1), *w = frand(nw, 461, -0.3f, 0.3f), *out = falloc(nin), *ref = falloc(nin);
+    float *dout = frand(nin, 462, -1, 1), *dw = calloc((size_t)nw, sizeof(float)), *rw = calloc((size_t)nw, sizeof(float));
+    float *rin = calloc((size_t)nin, sizeof(float)), *rb = calloc((size_t)Co, sizeof(float)); // all summed into
+    conv3x3_winograd_forward(out, in, w, NULL, B, Ci, Co, H, W, 1.0f, 0.0f, m, scratch);
+    conv3x3_winograd_backward_filter(dw, dout, in, B, Ci, Co, H, W, 1.0f, m, scratch);
+    omp_set_num_threads(saved);
+    ref_conv_forward(ref, in, w, NULL, B, Ci, Co, H, W, 3, 1.0f, 0.0f);
+    ref_conv_backward(rin, rw, rb, dout, in, w, B, Ci, Co, H, W, 3, 1.0f);
+    CHECK_CLOSE("fused, sized under 1 thread, run under 8", out, ref, nin, 1e-4, 0);
+    CHECK_CLOSE("fused dW, sized under 1 thread, run under 8", dw, rw, nw, 1e-3, 0);
+    free(scratch), free(in), free(w), free(out), free(ref), free(dout), free(dw), free(rw), free(rin), free(rb);
 }
 
 // A shape for which the public entry points themselves split the image into
@@ -658,6 +683,7 @@ int main(void) {
     RUN(test_conv_forward_reference);
     RUN(test_conv_backward_reference);
     RUN(test_conv_winograd);
+    RUN(test_conv_winograd_threads);
     RUN(test_conv_public_chunks);
     RUN(test_conv_backward_fd);
     RUN(test_plain_backward_fd);

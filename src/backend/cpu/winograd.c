@@ -8,9 +8,11 @@
 //   V = B^T d B     (E, Ci, Tc)  the input tiles of a chunk of Tc tiles
 //   M_e = U_e V_e   (E, Co, Tc)  E sgemm calls, one per tile element e
 //   Y = A^T M A     (m x m outputs per tile), + bias, into out.
-// The E products of a chunk are independent: each thread takes whole ones,
-// and OpenBLAS, called inside an OpenMP region, runs them single-threaded
-// (no fork and join per product, no product split too thin to pay).
+// Wide layers go in chunks of tiles: the input transform of a chunk, its E
+// products (independent: each thread takes whole ones, which OpenBLAS, called
+// inside an OpenMP region, runs single-threaded), its output transform.
+// Thin layers run fused (winograd_fused): each thread takes blocks of tiles
+// through all three steps in its own cache.
 // F(4x4) uses the points 0, +-1, +-2 and infinity; in float32 it differs
 // from the direct sum by ~5e-6 of the output's scale, F(2x2) by ~1e-7 (the
 // tests check both).
@@ -50,6 +52,13 @@ static inline void wg_next(wg_pos *p, int TW, int TH) {
 // Ci + Co = 64) stay in its core's cache. Thin layers are bound by moving V
 // and M through memory otherwise; wide ones want the wide GEMMs of chunks.
 static int winograd_fused(int Ci, int Co) { return Ci + Co <= WG_FUSED_MAX; }
+
+// The threads a fused convolution's scratch has room for: the processors,
+// not omp_get_max_threads(), which is per thread (a server's worker threads
+// may see another value than the thread that sized the scratch). A fused
+// convolution runs on at most this many.
+static int wg_slots(void) { return DALLE_MAX(1, omp_get_num_procs()); }
+static int wg_team(void) { return DALLE_MIN(omp_get_max_threads(), wg_slots()); }
 
 // acc += c * x for a coefficient c of the tables: with the loops unrolled
 // (GCC unroll), c is a constant and the terms with c = 0 vanish at compile
@@ -109,7 +118,7 @@ int winograd_chunk_tile_rows(int Ci, int Co, int H, int W, int m) {
 }
 
 int64_t winograd_scratch_floats(int Ci, int Co, int H, int W, int m) {
-    const int64_t E = (int64_t)(m + 2) * (m + 2), TW = (W + m - 1) / m, nth = omp_get_max_threads();
+    const int64_t E = (int64_t)(m + 2) * (m + 2), TW = (W + m - 1) / m, nth = wg_slots();
     if (winograd_fused(Ci, Co)) // a dU per thread (the backward), a V and M per thread
         return nth * E * Co * Ci + nth * E * (Ci + Co) * WG_TB;
     return E * Co * Ci + E * (Ci + Co) * TW * winograd_chunk_tile_rows(Ci, Co, H, W, m);

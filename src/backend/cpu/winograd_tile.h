@@ -283,7 +283,7 @@ static void WG_FN(forward)(float *out, const float *in, const float *w, const fl
         // each thread runs its blocks of WG_TB tiles through all three steps,
         // with its V (E, Ci, nt) and M (E, Co, nt) in its own cache
         const int nb = (T + WG_TB - 1) / WG_TB;
-#pragma omp parallel
+#pragma omp parallel num_threads(wg_team())
         {
             float *V = U + (int64_t)E * Co * Ci + (int64_t)omp_get_thread_num() * E * (Ci + Co) * WG_TB;
             float *M = V + (int64_t)E * Ci * WG_TB;
@@ -329,11 +329,11 @@ static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in
     if (winograd_fused(Ci, Co)) {
         // each thread sums its blocks' products into a dU of its own (the
         // first thread's is dU), then the threads' dU are added in order
-        const int nb = (T + WG_TB - 1) / WG_TB, nth = omp_get_max_threads();
+        const int nb = (T + WG_TB - 1) / WG_TB, nth = wg_slots(); // the team has at most nth threads
         float *part = dU + E * plane; // (nth - 1, E, Co, Ci)
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(wg_team())
         {
-            const int th = omp_get_thread_num();
+            const int th = omp_get_thread_num(), team = omp_get_num_threads();
             float *dUt = th ? part + (th - 1) * E * plane : dU;
             float *V = part + (nth - 1) * E * plane + (int64_t)th * E * (Ci + Co) * WG_TB;
             float *dM = V + (int64_t)E * Ci * WG_TB;
@@ -351,7 +351,7 @@ static void WG_FN(backward_filter)(float *dw, const float *dout, const float *in
             }
 #pragma omp for schedule(static)
             for (int64_t q = 0; q < E * plane; q++)
-                for (int k = 0; k < nth - 1; k++) dU[q] += part[k * E * plane + q];
+                for (int k = 0; k < team - 1; k++) dU[q] += part[k * E * plane + q];
         }
     } else {
         const int Tc_max = TW * winograd_chunk_tile_rows(Ci, Co, H, W, m);
