@@ -78,8 +78,9 @@ static void WG_FN(transform_dweights)(float *dw, const float *dU, int Co, int Ci
 }
 
 // v = B^T d B for tiles [t0, t0+nt) of channel ci of x (B, Ci, H, W), into
-// runs `plane` apart. Each tile's a x a inputs are gathered from the a rows
-// of its row of tiles (copied, zero-padded, once per row of tiles).
+// runs `plane` apart. The tiles' a x a inputs are gathered, a run of tiles
+// in one row of tiles at a time, from the a rows of that row of tiles
+// (copied, zero-padded, once per run).
 static void WG_FN(input_block)(float *v, int64_t plane, const float *x, int ci, int Ci, int H, int W, int TH,
                                int t0, int nt) {
     enum { m = WG_M, A = WG_A };
@@ -95,9 +96,9 @@ static void WG_FN(input_block)(float *v, int64_t plane, const float *x, int ci, 
             memset(rows[i], 0, sizeof(float) * WP);
             if (y0 + i >= 0 && y0 + i < H) memcpy(rows[i] + 1, xc + (int64_t)(y0 + i) * W, sizeof(float) * W);
         }
-        // tile c of the run reads columns m c .. m c + a - 1 of the rows:
-        // the first m a de-interleaving of the run's columns, the last a - m
-        // (= 2) those of the next tile shifted by one
+        // tile c of the run reads columns m c .. m c + a - 1 of the rows: its
+        // first m by de-interleaving the run's columns, its last a - m (= 2)
+        // as the next tile's first ones
         for (int i = 0; i < A; i++) {
             const float *seg = rows[i] + m * p.tx;
             for (int c = 0; c < n; c++)
