@@ -50,21 +50,22 @@ static double time_a(dvae_model *m, const float *x, float *y, int32_t *codes, in
     return best;
 }
 
-// (b): the best time of `reps` training steps (noise, step, AdamW), after one warm-up.
-static double time_b(dvae_model *m, dvae_trainer *t, const float *xb, float *mom, float *var, rng_t *r, int reps) {
+// (b): the best time of `reps` training steps (noise, step, AdamW), after one
+// warm-up; *step counts AdamW's steps across rounds.
+static double time_b(dvae_model *m, dvae_trainer *t, const float *xb, float *mom, float *var, rng_t *r, int reps,
+                     int64_t *step) {
     const dvae_config *cfg = &m->cfg;
     const adamw_params h = {1e-4f, 0.9f, 0.999f, 1e-8f, 1e-4f};
-    static int64_t step = 0; // AdamW's step count runs on across rounds
     double best = 1e30;
     for (int k = 0; k <= reps; k++) {
         double t0 = dalle_time();
         rng_gumbel(r, t->g, (int64_t)t->B * cfg->vocab_size * dvae_grid(cfg) * dvae_grid(cfg));
         dvae_trainer_step(t, xb, 1.0f / 16, 6.6f);
-        step++;
+        ++*step;
         for (int i = 0; i < m->n_tensors; i++) {
             const dvae_tensor *tt = &m->tensors[i];
             adamw_update(m->params + tt->offset, mom + tt->offset, var + tt->offset, t->grads + tt->offset, tt->numel,
-                         h.lr, h.beta1, h.beta2, h.eps, tt->is_weight ? h.weight_decay : 0.0f, step);
+                         h.lr, h.beta1, h.beta2, h.eps, tt->is_weight ? h.weight_decay : 0.0f, *step);
         }
         t0 = dalle_time() - t0;
         if (k > 0 && t0 < best) best = t0;
@@ -111,12 +112,13 @@ int main(int argc, char **argv) {
     // tens of percent over seconds (other tenants), so each side gets the
     // same chances at a quiet window
     double best_a = 1e30, best_b = 1e30, torch_a = -1, torch_b = -1;
+    int64_t step = 0;
     char cmd[512];
     for (int round = 1; round <= rounds; round++) {
         double a = time_a(ma, x, y, codes, repeats > 1 ? repeats - 1 : 1);
         snprintf(cmd, sizeof cmd, "python3 bench/dvae_torch.py --threads %d --mode infer --preset paper --batch 1 --iters %d 2>/dev/null", threads, repeats);
         double ta = bench_run_json(cmd, "images_per_s");
-        double b = time_b(mb, &t, xb, mom, var, &r, repeats + 2);
+        double b = time_b(mb, &t, xb, mom, var, &r, repeats + 2, &step);
         snprintf(cmd, sizeof cmd, "python3 bench/dvae_torch.py --threads %d --mode train --preset small --batch %d --iters %d 2>/dev/null", threads, B, repeats + 2);
         double tb = bench_run_json(cmd, "images_per_s");
         printf("round %d: (a) %.3f vs %.3f images/s, (b) %.1f vs %.1f images/s\n", round, 1.0 / a, ta, B / b, tb);
