@@ -27,7 +27,7 @@
 
 // A tile's place: its image, its row of tiles in that image and its column.
 // Tiles are numbered across the batch, row of tiles by row (TW tiles per
-// row, TH rows per image); a block walks them with wg_next, not dividing.
+// row, TH rows per image); a block walks them with wg_advance, not dividing.
 typedef struct {
     int64_t img;
     int tr, tx;
@@ -38,8 +38,9 @@ static inline wg_pos wg_tile(int t, int TW, int TH) {
     return (wg_pos){R / TH, R % TH, t % TW};
 }
 
-static inline void wg_next(wg_pos *p, int TW, int TH) {
-    if (++p->tx < TW) return;
+// Moves p on by n tiles, n <= TW - p->tx (the rest of its row of tiles at most).
+static inline void wg_advance(wg_pos *p, int n, int TW, int TH) {
+    if ((p->tx += n) < TW) return;
     p->tx = 0;
     if (++p->tr < TH) return;
     p->tr = 0;

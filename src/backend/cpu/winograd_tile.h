@@ -109,8 +109,7 @@ static void WG_FN(input_block)(float *v, int64_t plane, const float *x, int ci, 
             }
         }
         u += n;
-        p.tx += n - 1;
-        wg_next(&p, TW, TH);
+        wg_advance(&p, n, TW, TH);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < A; i++) // B^T d
@@ -185,8 +184,7 @@ static void WG_FN(output_block)(float *out, const float *mc, int64_t plane, floa
                 for (int x = 0; x < nx; x++) o[x] = src[x] + beta * o[x];
         }
         u += n;
-        p.tx += n - 1;
-        wg_next(&p, TW, TH);
+        wg_advance(&p, n, TW, TH);
     }
 }
 
@@ -211,8 +209,7 @@ static void WG_FN(dout_block)(float *dm, int64_t plane, const float *dout, int c
                 for (int q = 0; q < m; q++) dy[p][q][u + c] = seg[m * c + q];
         }
         u += n;
-        t.tx += n - 1;
-        wg_next(&t, TW, TH);
+        wg_advance(&t, n, TW, TH);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < A; i++) // A dY
